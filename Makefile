@@ -1,0 +1,31 @@
+# The two quickstart commands: `make smoke` (the smoke sweep end to end) and `make test` (the test suite).
+# Each sets up its own virtual environment first, once (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.xfer-setup
+# This machine's torch; on a GPU cluster pass your own, e.g. make setup TORCH="torch torchvision"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup smoke test test-fast lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_detectron2.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[d2,test]'
+	$(PY) scripts/install_detectron2.py
+	touch $@
+
+smoke: setup
+	$(PY) launch.py -m benchmark=smoke pretrain=densecl,regioncl seed=0-4
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .

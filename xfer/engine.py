@@ -1,0 +1,66 @@
+"""detectron2 glue for one trial: the seed's ROI head, a trainer, and train-then-evaluate.
+
+Thin on purpose, like detectron2's ``tools/train_net.py``: the library trains and evaluates; xfer only
+adds the MoCo/DenseCL ROI head (res5 followed by one more norm layer), VOC evaluation, and an explicit
+final evaluation whose result is returned instead of being left on the trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from xfer import d2compat
+
+d2compat.ensure()
+
+from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
+from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
+from detectron2.layers import get_norm  # noqa: E402
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.env import seed_all_rng  # noqa: E402
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@ROI_HEADS_REGISTRY.register()
+class Res5ROIHeadsExtraNorm(Res5ROIHeads):
+    """Res5 ROI head with an extra norm layer after res5, as in the MoCo paper's detection recipe."""
+
+    @classmethod
+    def _build_res5_block(cls, cfg):
+        seq, out_channels = super()._build_res5_block(cfg)
+        seq.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))
+        return seq, out_channels
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with VOC evaluation, evaluated once by the caller, writing metrics.json only."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return PascalVOCDetectionEvaluator(dataset_name)
+
+    def build_hooks(self):
+        return [h for h in super().build_hooks() if not isinstance(h, hooks.EvalHook)]
+
+    def build_writers(self):
+        return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+
+
+def train_and_evaluate(cfg) -> dict:
+    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank."""
+    seed_all_rng(cfg.SEED + comm.get_rank())
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=True)
+    start = trainer.start_iter
+    if start >= cfg.SOLVER.MAX_ITER:
+        log.info("training already finished (checkpoint at iteration %d); evaluating", start)
+    else:
+        if start > 0:
+            log.info("resuming from iteration %d", start)
+        trainer.train()
+    results = Trainer.test(cfg, trainer.model)
+    return {"bbox": dict(results.get("bbox", {})), "start_iter": start, "max_iter": cfg.SOLVER.MAX_ITER}

@@ -1,0 +1,39 @@
+"""The detectron2 config of a trial, composed from the Hydra config groups.
+
+The recipe's numbers live in ``conf/`` only. They are merged onto detectron2's defaults in a fixed
+order, later parts winning: ``benchmark.d2`` (the seed's base recipe), ``backbone.d2`` (DEPTH),
+``input.d2`` (the pretrain's input convention), then the user's own ``d2`` overrides. Nothing here
+depends on the number of GPUs: detectron2's IMS_PER_BATCH is the global batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from xfer import d2compat
+
+MERGE_ORDER = ("benchmark.d2", "backbone.d2", "input.d2", "d2")
+
+
+def d2_parts(cfg: DictConfig) -> list[dict]:
+    """The detectron2 overrides of a composed config, in merge order, as plain dicts."""
+    parts = [OmegaConf.select(cfg, key) for key in MERGE_ORDER]
+    return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
+
+
+def build(cfg: DictConfig, weights: Path, output_dir: Path, device: str):
+    """detectron2 CfgNode for one trial: recipe, seed, weights, output dir and device."""
+    d2compat.ensure()
+    from detectron2.config import CfgNode, get_cfg
+
+    d2 = get_cfg()
+    for part in d2_parts(cfg):
+        d2.merge_from_other_cfg(CfgNode(part))
+    d2.MODEL.WEIGHTS = str(weights)
+    d2.OUTPUT_DIR = str(output_dir)
+    d2.SEED = int(cfg.seed)
+    d2.MODEL.DEVICE = device
+    d2.freeze()
+    return d2

@@ -1,0 +1,110 @@
+"""A sweep on this machine: compose every trial, check them all, then run, then collect.
+
+Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
+problems are reported together (each once) and the launch exits with status 2. Trials whose
+``result.json`` exists are skipped and need not pass the checks (their inputs may be gone). One
+failing trial does not stop the others; the table is written from whatever finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+from xfer import results, trial, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedTrial:
+    """A composed job of the sweep and where its trial lives."""
+
+    idx: int
+    overrides: list[str]
+    cfg: DictConfig
+    dir: Path
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / trial.RESULT).exists()
+
+
+def plan(
+    ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
+) -> list[PlannedTrial]:
+    """Compose each job's config and resolve its trial folder (needs Hydra's job config set)."""
+    planned = []
+    for idx, overrides in enumerate(job_overrides, start=first):
+        cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = idx
+            cfg.hydra.job.num = idx
+        HydraConfig.instance().set_config(cfg)
+        trial_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        planned.append(PlannedTrial(idx, list(overrides), cfg, trial_dir))
+    return planned
+
+
+def check(planned: list[PlannedTrial]) -> list[str]:
+    """Problems of all trials still to run, each message once, in order."""
+    found: list[str] = []
+    for p in planned:
+        if p.done:
+            continue
+        try:
+            trial.prepare(p.cfg)
+        except Exception as e:  # generation of smoke inputs failed: report, don't run
+            found.append(f"could not generate the {p.cfg.benchmark.name} inputs: {type(e).__name__}: {e}")
+        found += validate.problems(p.cfg)
+    return list(dict.fromkeys(found))
+
+
+def report_problems(found: list[str]) -> None:
+    print(f"error: nothing was run; {len(found)} problem(s) to fix first:", file=sys.stderr)
+    for msg in found:
+        print(f"  - {msg}", file=sys.stderr)
+
+
+def launch(
+    ctx: HydraContext, task: TaskFunction, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
+) -> list[JobReturn]:
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    planned = plan(ctx, config, job_overrides, first)
+    found = check(planned)
+    if found:
+        report_problems(found)
+        raise SystemExit(2)
+    todo = [p for p in planned if not p.done]
+    log.info(
+        "sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), len(planned) - len(todo), len(todo)
+    )
+    runs: list[JobReturn] = []
+    for p in planned:
+        log.info("\t#%d : %s%s", p.idx, " ".join(filter_overrides(p.overrides)), " (done)" if p.done else "")
+        job = run_job(
+            hydra_context=ctx,
+            task_function=task,
+            config=p.cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        runs.append(job)
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    failed = [(p, r) for p, r in zip(planned, runs, strict=True) if r.status == JobStatus.FAILED]
+    for p, r in failed:
+        log.error("trial failed: %s: %s: %s", p.dir, type(r._return_value).__name__, r._return_value)
+    rows, md = results.collect(sweep_dir)
+    print(md, end="")
+    print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; table: {sweep_dir / 'table.md'} (and .csv)")
+    return runs

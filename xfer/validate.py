@@ -1,0 +1,72 @@
+"""Checks that run on every composed trial config before anything trains or is submitted.
+
+Each problem is one message saying what is wrong, where xfer looked and how to fix it. The launcher
+gathers them over the whole sweep (identical messages once) and stops before the first trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xfer import data
+from xfer.convert import LAYOUTS
+
+
+class InputError(Exception):
+    """Bad input found before running: ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _weights_problem(cfg: DictConfig) -> str | None:
+    pretrain = cfg.pretrain
+    try:
+        weights = Path(pretrain.weights).resolve()
+    except OmegaConfBaseException as e:
+        return f"pretrain {pretrain.name}: no weights path ({e}). Pass pretrain.weights=/path/to/checkpoint."
+    if weights.is_file():
+        return None
+    source = OmegaConf.select(cfg, "pretrain.source", default="the method's release")
+    return (
+        f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. Get them from "
+        f"{source} and put them there, pass pretrain.weights=/path/to/checkpoint, or set XFER_WEIGHTS "
+        f"(or paths.weights=...) to the folder holding {weights.name}."
+    )
+
+
+def problems(cfg: DictConfig) -> list[str]:
+    """Everything wrong with one composed trial config, as user-facing messages."""
+    found: list[str] = []
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
+    gpus = torch.cuda.device_count()
+    if cfg.benchmark.requires_gpu and gpus == 0 and cfg.trial.device != "cpu":
+        found.append(
+            f"benchmark {cfg.benchmark.name} trains on GPUs, and this machine has none visible "
+            "(torch.cuda.device_count() == 0). Run it on a GPU node (or submit to SLURM), check "
+            "CUDA_VISIBLE_DEVICES, or try benchmark=smoke, which runs on CPU."
+        )
+    world = cfg.trial.world_size
+    if world != "auto":
+        batch = cfg.benchmark.d2.SOLVER.IMS_PER_BATCH
+        if not isinstance(world, int) or world < 1 or batch % world:
+            found.append(
+                f"trial.world_size={world!r}: must be a positive integer dividing the global batch "
+                f"{batch} (the batch stays {batch} whatever the process count), or auto."
+            )
+        elif gpus and world > gpus:
+            found.append(f"trial.world_size={world} asks for more GPUs than the {gpus} visible.")
+    if cfg.pretrain.format not in LAYOUTS:
+        found.append(f"pretrain.format={cfg.pretrain.format!r} is not one of {', '.join(LAYOUTS)}.")
+    names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
+    found += data.problems(Path(cfg.benchmark.datasets_root), names)
+    weights = _weights_problem(cfg)
+    if weights:
+        found.append(weights)
+    return found
