@@ -29,7 +29,7 @@ def expand_seed_ranges(argv: list[str]) -> list[str]:
     out = []
     for arg in argv:
         m = _SEED.match(arg)
-        if not m or re.fullmatch(r"\d+", m.group(2)) or _HYDRA_SWEEP.search(m.group(2)):
+        if not m or "-" not in m.group(2) or _HYDRA_SWEEP.search(m.group(2)):
             out.append(arg)
             continue
         key, value = m.groups()

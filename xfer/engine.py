@@ -7,6 +7,8 @@ final evaluation whose result is returned instead of being left on the trainer.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 
@@ -15,6 +17,7 @@ from xfer import d2compat
 d2compat.ensure()
 
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
+from detectron2.engine import defaults as d2_defaults  # noqa: E402
 from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.layers import get_norm  # noqa: E402
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads  # noqa: E402
@@ -50,10 +53,24 @@ class Trainer(DefaultTrainer):
         return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
 
 
+@contextlib.contextmanager
+def _ddp_for(device: str):
+    """DefaultTrainer wraps the model in DDP with ``device_ids=[local rank]``, which torch rejects for
+    CPU modules; CPU processes (gloo) need ``device_ids=None``. Scoped to the trainer's construction."""
+    original = d2_defaults.create_ddp_model
+    if device == "cpu":
+        d2_defaults.create_ddp_model = functools.partial(original, device_ids=None)
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
+
+
 def train_and_evaluate(cfg) -> dict:
     """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank."""
     seed_all_rng(cfg.SEED + comm.get_rank())
-    trainer = Trainer(cfg)
+    with _ddp_for(cfg.MODEL.DEVICE):
+        trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     start = trainer.start_iter
     if start >= cfg.SOLVER.MAX_ITER:

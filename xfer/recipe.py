@@ -2,7 +2,7 @@
 
 The recipe's numbers live in ``conf/`` only. They are merged onto detectron2's defaults in a fixed
 order, later parts winning: ``benchmark.d2`` (the seed's base recipe), ``backbone.d2`` (DEPTH),
-``input.d2`` (the pretrain's input convention), then the user's own ``d2`` overrides. Nothing here
+``pretrain.input.d2`` (the pretrain's input convention), then the user's own ``d2`` overrides. Nothing here
 depends on the number of GPUs: detectron2's IMS_PER_BATCH is the global batch.
 """
 
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat
 
-MERGE_ORDER = ("benchmark.d2", "backbone.d2", "input.d2", "d2")
+MERGE_ORDER = ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "d2")
 
 
 def d2_parts(cfg: DictConfig) -> list[dict]:

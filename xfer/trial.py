@@ -100,6 +100,11 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict) -> None:
     from xfer import engine  # registers the ROI head in this process
 
     cfg = CfgNode.load_cfg(d2_yaml)
+    if comm.get_world_size() > 1:  # a spawned process: Hydra's logging is not set up here
+        from detectron2.utils.logger import setup_logger
+
+        for name in ("detectron2", "fvcore", "xfer"):
+            setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
     data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
     out = engine.train_and_evaluate(cfg)

@@ -1,0 +1,111 @@
+"""End to end through the real launch.py: real detectron2 training and VOC evaluation on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, launch, results_under
+
+pytestmark = pytest.mark.slow
+SETTINGS = {"smoke/r50_densecl", "smoke/r50_regioncl_d"}
+
+
+def test_smoke_sweep_trains_evaluates_and_tabulates(smoke_sweep):
+    out, run = smoke_sweep
+    results = results_under(out)
+    assert len(results) == 4
+    assert {(r["setting"]["key"], r["seed"]) for r in results.values()} == {(s, i) for s in SETTINGS for i in (0, 1)}
+    for path, r in results.items():
+        assert path.parent.name == f"seed{r['seed']}"
+        assert set(r["metrics"]) == {"AP50", "AP", "AP75"}
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in r["metrics"].values()), r["metrics"]
+        assert r["run"]["start_iter"] == 0 and r["run"]["max_iter"] == 10 and r["run"]["world_size"] == 1
+        assert r["versions"]["detectron2"] and r["versions"]["torch"] and len(r["config_sha256"]) == 64
+        iters = [json.loads(line)["iteration"] for line in (path.parent / "metrics.json").read_text().splitlines()]
+        assert iters[-1] == 9  # detectron2 ran all 10 iterations (0-based)
+        assert (
+            r["weights"]["layout"]
+            == {"smoke/r50_densecl": "openselfsup", "smoke/r50_regioncl_d": "openselfsup"}[r["setting"]["key"]]
+        )
+    # the two methods start from different weights, so their trials differ
+    losses = {
+        r["setting"]["key"]: (p.parent / "metrics.json").read_text() for p, r in results.items() if r["seed"] == 0
+    }
+    assert losses["smoke/r50_densecl"] != losses["smoke/r50_regioncl_d"]
+    table = (out / "smoke" / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| smoke/")]
+    assert sorted(row.split(" | ")[0][2:] for row in rows) == sorted(SETTINGS)
+    assert all(row.split(" | ")[1] == "2" for row in rows)
+    assert table in run.stdout
+    with open(out / "smoke" / "table.csv") as f:
+        by_setting = {row["setting"]: row for row in csv.DictReader(f)}
+    for key, row in by_setting.items():
+        mine = [r["metrics"]["AP50"] for r in results.values() if r["setting"]["key"] == key]
+        assert float(row["AP50_mean"]) == pytest.approx(sum(mine) / 2, abs=1e-4)
+        assert row["seeds"] == "0 1"
+
+
+def test_rerun_trains_nothing(smoke_sweep):
+    out, _ = smoke_sweep
+    watched = [p for p in out.rglob("*") if p.name in ("metrics.json", "result.json", "model_final.pth")]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
+    run = launch("-m", "benchmark=smoke", "pretrain=densecl,regioncl", "seed=0-1", f"output_root={out}")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "4 trials, 4 done already, 0 to run" in run.output
+    assert "Starting training" not in run.output
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
+
+
+def test_collect_rebuilds_the_table_from_disk(smoke_sweep):
+    out, _ = smoke_sweep
+    table = (out / "smoke" / "table.md").read_text()
+    (out / "smoke" / "table.md").unlink()
+    proc = subprocess.run([sys.executable, "-m", "xfer", "collect", str(out / "smoke")], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "smoke" / "table.md").read_text() == table and table in proc.stdout
+
+
+def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
+    args = ("benchmark=smoke", "pretrain=moco_v2_200ep", "seed=7", f"output_root={tmp_path}")
+    assert launch(*args).returncode == 0
+    trial = tmp_path / "smoke" / "r50_moco_v2_200ep" / "seed7"
+    first = json.loads((trial / "result.json").read_text())
+    assert first["weights"]["layout"] == "moco"
+    # simulate a trial killed after its iteration-5 checkpoint
+    for name in ("result.json", "model_final.pth", "model_0000009.pth"):
+        (trial / name).unlink()
+    (trial / "last_checkpoint").write_text("model_0000004.pth")
+    run = launch(*args)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "resuming from iteration 5" in run.output
+    resumed = json.loads((trial / "result.json").read_text())
+    assert resumed["run"]["start_iter"] == 5 and resumed["run"]["max_iter"] == 10
+
+
+def test_supervised_msra_and_r101(tmp_path):
+    run = launch("-m", "benchmark=smoke", "backbone=r101", "pretrain=supervised", "seed=0", f"output_root={tmp_path}")
+    assert run.returncode == 0, run.output[-3000:]
+    (r,) = results_under(tmp_path).values()
+    assert r["setting"]["key"] == "smoke/r101_supervised" and r["weights"]["layout"] == "msra"
+    cfg = (tmp_path / "smoke" / "r101_supervised" / "seed0" / "d2_config.yaml").read_text()
+    assert "DEPTH: 101" in cfg and "FORMAT: BGR" in cfg
+    missing = run.output.split("not found in the checkpoint:\n")[1].split("\n[")[0].splitlines()
+    backbone = [m for m in missing if m.startswith(("backbone.", "roi_heads.res5.")) and ".norm." not in m]
+    assert not backbone, backbone  # every conv came from the weights
+    # MSRA pickles carry BN scale and bias but no running statistics, as detectron2's R-50.pkl
+    assert all(m.endswith(".norm.{running_mean, running_var}") for m in missing if m.startswith("backbone.")), missing
+
+
+def test_two_process_trial_with_gloo(tmp_path):
+    run = launch("benchmark=smoke", "pretrain=densecl", "seed=0", "trial.world_size=2", f"output_root={tmp_path}")
+    assert run.returncode == 0, run.output[-3000:]
+    (r,) = results_under(tmp_path).values()
+    assert r["run"]["world_size"] == 2
+    assert math.isfinite(r["metrics"]["AP50"])

@@ -1,0 +1,36 @@
+"""The real benchmark with nothing in place: one message per problem, nothing run or created."""
+
+from __future__ import annotations
+
+from tests.conftest import launch
+
+
+def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
+    run = launch(
+        "-m", "pretrain=densecl,regioncl", "seed=0-4", f"output_root={tmp_path}/out",
+        f"paths.datasets={tmp_path}/nodata", f"paths.weights={tmp_path}/noweights",
+    )  # fmt: skip
+    assert run.returncode == 2, run.output[-3000:]
+    err = run.stderr
+    assert "nothing was run" in err
+    for split in ("voc_2007_trainval", "voc_2012_trainval", "voc_2007_test"):
+        assert err.count(f"dataset {split}: missing") == 1, err  # once, not once per trial
+    assert f"{tmp_path}/nodata/VOC2007/ImageSets/Main/test.txt" in err and "DETECTRON2_DATASETS" in err
+    assert f"weights not found at {tmp_path}/noweights/densecl_r50.pth" in err
+    assert f"{tmp_path}/noweights/regioncl_d_r50.pth" in err and "pretrain.weights=" in err
+    assert "torch.cuda.device_count() == 0" in err  # this machine has no GPU
+    written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written in ([], ["multirun.yaml"]), written  # Hydra's sweep record at most; no trial folder
+
+
+def test_custom_pretrain_without_weights_names_the_fix(tmp_path):
+    run = launch("-m", "benchmark=smoke", "pretrain=custom", "pretrain.name=mine", "benchmark.generate=false",
+                 f"output_root={tmp_path}")  # fmt: skip
+    assert run.returncode == 2
+    assert "pretrain mine (r50): weights not found" in run.stderr and "pretrain.weights=" in run.stderr
+
+
+def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path):
+    run = launch("-m", "benchmark=smoke", "trial.world_size=3", f"output_root={tmp_path}")
+    assert run.returncode == 2
+    assert "trial.world_size=3: must be a positive integer dividing the global batch 2" in run.stderr
