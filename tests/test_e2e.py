@@ -25,7 +25,8 @@ def test_smoke_sweep_trains_evaluates_and_tabulates(smoke_sweep):
         assert path.parent.name == f"seed{r['seed']}"
         assert set(r["metrics"]) == {"AP50", "AP", "AP75"}
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in r["metrics"].values()), r["metrics"]
-        assert r["run"]["start_iter"] == 0 and r["run"]["max_iter"] == 10 and r["run"]["world_size"] == 1
+        assert r["run"]["start_iter"] == 0 and r["run"]["max_iter"] == 10 and r["run"]["iterations_run"] == 10
+        assert r["run"]["world_size"] == 1
         assert r["versions"]["detectron2"] and r["versions"]["torch"] and len(r["config_sha256"]) == 64
         iters = [json.loads(line)["iteration"] for line in (path.parent / "metrics.json").read_text().splitlines()]
         assert iters[-1] == 9  # detectron2 ran all 10 iterations (0-based)
@@ -51,13 +52,14 @@ def test_smoke_sweep_trains_evaluates_and_tabulates(smoke_sweep):
         assert row["seeds"] == "0 1"
 
 
-def test_rerun_trains_nothing(smoke_sweep):
+@pytest.mark.parametrize("seeds", ["seed=0-1", "seed=range(0,2)", "seed=0,1"])
+def test_rerun_trains_nothing(smoke_sweep, seeds):
     out, _ = smoke_sweep
     watched = [p for p in out.rglob("*") if p.name in ("metrics.json", "result.json", "model_final.pth")]
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
-    run = launch("-m", "benchmark=smoke", "pretrain=densecl,regioncl", "seed=0-1", f"output_root={out}")
+    run = launch("-m", "benchmark=smoke", "pretrain=densecl,regioncl", seeds, f"output_root={out}")
     assert run.returncode == 0, run.output[-3000:]
-    assert "4 trials, 4 done already, 0 to run" in run.output
+    assert "4 trials, 4 done already, 0 to run" in run.output  # every seed syntax names the same 4 trials
     assert "Starting training" not in run.output
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
 
@@ -86,7 +88,7 @@ def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     assert run.returncode == 0, run.output[-3000:]
     assert "resuming from iteration 5" in run.output
     resumed = json.loads((trial / "result.json").read_text())
-    assert resumed["run"]["start_iter"] == 5 and resumed["run"]["max_iter"] == 10
+    assert resumed["run"]["start_iter"] == 5 and resumed["run"]["iterations_run"] == 5
 
 
 def test_supervised_msra_and_r101(tmp_path):
@@ -109,3 +111,13 @@ def test_two_process_trial_with_gloo(tmp_path):
     (r,) = results_under(tmp_path).values()
     assert r["run"]["world_size"] == 2
     assert math.isfinite(r["metrics"]["AP50"])
+
+
+def test_a_diverging_trial_does_not_stop_the_sweep(tmp_path):
+    run = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0", "+d2.SOLVER.BASE_LR=1e12,0.01",
+                 f"output_root={tmp_path}")  # fmt: skip
+    assert run.returncode == 1  # the sweep reports the failure
+    assert "trial failed" in run.output and "FloatingPointError" in run.output
+    (r,) = results_under(tmp_path).values()  # the good trial finished and is in the table
+    assert r["setting"]["overrides"] == "+d2.SOLVER.BASE_LR=0.01"
+    assert "smoke/r50_densecl,+d2.SOLVER.BASE_LR=0.01 | 1 |" in (tmp_path / "smoke" / "table.md").read_text()

@@ -3,7 +3,9 @@
 On machines without a CUDA toolchain detectron2 v0.6 is installed from the ``pb1-detectron2`` sdist
 (``scripts/install_detectron2.py``), which has no compiled ``detectron2._C``. v0.6 also predates
 NumPy 1.24 and Pillow 10, which removed names it uses. Everything needed to bridge that lives here,
-and it is active only for detectron2 0.6: a source build of current detectron2 is left untouched.
+and it is active only for detectron2 0.6 without its compiled extension, i.e. the sdist route. (Current
+detectron2 still reports ``__version__ == "0.6"``, so the missing ``_C`` is what tells the two apart: a
+source build, current or v0.6, has it and is left untouched.)
 
 - ``detectron2._C``: four v0.6 modules import it at module level (deform_conv, roi_align_rotated,
   rotated_boxes, fast_eval_api). A stand-in module lets them import; any use of a compiled op raises
@@ -62,8 +64,16 @@ def _restore_pillow_aliases() -> None:
         Image.LINEAR = Image.BILINEAR
 
 
+def has_extension() -> bool:
+    """Whether detectron2's compiled ops are installed (a source build) rather than our stand-in."""
+    module = sys.modules.get("detectron2._C")
+    if module is not None:
+        return not isinstance(module, _MissingExtension)
+    return importlib.util.find_spec("detectron2._C") is not None
+
+
 def _install_extension_stand_in() -> None:
-    if "detectron2._C" in sys.modules or importlib.util.find_spec("detectron2._C") is not None:
+    if "detectron2._C" in sys.modules:
         return
     stand_in = _MissingExtension("detectron2._C", "stand-in: detectron2 built without C++ ops")
     sys.modules["detectron2._C"] = stand_in
@@ -82,7 +92,7 @@ def ensure() -> str:
             "build it from source on a GPU machine (see README, 'GPU clusters')."
         ) from e
     version = getattr(detectron2, "__version__", "unknown")
-    if version == V06:
+    if version == V06 and not has_extension():
         _restore_numpy_aliases()
         _restore_pillow_aliases()
         _install_extension_stand_in()

@@ -72,12 +72,18 @@ def train_and_evaluate(cfg) -> dict:
     with _ddp_for(cfg.MODEL.DEVICE):
         trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
-    start = trainer.start_iter
+    start, trained = trainer.start_iter, 0
     if start >= cfg.SOLVER.MAX_ITER:
         log.info("training already finished (checkpoint at iteration %d); evaluating", start)
     else:
         if start > 0:
             log.info("resuming from iteration %d", start)
         trainer.train()
+        trained = trainer.iter - start
     results = Trainer.test(cfg, trainer.model)
-    return {"bbox": dict(results.get("bbox", {})), "start_iter": start, "max_iter": cfg.SOLVER.MAX_ITER}
+    return {
+        "bbox": dict(results.get("bbox", {})),
+        "start_iter": start,
+        "iterations_run": trained,
+        "max_iter": cfg.SOLVER.MAX_ITER,
+    }

@@ -114,6 +114,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict) -> None:
             **record["run"],
             "wall_time_s": round(time.time() - t0, 3),
             "start_iter": out["start_iter"],
+            "iterations_run": out["iterations_run"],
             "max_iter": out["max_iter"],
             "world_size": comm.get_world_size(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
