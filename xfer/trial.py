@@ -146,6 +146,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
         "setting": {**asdict(setting), "key": setting.key},
         "seed": int(cfg.seed),
         "published": published(cfg),
+        "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
         "weights": {"source": str(cfg.pretrain.weights), "converted": str(weights.path), "layout": weights.layout},
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),
