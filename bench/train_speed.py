@@ -51,7 +51,7 @@ def synthetic_inputs(root: Path) -> list[str]:
 def via_launch(benchmark: str, iters: int, out: Path, extra: list[str]) -> tuple[float, Path]:
     args = [
         f"benchmark={benchmark}", "seed=0", f"output_root={out}", f"benchmark.d2.SOLVER.MAX_ITER={iters}",
-        "benchmark.d2.TEST.PRECISE_BN.NUM_ITER=20", *extra,
+        "++benchmark.d2.TEST.PRECISE_BN.NUM_ITER=20", *extra,
     ]  # fmt: skip
     proc = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, capture_output=True, text=True)
     if proc.returncode:
