@@ -34,3 +34,23 @@ def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path):
     run = launch("-m", "benchmark=smoke", "trial.world_size=3", f"output_root={tmp_path}")
     assert run.returncode == 2
     assert "trial.world_size=3: must be a positive integer dividing the global batch 2" in run.stderr
+
+
+def test_malformed_annotations_are_named_before_anything_runs(tmp_path):
+    from xfer import smoke
+
+    voc = smoke.ensure_dataset(tmp_path / "_cache/smoke/datasets", {"voc_2007_trainval": 4, "voc_2012_trainval": 4,
+                               "voc_2007_test": 4}, (64, 96)) / "VOC2007"  # fmt: skip
+    (voc / "Annotations/test_000001.xml").write_text("<annotation><size><width>")
+    xml = voc / "Annotations/trainval_000002.xml"
+    xml.write_text(xml.read_text().replace("<name>", "<name>x", 1))
+    (voc / "JPEGImages/trainval_000003.jpg").unlink()
+    run = launch("-m", "benchmark=smoke", "seed=0,1", f"output_root={tmp_path}")
+    assert run.returncode == 2, run.output[-3000:]
+    err = run.stderr
+    assert "dataset voc_2007_test: 1 of 4 images" in err and "test_000001.xml: not well-formed XML" in err
+    assert "dataset voc_2007_trainval: 2 of 4 images" in err
+    assert "trainval_000002.xml: object class 'x" in err and "not one of the 20 VOC classes" in err
+    assert "trainval_000003.jpg missing" in err and "remove their ids from" in err
+    assert "voc_2012_trainval" not in err
+    assert not list(tmp_path.rglob("metrics.json"))

@@ -7,13 +7,21 @@ seed's dataset names and the data can live anywhere.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from xfer import d2compat
 
 _NAME = re.compile(r"^voc_(\d{4})_(\w+)$")
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+SHOWN = 3  # bad files named per split; the rest are counted
 
 
 def parse(name: str) -> tuple[str, str]:
@@ -24,20 +32,63 @@ def parse(name: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def annotation_problem(xml: Path, jpg: Path) -> str | None:
+    """What would make detectron2's VOC loader or evaluator fail on this image, if anything."""
+    if not jpg.is_file():
+        return f"{jpg.name} missing"
+    try:
+        root = ET.parse(xml).getroot()
+    except FileNotFoundError:
+        return f"{xml.name} missing"
+    except ET.ParseError as e:
+        return f"{xml.name}: not well-formed XML ({e})"
+    try:
+        int(root.findtext("size/width")), int(root.findtext("size/height"))
+        for obj in root.iter("object"):
+            if obj.findtext("name", "").strip() not in VOC_CLASSES:
+                return f"{xml.name}: object class {obj.findtext('name')!r} is not one of the 20 VOC classes"
+            box = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            if not (box[0] <= box[2] and box[1] <= box[3]):
+                return f"{xml.name}: bndbox {box} has xmax < xmin or ymax < ymin"
+    except (TypeError, ValueError) as e:
+        return f"{xml.name}: missing or non-numeric size/bndbox field ({e})"
+    return None
+
+
+@functools.cache
+def split_problems(voc: Path, split: str) -> tuple[str, ...]:
+    """Problems of one VOC split, read once per process (a sweep asks for each split many times)."""
+    need = [voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / "Main" / f"{split}.txt"]
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        return (f"missing {', '.join(missing)}",)
+    ids = need[2].read_text().split()
+    if not ids:
+        return (f"{need[2]} lists no images",)
+    bad = [
+        p for i in ids if (p := annotation_problem(voc / "Annotations" / f"{i}.xml", voc / "JPEGImages" / f"{i}.jpg"))
+    ]
+    if not bad:
+        return ()
+    more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+    return (
+        f"{len(bad)} of {len(ids)} images in {voc}/ are unusable: {'; '.join(bad[:SHOWN])}{more}. Fix those "
+        f"files, or remove their ids from {need[2]}",
+    )
+
+
 def problems(root: Path, names: Iterable[str]) -> list[str]:
-    """One message per missing piece of the VOC layout detectron2 expects under ``root``."""
+    """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it."""
     found = []
     for name in names:
         year, split = parse(name)
-        voc = Path(root).resolve() / f"VOC{year}"
-        need = [voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / "Main" / f"{split}.txt"]
-        missing = [str(p) for p in need if not p.exists()]
-        if missing:
-            found.append(
-                f"dataset {name}: missing {', '.join(missing)}. Put VOC{year} (VOCdevkit layout: Annotations/, "
-                f"JPEGImages/, ImageSets/Main/) under {Path(root).resolve()}/, or point DETECTRON2_DATASETS (or "
-                f"paths.datasets=...) at the folder that holds VOC2007/ and VOC2012/."
+        for problem in split_problems(Path(root).resolve() / f"VOC{year}", split):
+            hint = (
+                f" Put VOC{year} (VOCdevkit layout: Annotations/, JPEGImages/, ImageSets/Main/) under "
+                f"{Path(root).resolve()}/, or point DETECTRON2_DATASETS (or paths.datasets=...) at the folder "
+                "that holds VOC2007/ and VOC2012/."
             )
+            found.append(f"dataset {name}: {problem}." + (hint if problem.startswith("missing") else ""))
     return found
 
 

@@ -19,11 +19,8 @@ import torch
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
+from xfer.data import VOC_CLASSES
+
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 DONE = ".complete"
 

@@ -101,9 +101,12 @@ def launch(
         )
         runs.append(job)
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    failed = [(p, r) for p, r in zip(planned, runs, strict=True) if r.status == JobStatus.FAILED]
-    for p, r in failed:
-        log.error("trial failed: %s: %s: %s", p.dir, type(r._return_value).__name__, r._return_value)
+    for p, r in zip(planned, runs, strict=True):
+        if r.status == JobStatus.FAILED:
+            try:
+                r.return_value  # re-raises the trial's exception
+            except Exception as e:
+                log.error("trial failed: %s: %s: %s", p.dir, type(e).__name__, e)
     rows, md = results.collect(sweep_dir)
     print(md, end="")
     print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; table: {sweep_dir / 'table.md'} (and .csv)")

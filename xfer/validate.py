@@ -54,7 +54,7 @@ def problems(cfg: DictConfig) -> list[str]:
         )
     world = cfg.trial.world_size
     if world != "auto":
-        batch = cfg.benchmark.d2.SOLVER.IMS_PER_BATCH
+        batch = OmegaConf.select(cfg, "d2.SOLVER.IMS_PER_BATCH", default=cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
         if not isinstance(world, int) or world < 1 or batch % world:
             found.append(
                 f"trial.world_size={world!r}: must be a positive integer dividing the global batch "
