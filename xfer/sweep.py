@@ -104,7 +104,7 @@ def launch(
     for p, r in zip(planned, runs, strict=True):
         if r.status == JobStatus.FAILED:
             try:
-                r.return_value  # re-raises the trial's exception
+                _ = r.return_value  # re-raises the trial's exception
             except Exception as e:
                 log.error("trial failed: %s: %s: %s", p.dir, type(e).__name__, e)
     rows, md = results.collect(sweep_dir)
