@@ -1,14 +1,19 @@
-"""Checkpoint conversion on real files in each smoke layout, and on a full-size torchvision ResNet-50."""
+"""Checkpoint conversion: every layout users bring, strict completeness, and the result inside detectron2."""
 
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
 
+from tests.conftest import REPO
 from xfer import convert, smoke
 
 # The seed's convert-pretrain-to-detectron2.py, applied by hand to representative names.
@@ -22,6 +27,13 @@ SEED_NAMES = {
     "layer3.5.bn3.weight": "res4.5.conv3.norm.weight",
     "layer4.2.conv3.weight": "res5.2.conv3.weight",
 }
+# smoke layout -> what auto-detection must call it
+LAYOUTS = {
+    "moco": "moco", "openselfsup": "openselfsup", "densecl_q": "openselfsup",
+    "openselfsup_extracted": "torchvision", "torchvision": "torchvision", "wrapped": "torchvision",
+    "vissl": "vissl", "detectron2": "detectron2", "msra": "msra",
+}  # fmt: skip
+TINY = {"STEM_OUT_CHANNELS": 16, "RES2_OUT_CHANNELS": 32, "WIDTH_PER_GROUP": 8}
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +45,32 @@ def backbone(tv):
     return {k: v for k, v in tv.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
+def saved(tmp_path: Path, tv, layout: str) -> Path:
+    src = tmp_path / (f"{layout}.pkl" if layout in smoke.PICKLED else f"{layout}.pth")
+    if layout in smoke.PICKLED:
+        src.write_bytes(pickle.dumps(smoke.wrap(tv, layout)))
+    else:
+        torch.save(smoke.wrap(tv, layout), src)
+    return src
+
+
 def converted(path):
-    with open(path, "rb") as f:
-        payload = pickle.load(f)
-    assert payload["matching_heuristics"] is True
+    payload = pickle.loads(Path(path).read_bytes())
+    assert payload["matching_heuristics"] is True and payload["__author__"].startswith("xfer")
     return payload["model"]
 
 
-@pytest.mark.parametrize(
-    "layout,detected",
-    [("moco", "moco"), ("openselfsup", "openselfsup"), ("openselfsup_extracted", "openselfsup"),
-     ("torchvision", "torchvision")],
-)  # fmt: skip
-def test_each_layout_converts_every_backbone_tensor_unchanged(tmp_path, tiny, layout, detected):
-    src = tmp_path / "ckpt.pth"
-    torch.save(smoke.wrap(tiny, layout), src)
-    done = convert.convert_file(src, tmp_path / "out.pkl")
-    assert done.layout == detected
-    model = converted(done.path)
-    expected = backbone(tiny)
-    assert set(model) == {convert.rename(k) for k in expected}
-    assert done.converted == len(expected)
-    for key, value in expected.items():
-        np.testing.assert_array_equal(model[convert.rename(key)], value.numpy())
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_each_layout_converts_every_backbone_tensor_unchanged(tmp_path, tiny, layout):
+    report = convert.convert_file(saved(tmp_path, tiny, layout), tmp_path / "out.pkl")
+    assert report.layout == LAYOUTS[layout] and report.depth == 50
+    assert report.widths == convert.Widths(16, 32, 8) and report.converted == 265
+    model = converted(tmp_path / "out.pkl")
+    assert set(model) == set(convert.expected_shapes(50, report.widths))
+    for key, value in backbone(tiny).items():
+        np.testing.assert_array_equal(model[convert.rename(key)], value.numpy(), err_msg=key)
+    if layout == "msra":  # statistics are folded into the affine there: filled as mean 0, variance 1
+        assert not model["res3.0.conv2.norm.running_mean"].any() and (model["stem.conv1.norm.running_var"] == 1).all()
 
 
 def test_names_follow_the_seed_script():
@@ -63,39 +78,104 @@ def test_names_follow_the_seed_script():
         assert convert.rename(tv_name) == d2_name
 
 
-def test_full_size_torchvision_resnet50(tmp_path):
-    tv = torchvision.models.resnet50(weights=None).state_dict()
-    src = tmp_path / "r50.pth"
-    torch.save(tv, src)
-    model = converted(convert.convert_file(src, tmp_path / "r50.pkl").path)
-    assert len(model) == len(backbone(tv)) == 53 * 5  # 53 convs, each with weight + 4 norm tensors
-    assert model["res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
-    assert model["stem.conv1.norm.weight"].shape == (64,)
+def test_report_says_what_was_dropped(tmp_path, tiny):
+    report = convert.convert_file(saved(tmp_path, tiny, "moco"), tmp_path / "out.pkl")
+    assert report.dropped == {"fc": 2, "module.encoder_k": 267, "module.queue": 1}
+    assert report.convention == "rgb_torchvision" and "module.encoder_q." in report.summary()
+    assert convert.read_report(tmp_path / "out.pkl") == report
 
 
-def test_cache_converts_once_and_checks_the_declared_format(tmp_path, tiny):
+@pytest.mark.parametrize("depth,ctor", [(50, torchvision.models.resnet50), (101, torchvision.models.resnet101)])
+def test_full_size_torchvision_resnets_in_moco_layout(tmp_path, depth, ctor):
+    tv = ctor(weights=None).state_dict()
     src = tmp_path / "moco.pth.tar"
-    torch.save(smoke.wrap(tiny, "moco"), src)
-    first = convert.cached(src, "moco", tmp_path / "cache")
-    stamp = first.path.stat().st_mtime_ns
-    again = convert.cached(src, "auto", tmp_path / "cache")
-    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp and again.layout == "moco"
-    with pytest.raises(convert.ConversionError, match="format=openselfsup, but its keys look like moco"):
-        convert.cached(src, "openselfsup", tmp_path / "cache")
+    torch.save(smoke.wrap(tv, "moco"), src)
+    t0 = time.perf_counter()
+    report = convert.convert_file(src, tmp_path / "out.pkl")
+    print(f"ResNet-{depth} MoCo checkpoint converted in {time.perf_counter() - t0:.2f} s")
+    assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), "moco")
+    model = converted(tmp_path / "out.pkl")
+    assert len(model) == len(backbone(tv)) == {50: 265, 101: 520}[depth]
+    assert model["res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
+    np.testing.assert_array_equal(
+        model["res4.22.conv2.weight" if depth == 101 else "res4.5.conv2.weight"],
+        tv["layer3.22.conv2.weight" if depth == 101 else "layer3.5.conv2.weight"].numpy(),
+    )
 
 
-def test_msra_pickles_are_passed_to_detectron2_as_they_are(tmp_path, tiny):
-    src = tmp_path / "R-50.pkl"
-    src.write_bytes(pickle.dumps(smoke.msra_blobs(tiny)))
-    blobs = pickle.loads(src.read_bytes())["blobs"]
-    assert "res2_0_branch2a_w" in blobs and "res_conv1_bn_s" in blobs and "res2_0_branch1_bn_b" in blobs
-    assert convert.cached(src, "msra", tmp_path / "cache").path == src
-
-
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n", b"PK\x03\x04 truncated zip"])
-def test_files_that_are_not_checkpoints_get_a_clear_error(tmp_path, content):
-    src = tmp_path / "bad.pth"
-    src.write_bytes(content)
-    with pytest.raises(convert.ConversionError, match="not a readable PyTorch checkpoint"):
-        convert.convert_file(src, tmp_path / "out.pkl")
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda tv: tv.pop("layer2.1.conv2.weight"), "1 missing: res3.1.conv2.weight"),
+        (lambda tv: tv.__setitem__("layer4.0.bn1.weight", torch.zeros(7)), "mis-shaped: res5.0.conv1.norm.weight (7,)"),
+        (lambda tv: tv.__setitem__("layer1.0.conv4.weight", torch.zeros(1)), "unconverted: res2.0.conv4.weight"),
+        (lambda tv: tv.pop("layer3.5.conv1.weight"), "missing: res4.5.conv1.weight"),
+    ],
+)
+def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tiny, edit, message):
+    tv = dict(tiny)
+    edit(tv)
+    with pytest.raises(convert.ConversionError, match="incomplete weights") as e:
+        convert.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / "out.pkl")
+    assert message in str(e.value) and "read as openselfsup" in str(e.value)
     assert not (tmp_path / "out.pkl").exists()
+
+
+def test_forced_format_that_does_not_fit_names_what_the_keys_look_like(tmp_path, tiny):
+    src = saved(tmp_path, tiny, "openselfsup")
+    with pytest.raises(
+        convert.ConversionError, match=r"module\.encoder_q\..*read as moco; its keys look like openselfsup"
+    ):
+        convert.convert_file(src, tmp_path / "out.pkl", "moco")
+
+
+def test_explicit_prefix_for_other_codebases(tmp_path, tiny):
+    src = tmp_path / "other.pth"
+    torch.save({"net": {f"encoder.trunk.{k}": v for k, v in tiny.items()}, "step": 3}, src)
+    with pytest.raises(convert.ConversionError, match="cannot tell the layout"):
+        convert.convert_file(src, tmp_path / "out.pkl")
+    torch.save({"state_dict": {f"encoder.trunk.{k}": v for k, v in tiny.items()}}, src)
+    report = convert.convert_file(src, tmp_path / "out.pkl", prefix="encoder.trunk.")
+    assert report.converted == 265 and report.prefix == "encoder.trunk."
+
+
+def test_cache_converts_once_per_file_and_format(tmp_path, tiny):
+    src = saved(tmp_path, tiny, "moco")
+    path, report = convert.cached(src, "auto", tmp_path / "cache")
+    stamp = path.stat().st_mtime_ns
+    again, _ = convert.cached(src, "auto", tmp_path / "cache")
+    assert again == path and path.stat().st_mtime_ns == stamp and report.layout == "moco"
+    assert convert.cached(src, "moco", tmp_path / "cache")[0] != path  # another format: its own conversion
+
+
+def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tiny):
+    from tests.test_recipe import composed
+    from xfer import d2compat, engine, recipe
+
+    d2compat.ensure()
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    convert.convert_file(saved(tmp_path, tiny, "vissl"), tmp_path / "w.pkl")
+    cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom"), tmp_path / "w.pkl", tmp_path, "cpu")
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(tmp_path / "w.pkl"))
+    assert engine.verify_loaded(model, str(tmp_path / "w.pkl")) == 265
+    state = model.state_dict()
+    torch.testing.assert_close(state["roi_heads.res5.2.conv3.weight"], tiny["layer4.2.conv3.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(state["backbone.stem.conv1.weight"], tiny["conv1.weight"], rtol=0, atol=0)
+    with torch.no_grad():
+        model.roi_heads.res5[1].conv2.weight.add_(1.0)  # as if detectron2 had placed it wrongly
+    with pytest.raises(engine.WeightsNotLoaded, match=r"1 pretrained tensors .*roi_heads\.res5\.1\.conv2\.weight"):
+        engine.verify_loaded(model, str(tmp_path / "w.pkl"))
+
+
+def test_convert_command(tmp_path, tiny):
+    src = saved(tmp_path, tiny, "moco")
+    cmd = [sys.executable, "-m", "xfer", "convert", str(src), str(tmp_path / "o.pkl")]
+    ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "layout moco" in ok.stdout and "265 tensors converted" in ok.stdout and "rgb_torchvision" in ok.stdout
+    bad = subprocess.run([*cmd, "--depth", "101"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "is a ResNet-50, not ResNet-101" in bad.stderr
+    assert not (tmp_path / "o.pkl").exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from tests.conftest import launch
 
 
@@ -54,3 +57,41 @@ def test_malformed_annotations_are_named_before_anything_runs(tmp_path):
     assert "trainval_000003.jpg missing" in err and "remove their ids from" in err
     assert "voc_2012_trainval" not in err
     assert not list(tmp_path.rglob("metrics.json"))
+
+
+def _tiny(depth: int):
+    from xfer import smoke
+
+    return smoke.torchvision_resnet(depth, stem=16, res2_out=32, width=8)
+
+
+@pytest.mark.parametrize(
+    "make,args,message",
+    [
+        (lambda: _tiny(101), ["pretrain=custom", "backbone=r50"],
+         "the weights are a ResNet-101, the backbone is ResNet-50; choose backbone=r101"),
+        (lambda: _tiny(50), ["pretrain=custom", "input@pretrain.input=bgr_msra"],
+         "torchvision weights are trained on rgb_torchvision input, but the pretrain's input is bgr_msra"),
+        (lambda: _tiny(50), ["pretrain=supervised"],
+         "no ResNet stem and res2 found (0 tensors) (read as msra; its keys look like torchvision)"),
+        (lambda: {"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode()}, ["pretrain=custom"],
+         "refusing to unpickle it"),
+        (lambda: {k: v for k, v in _tiny(50).items() if "layer3.2" not in k}, ["pretrain=custom"],
+         "incomplete weights; 15 missing: res4.2.conv1.norm.bias"),
+    ],
+)  # fmt: skip
+def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, make, args, message):
+    weights = tmp_path / "w.pth"
+    torch.save(make(), weights)
+    run = launch("-m", "benchmark=smoke", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
+    assert run.returncode == 2, run.output[-3000:]
+    assert message in run.stderr, run.stderr
+    assert not (tmp_path / "code-ran").exists()
+    assert not list((tmp_path / "out").rglob("metrics.json"))
+
+
+class RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch code-ran",))

@@ -1,15 +1,20 @@
-"""Pretrained checkpoints -> detectron2's weight format, cached per input file.
+"""Pretrained checkpoints -> detectron2 weights, strictly: every ResNet tensor converted, or an error.
 
-Self-supervised codebases save ResNets under torchvision's parameter names, wrapped in their own
-containers (MoCo: ``state_dict`` / ``module.encoder_q.*``; OpenSelfSup: ``state_dict`` / ``backbone.*``
-or the extracted bare backbone; torchvision: a plain state dict). detectron2 names the same tensors
-``stem.conv1.*`` / ``res2.0.conv1.norm.*`` ... The renaming is the one of the seed's
-``convert-pretrain-to-detectron2.py``. MSRA Caffe2 pickles (``blobs``) and files already in detectron2
-naming are passed on: detectron2 reads those itself.
+detectron2 loads weights by heuristics and only warns on missing keys, so a bad conversion would
+silently train from random init and report a worse method. Here the layout is detected (or forced),
+the ResNet under it is renamed to detectron2's names (the seed script's mapping for torchvision-named
+weights), and the result must cover every parameter and BN buffer of detectron2's ResNet of the
+detected depth and widths (stem, res2-res5; in C4, res5 sits in the ROI head), with matching shapes,
+leaving no backbone key unconverted. Layouts:
 
-Output: ``{"model": {name: np.ndarray}, "__author__": ..., "matching_heuristics": True}``, so detectron2
-maps ``res5.*`` onto the C4 ROI head. A conversion happens once per input (keyed by its sha256) and is
-shared by every trial that uses it.
+- ``moco``: MoCo v1/v2 training checkpoints (``module.encoder_q.*``; ``encoder_k``, queue, fc dropped)
+- ``openselfsup``: OpenSelfSup / MMSelfSup / mmpretrain (``backbone.*``, DenseCL's ``encoder_q.0.*``)
+  and extracted bare backbones (the seed script's input)
+- ``torchvision``: torchvision / timm ResNet state dicts (``fc`` dropped)
+- ``vissl``: ``classy_state_dict`` ... ``trunk._feature_blocks.*``
+- ``detectron2``: detectron2 names already (``stem.*``, ``backbone.*``, ``roi_heads.res5.*``)
+- ``msra``: Caffe2 MSRA pickles (``blobs``, ``res2_0_branch2a_w``); BN statistics are folded into the
+  affine scale and bias there, so running mean 0 and variance 1 are filled in, as detectron2 does.
 """
 
 from __future__ import annotations
@@ -19,71 +24,96 @@ import json
 import os
 import pickle
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import FileLock
 
-LAYOUTS = ("auto", "moco", "openselfsup", "torchvision", "msra", "detectron2")
-# Prefixes that wrap a torchvision-named ResNet, per layout, tried in order.
+from xfer.checkpoint import CheckpointError, load
+
+LAYOUTS = ("auto", "moco", "openselfsup", "torchvision", "vissl", "detectron2", "msra")
+BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+NORM = ("weight", "bias", "running_mean", "running_var")
+_CONTAINERS = ("state_dict", "model", "module", "classy_state_dict", "base_model", "trunk", "blobs")
 _PREFIXES = {
     "moco": ("module.encoder_q.", "encoder_q."),
-    "openselfsup": ("backbone.", "module.backbone.", ""),
-    "torchvision": ("module.", ""),
+    "openselfsup": ("backbone.", "module.backbone.", "encoder_q.0.", "module.encoder_q.0.", ""),
+    "torchvision": ("", "module.", "model."),
+    "vissl": ("_feature_blocks.", "trunk._feature_blocks.", "module._feature_blocks."),
 }
-_DROPPED = re.compile(r"^(fc|head|neck|projector|predictor|queue)")
+_DETECT = (  # first match wins
+    ("moco", re.compile(r"^(module\.)?encoder_q\.conv1\.weight$")),
+    ("openselfsup", re.compile(r"^(module\.)?(backbone|encoder_q\.0)\.conv1\.weight$")),
+    ("vissl", re.compile(r"^(trunk\.|module\.)?_feature_blocks\.conv1\.weight$")),
+    ("detectron2", re.compile(r"^(backbone\.)?(bottom_up\.)?stem\.conv1\.weight$")),
+    ("msra", re.compile(r"^res2_0_branch2a_w$")),
+    ("torchvision", re.compile(r"^(module\.|model\.)?conv1\.weight$")),
+)
+_IGNORED = re.compile(r"(num_batches_tracked|_momentum)$")
 
 
 class ConversionError(ValueError):
-    """The checkpoint cannot be turned into detectron2 weights; the message says why and what to do."""
+    """The checkpoint cannot become complete detectron2 ResNet weights; the message says why."""
 
 
 @dataclass(frozen=True)
-class Converted:
-    """Where the detectron2-format weights are, and what was done to get them."""
+class Widths:
+    """Channel widths of a bottleneck ResNet: the stem, res2's output, res2's bottleneck."""
 
-    path: Path
+    stem: int = 64
+    res2_out: int = 256
+    bottleneck: int = 64
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a conversion found and did."""
+
     layout: str
+    prefix: str
+    depth: int
+    widths: Widths
     converted: int
-    dropped: int
+    dropped: dict[str, int]
+
+    @property
+    def convention(self) -> str | None:
+        """The input convention the weights were trained with (None: the names do not tell)."""
+        return {"msra": "bgr_msra", "detectron2": None}.get(self.layout, "rgb_torchvision")
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{k} ({n})" for k, n in sorted(self.dropped.items())) or "nothing"
+        return (
+            f"layout {self.layout} (prefix {self.prefix!r}), ResNet-{self.depth} {asdict(self.widths)}: "
+            f"{self.converted} tensors converted; dropped {dropped}"
+        )
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def expected_shapes(depth: int, w: Widths) -> dict[str, tuple[int, ...]]:
+    """Every parameter and BN buffer of detectron2's bottleneck ResNet (stem, res2-res5)."""
+    shapes: dict[str, tuple[int, ...]] = {}
 
+    def conv(name: str, cout: int, cin: int, k: int) -> None:
+        shapes[f"{name}.weight"] = (cout, cin, k, k)
+        shapes.update({f"{name}.norm.{t}": (cout,) for t in NORM})
 
-def _unwrap(obj: object) -> Mapping[str, object]:
-    """The innermost mapping of tensors: checkpoints nest it under ``state_dict`` or ``model``."""
-    while isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-        else:
-            return obj
-    raise ConversionError(f"expected a mapping of tensors, found {type(obj).__name__}")
-
-
-def detect_layout(obj: Mapping[str, object]) -> str:
-    """Guess the layout from the keys of a loaded checkpoint."""
-    if "blobs" in obj:
-        return "msra"
-    keys = list(_unwrap(obj))
-    if any(k.startswith(("module.encoder_q.", "encoder_q.")) for k in keys):
-        return "moco"
-    if any(k.startswith(("backbone.", "module.backbone.")) for k in keys):
-        return "openselfsup"
-    if any(k.startswith(("stem.", "backbone.bottom_up.", "res2.")) for k in keys):
-        return "detectron2"
-    if any(k.startswith(("conv1.", "module.conv1.")) for k in keys):
-        return "openselfsup" if not any(k.startswith(("fc.", "module.fc.")) for k in keys) else "torchvision"
-    raise ConversionError(f"cannot tell the checkpoint layout from its keys (first: {keys[:5]})")
+    conv("stem.conv1", w.stem, 3, 7)
+    cin = w.stem
+    for i, n in enumerate(BLOCKS[depth]):
+        planes, out = w.bottleneck * 2**i, w.res2_out * 2**i
+        for j in range(n):
+            p = f"res{i + 2}.{j}"
+            if j == 0:
+                conv(f"{p}.shortcut", out, cin, 1)
+            conv(f"{p}.conv1", planes, cin, 1)
+            conv(f"{p}.conv2", planes, planes, 3)
+            conv(f"{p}.conv3", out, planes, 1)
+            cin = out
+    return shapes
 
 
 def rename(key: str) -> str:
@@ -97,67 +127,192 @@ def rename(key: str) -> str:
     return key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
-def to_detectron2(state: Mapping[str, object], layout: str) -> tuple[dict, int]:
-    """Rename a torchvision-named ResNet found under the layout's prefix; return (model, dropped)."""
-    for prefix in _PREFIXES[layout]:
-        inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if any(k.startswith("conv1.") for k in inner):
+def rename_msra(key: str) -> str | None:
+    """Caffe2 MSRA blob name -> detectron2 name; None for blobs that are not ResNet trunk tensors."""
+    norm = {"s": "norm.weight", "b": "norm.bias", "rm": "norm.running_mean", "riv": "norm.running_var"}
+    if key == "conv1_w":
+        return "stem.conv1.weight"
+    if m := re.fullmatch(r"res_conv1_bn_(s|b|rm|riv)", key):
+        return f"stem.conv1.{norm[m.group(1)]}"
+    m = re.fullmatch(r"res(\d)_(\d+)_branch(1|2a|2b|2c)(_bn)?_(w|s|b|rm|riv)", key)
+    if not m:
+        return None
+    stage, block, branch, bn, kind = m.groups()
+    layer = {"1": "shortcut", "2a": "conv1", "2b": "conv2", "2c": "conv3"}[branch]
+    return f"res{stage}.{block}.{layer}." + (norm[kind] if bn else "weight")
+
+
+def _tensors(obj: object) -> Mapping[str, object]:
+    """Descend through the containers checkpoints wrap their tensors in."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor | np.ndarray) for v in obj.values()):
+        inner = next((obj[k] for k in _CONTAINERS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
             break
-    else:
-        raise ConversionError(f"no ResNet stem (conv1.*) under the {layout} prefixes {_PREFIXES[layout]}")
-    model = {}
-    for key, value in inner.items():
-        if _DROPPED.match(key) or key.endswith("num_batches_tracked"):
-            continue
-        if not isinstance(value, torch.Tensor):
-            raise ConversionError(f"{key} is a {type(value).__name__}, not a tensor")
-        model[rename(key)] = value.detach().cpu().numpy()
-    return model, len(state) - len(model)
-
-
-def load(path: Path) -> Mapping[str, object]:
-    """Read a checkpoint without running code from it (torch's weights-only unpickler)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(obj, Mapping):
-        raise ConversionError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise ConversionError(f"no mapping of tensors found (top-level: {type(obj).__name__})")
     return obj
 
 
-def convert_file(src: Path, dst: Path, layout: str = "auto") -> Converted:
-    """Convert ``src`` to a detectron2 pickle at ``dst``, written atomically."""
-    obj = load(src)
-    found = detect_layout(obj)
-    if layout not in ("auto", found):
-        raise ConversionError(f"{src}: the config says format={layout}, but its keys look like {found}")
-    state = _unwrap(obj)
-    model, dropped = to_detectron2(state, found)
-    payload = {"model": model, "__author__": f"xfer ({found})", "matching_heuristics": True}
-    tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+def detect_layout(state: Mapping[str, object]) -> str:
+    for layout, pattern in _DETECT:
+        if any(pattern.match(k) for k in state):
+            return layout
+    raise ConversionError(
+        f"cannot tell the layout from the keys (first ones: {list(state)[:6]}); pass --format (pretrain.format), or --prefix (pretrain.prefix) for other codebases"
+    )
+
+
+def _as_array(key: str, value: object) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise ConversionError(f"{key} is a {type(value).__name__}, not a tensor")
+
+
+def _group(key: str) -> str:
+    """Name dropped keys by their first two components (``module.encoder_k``)."""
+    return ".".join(key.split(".")[:2]) if "." in key else key
+
+
+def _extract(state: Mapping[str, object], layout: str, prefix: str | None) -> tuple[str, dict, Counter]:
+    """(prefix, detectron2-named arrays, dropped-key counts) for one layout."""
+    dropped: Counter = Counter()
+    model: dict[str, np.ndarray] = {}
+    if layout == "msra":
+        for key, value in state.items():
+            if _IGNORED.search(key):
+                continue
+            name = rename_msra(key)
+            if name is None:
+                dropped[key.split("_")[0]] += 1
+            else:
+                model[name] = _as_array(key, value)
+        for name in [k for k in model if k.endswith("norm.weight")]:  # statistics folded into the affine
+            base = name[: -len("weight")]
+            model.setdefault(base + "running_mean", np.zeros_like(model[name]))
+            model.setdefault(base + "running_var", np.ones_like(model[name]))
+        return "", model, dropped
+    if layout == "detectron2":
+        for key, value in state.items():
+            name = re.sub(r"^(backbone\.)?(bottom_up\.)?|^roi_heads\.(?=res5\.)", "", key)
+            if _IGNORED.search(name):
+                continue
+            if re.match(r"^(stem|res[2-5])\.", name):
+                model[name] = _as_array(key, value)
+            else:
+                dropped[_group(key)] += 1
+        return "", model, dropped
+    prefixes = (prefix,) if prefix is not None else _PREFIXES[layout]
+    for p in prefixes:
+        if f"{p}conv1.weight" in state:
+            break
+    else:
+        raise ConversionError(f"no ResNet (conv1.weight) under the {layout} prefixes {list(prefixes)}")
+    for key, value in state.items():
+        inner = key[len(p) :] if key.startswith(p) else None
+        if _IGNORED.search(key):
+            continue
+        if inner is None or re.match(r"^(fc|head|neck|projector|predictor)\b", inner):
+            dropped[_group(key) if inner is None else inner.split(".")[0]] += 1
+            continue
+        if not re.match(r"^(conv1|bn1|layer[1-4])\.", inner):
+            if p == "":  # a bare state dict: other top-level keys are not the backbone's
+                dropped[_group(key)] += 1
+                continue
+            raise ConversionError(f"{key}: under the backbone prefix {p!r} but not a ResNet tensor")
+        model[rename(inner)] = _as_array(key, value)
+    return p, model, dropped
+
+
+def _depth(model: Mapping[str, np.ndarray]) -> int:
+    """The smallest ResNet with at least the blocks present (absent ones are then reported missing)."""
+    counts = [
+        1 + max((int(k.split(".")[1]) for k in model if k.startswith(f"res{s}.")), default=-1) for s in (2, 3, 4, 5)
+    ]
+    for depth, blocks in sorted(BLOCKS.items()):
+        if all(have <= want for have, want in zip(counts, blocks, strict=True)):
+            return depth
+    raise ConversionError(f"blocks per stage res2-res5 are {tuple(counts)}: not a ResNet-50/101/152 ({BLOCKS})")
+
+
+def convert(obj: object, layout: str = "auto", prefix: str | None = None) -> tuple[dict[str, np.ndarray], Report]:
+    """detectron2-named ResNet arrays from a loaded checkpoint, checked complete; and the report."""
+    if layout not in LAYOUTS:
+        raise ConversionError(f"format {layout!r} is not one of {', '.join(LAYOUTS)}")
+    state = _tensors(obj)
+    if prefix is not None:  # another codebase: torchvision names under an explicit prefix
+        found = "torchvision" if layout == "auto" else layout
+    else:
+        found = detect_layout(state) if layout == "auto" else layout
+    try:
+        used, model, dropped = _extract(state, found, prefix)
+        if not {"stem.conv1.weight", "res2.0.conv1.weight", "res2.0.conv3.weight"} <= set(model):
+            raise ConversionError(f"no ResNet stem and res2 found ({len(model)} tensors)")
+    except ConversionError as e:
+        guess = next((lay for lay, pat in _DETECT if any(pat.match(k) for k in state)), "unknown")
+        raise ConversionError(f"{e} (read as {found}; its keys look like {guess})") from None
+    depth = _depth(model)
+    widths = Widths(
+        model["stem.conv1.weight"].shape[0],
+        model["res2.0.conv3.weight"].shape[0],
+        model["res2.0.conv1.weight"].shape[0],
+    )
+    expected = expected_shapes(depth, widths)
+    missing = sorted(set(expected) - set(model))
+    extra = sorted(set(model) - set(expected))
+    shaped = [f"{k} {tuple(model[k].shape)} (want {expected[k]})" for k in sorted(set(model) & set(expected))
+              if tuple(model[k].shape) != expected[k]]  # fmt: skip
+    if missing or extra or shaped:
+        parts = [f"{len(v)} {what}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
+                 for what, v in (("missing", missing), ("mis-shaped", shaped), ("unconverted", extra)) if v]  # fmt: skip
+        raise ConversionError(f"read as {found}, ResNet-{depth}: incomplete weights; " + "; ".join(parts))
+    return model, Report(found, used, depth, widths, len(model), dict(dropped))
+
+
+def write(model: Mapping[str, np.ndarray], report: Report, dst: Path) -> None:
+    """The detectron2 pickle, written atomically, with a JSON report beside it."""
+    payload = {"model": dict(model), "__author__": f"xfer ({report.layout})", "matching_heuristics": True}
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        pickle.dump(payload, f)
+        pickle.dump(payload, f, protocol=4)
     tmp.replace(dst)
-    return Converted(dst, found, len(model), dropped)
+    dst.with_suffix(".json").write_text(json.dumps(asdict(report), indent=1))
 
 
-def cached(src: Path, layout: str, cache_dir: Path) -> Converted:
-    """detectron2 weights for ``src``: converted once, then reused by every trial (file-locked)."""
+def convert_file(src: Path, dst: Path, layout: str = "auto", prefix: str | None = None, trust: bool = False) -> Report:
+    try:
+        obj = load(src, trust=trust)
+    except CheckpointError as e:
+        raise ConversionError(str(e)) from None
+    try:
+        model, report = convert(obj, layout, prefix)
+    except ConversionError as e:
+        raise ConversionError(f"{src}: {e}") from None
+    write(model, report, Path(dst))
+    return report
+
+
+def read_report(path: Path) -> Report:
+    raw = json.loads(Path(path).with_suffix(".json").read_text())
+    return Report(**{**raw, "widths": Widths(**raw["widths"])})
+
+
+def cached(
+    src: Path, layout: str, cache_dir: Path, prefix: str | None = None, trust: bool = False
+) -> tuple[Path, Report]:
+    """detectron2 weights for ``src``, converted once per (file content, format, prefix); file-locked."""
     src = Path(src)
     if not src.is_file():
         raise ConversionError(f"weights file not found: {src}")
-    if layout == "msra" or (layout in ("auto", "detectron2") and src.suffix == ".pkl"):
-        return Converted(src, layout, 0, 0)  # detectron2 reads Caffe2 / its own pickles directly
+    h = hashlib.sha256(f"{layout}|{prefix}|".encode())
+    with open(src, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    dst = cache_dir / f"{file_sha256(src)[:20]}.pkl"
+    dst = cache_dir / f"{h.hexdigest()[:24]}.pkl"
     with FileLock(str(dst) + ".lock"):
-        report = dst.with_suffix(".json")
-        if dst.exists() and report.exists():
-            done = Converted(**{**json.loads(report.read_text()), "path": dst})
-            if layout not in ("auto", done.layout):
-                raise ConversionError(f"{src}: the config says format={layout}, but its keys look like {done.layout}")
-            return done
-        done = convert_file(src, dst, layout)
-        report.write_text(json.dumps({**asdict(done), "path": str(dst)}))
-        return done
+        if dst.exists() and dst.with_suffix(".json").exists():
+            return dst, read_report(dst)
+        return dst, convert_file(src, dst, layout, prefix, trust)

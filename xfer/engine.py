@@ -11,6 +11,9 @@ import contextlib
 import functools
 import logging
 import os
+from pathlib import Path
+
+import torch
 
 from xfer import d2compat
 
@@ -26,6 +29,34 @@ from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+
+class WeightsNotLoaded(RuntimeError):
+    """detectron2 built the model but did not load every pretrained ResNet tensor into it."""
+
+
+def verify_loaded(model, weights_file: str) -> int:
+    """Every converted tensor must now sit, unchanged, in the model's backbone or its res5 ROI head.
+
+    detectron2 matches names heuristically and only warns about what it could not place; a trial that
+    started from random init would report a worse method. Returns the number of tensors checked."""
+    from xfer.checkpoint import load
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    state = model.state_dict()
+    wrong, weights = [], load(Path(weights_file))["model"]
+    for key, value in weights.items():
+        target = f"roi_heads.{key}" if key.startswith("res5.") else f"backbone.{key}"
+        have = state.get(target)
+        if have is None or tuple(have.shape) != value.shape or not torch.equal(have.cpu(), torch.from_numpy(value)):
+            wrong.append(target)
+    if wrong:
+        raise WeightsNotLoaded(
+            f"{len(wrong)} pretrained tensors are not in the model after loading {weights_file}: "
+            f"{', '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''}. The trial stops rather than train "
+            "from random init."
+        )
+    return len(weights)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -73,6 +104,8 @@ def train_and_evaluate(cfg) -> dict:
         trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     start, trained = trainer.start_iter, 0
+    if start == 0 and cfg.MODEL.WEIGHTS.endswith(".pkl"):  # fresh from the pretrained weights
+        log.info("verified: all %d pretrained tensors loaded", verify_loaded(trainer.model, cfg.MODEL.WEIGHTS))
     if start >= cfg.SOLVER.MAX_ITER:
         log.info("training already finished (checkpoint at iteration %d); evaluating", start)
     else:

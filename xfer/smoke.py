@@ -154,23 +154,42 @@ def msra_blobs(tv: Mapping[str, torch.Tensor]) -> dict:
 
 
 def wrap(tv: Mapping[str, torch.Tensor], layout: str) -> object:
-    """Put a torchvision-named state dict into a method's native checkpoint container."""
+    """Put a torchvision-named state dict into a codebase's native checkpoint container."""
+    backbone = {k: v for k, v in tv.items() if not k.startswith("fc.")}
     if layout == "moco":  # MoCo training checkpoint: query and key encoders, queue, optimizer
         state = {f"module.encoder_q.{k}": v for k, v in tv.items()}
         state.update({f"module.encoder_k.{k}": v for k, v in tv.items()})
         state["module.queue"] = torch.zeros(8, 4)
         return {"epoch": 200, "arch": "resnet50", "state_dict": state, "optimizer": {}}
     if layout == "openselfsup":  # OpenSelfSup training checkpoint
-        state = {f"backbone.{k}": v for k, v in tv.items() if not k.startswith("fc.")}
+        state = {f"backbone.{k}": v for k, v in backbone.items()}
         state["neck.mlp.0.weight"] = torch.zeros(4, 4)
         return {"meta": {"epoch": 200}, "state_dict": state}
+    if layout == "densecl_q":  # DenseCL training checkpoint as saved by its encoder_q Sequential
+        state = {f"encoder_q.0.{k}": v for k, v in backbone.items()}
+        state.update({f"encoder_k.0.{k}": v for k, v in backbone.items()})
+        state.update({"encoder_q.1.mlp.0.weight": torch.zeros(4, 4), "queue": torch.zeros(4, 8)})
+        return {"meta": {"epoch": 200}, "state_dict": state}
     if layout == "openselfsup_extracted":  # the extracted backbone: the seed script's input
-        return {"state_dict": {k: v for k, v in tv.items() if not k.startswith("fc.")}}
+        return {"state_dict": backbone}
     if layout == "torchvision":
         return dict(tv)
+    if layout == "wrapped":  # a torchvision ResNet saved from a DataParallel, inside {"model": ...}
+        return {"model": {f"module.{k}": v for k, v in tv.items()}, "epoch": 90}
+    if layout == "vissl":
+        trunk = {f"_feature_blocks.{k}": v for k, v in backbone.items()}
+        heads = {"0.clf.0.weight": torch.zeros(4, 4)}
+        return {"phase_idx": 10, "classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": heads}}}}
+    if layout == "detectron2":
+        from xfer.convert import rename
+
+        return {"model": {rename(k): v.numpy() for k, v in backbone.items()}, "__author__": "someone"}
     if layout == "msra":
         return msra_blobs(tv)
     raise ValueError(f"no smoke layout {layout!r}")
+
+
+PICKLED = ("msra", "detectron2")  # layouts saved as plain pickles (.pkl), not torch files
 
 
 def ensure_weights(path: Path, layout: str, depth: int, resnets: Mapping[str, int], seed: int = 0) -> Path:
@@ -185,7 +204,7 @@ def ensure_weights(path: Path, layout: str, depth: int, resnets: Mapping[str, in
         )
         tmp = path.with_name(path.name + ".partial")
         obj = wrap(tv, layout)
-        if layout == "msra":
+        if layout in PICKLED:
             with open(tmp, "wb") as f:
                 pickle.dump(obj, f)
         else:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import convert, d2compat, data, dist, recipe, smoke
-from xfer.validate import InputError, problems
+from xfer import d2compat, data, dist, recipe, smoke
+from xfer.validate import InputError, problems, weights_of
 
 RESULT = "result.json"
 log = logging.getLogger(__name__)
@@ -135,8 +135,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
     if found:
         raise InputError(found)
     device = resolve_device(cfg.trial.device)
-    weights = convert.cached(Path(cfg.pretrain.weights), cfg.pretrain.format, Path(cfg.paths.cache) / "converted")
-    d2cfg = recipe.build(cfg, weights.path, out_dir, device)
+    weights, report = weights_of(cfg)
+    d2cfg = recipe.build(cfg, weights, out_dir, device)
     d2_yaml = d2cfg.dump()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "d2_config.yaml").write_text(d2_yaml)
@@ -147,7 +147,14 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
         "seed": int(cfg.seed),
         "published": published(cfg),
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
-        "weights": {"source": str(cfg.pretrain.weights), "converted": str(weights.path), "layout": weights.layout},
+        "weights": {
+            "source": str(cfg.pretrain.weights),
+            "converted": str(weights),
+            "layout": report.layout,
+            "depth": report.depth,
+            "tensors": report.converted,
+            "dropped": report.dropped,
+        },
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),
         "run": {
@@ -156,7 +163,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
             "device_count": torch.cuda.device_count() if device == "cuda" else 0,
         },
     }
-    log.info("trial %s seed %d: %d process(es) on %s, weights %s", setting.key, cfg.seed, world, device, weights.path)
+    log.info(
+        "trial %s seed %d: %d process(es) on %s; weights: %s", setting.key, cfg.seed, world, device, report.summary()
+    )
     dist.launch(_rank_main, world, device, args=(d2_yaml, str(cfg.benchmark.datasets_root), record))
     if not result.exists():
         raise RuntimeError(f"trial finished without writing {result}")

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import data
+from xfer import convert, data
 from xfer.convert import LAYOUTS
 
 
@@ -38,6 +38,47 @@ def _weights_problem(cfg: DictConfig) -> str | None:
         f"{source} and put them there, pass pretrain.weights=/path/to/checkpoint, or set XFER_WEIGHTS "
         f"(or paths.weights=...) to the folder holding {weights.name}."
     )
+
+
+def weights_of(cfg: DictConfig) -> tuple[Path, convert.Report]:
+    """The trial's converted weights (converted now if not cached): raises ConversionError."""
+    p = cfg.pretrain
+    return convert.cached(Path(p.weights), p.format, Path(cfg.paths.cache) / "converted", p.prefix, p.trust)
+
+
+def _conversion_problems(cfg: DictConfig) -> list[str]:
+    """Convert (cached) and compare what the weights are with what the config says they are."""
+    name = f"pretrain {cfg.pretrain.name} ({cfg.backbone.name})"
+    try:
+        _, report = weights_of(cfg)
+    except convert.ConversionError as e:
+        return [f"{name}: {e}"]
+    found = []
+    depth = cfg.backbone.d2.MODEL.RESNETS.DEPTH
+    if report.depth != depth:
+        found.append(f"{name}: the weights are a ResNet-{report.depth}, the backbone is ResNet-{depth}; "
+                     f"choose backbone=r{report.depth} or the {cfg.backbone.name} checkpoint.")  # fmt: skip
+    resnets = recipe_resnets(cfg)
+    want = convert.Widths(resnets["STEM_OUT_CHANNELS"], resnets["RES2_OUT_CHANNELS"],
+                          resnets["WIDTH_PER_GROUP"] * resnets["NUM_GROUPS"])  # fmt: skip
+    if report.widths != want:
+        found.append(f"{name}: the weights have channel widths {report.widths}, the recipe builds {want}.")
+    convention = cfg.pretrain.input.name
+    if report.convention not in (None, convention):
+        found.append(
+            f"{name}: {report.layout} weights are trained on {report.convention} input, but the pretrain's "
+            f"input is {convention}; set input@pretrain.input={report.convention} (or fix pretrain.format)."
+        )
+    return found
+
+
+def recipe_resnets(cfg: DictConfig) -> dict:
+    """MODEL.RESNETS as the recipe will build it: detectron2 defaults under the merged overrides."""
+    resnets = {"STEM_OUT_CHANNELS": 64, "RES2_OUT_CHANNELS": 256, "WIDTH_PER_GROUP": 64, "NUM_GROUPS": 1}
+    for key in ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "d2"):
+        part = OmegaConf.select(cfg, f"{key}.MODEL.RESNETS")
+        resnets.update({k: v for k, v in (part or {}).items() if k in resnets})
+    return resnets
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -69,4 +110,6 @@ def problems(cfg: DictConfig) -> list[str]:
     weights = _weights_problem(cfg)
     if weights:
         found.append(weights)
+    elif cfg.pretrain.format in LAYOUTS:
+        found += _conversion_problems(cfg)
     return found

@@ -1,0 +1,107 @@
+"""Reading checkpoint files without running code from them.
+
+A ``.pth`` is a pickle, and unpickling can execute arbitrary code; users bring checkpoints from many
+places. xfer therefore reads PyTorch files with torch's weights-only unpickler and plain pickles
+(detectron2 / Caffe2 ``.pkl``) with a restricted unpickler, both allowing only plain data: tensors,
+NumPy arrays and scalars, containers, and ``argparse.Namespace`` (training scripts store their args).
+Anything else is refused before it is constructed. ``trust=True`` lifts this for a file the user vouches
+for, and says so loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.dtypes")
+_NUMPY_NAMES = {"_reconstruct", "scalar", "ndarray", "dtype"}
+
+
+class CheckpointError(ValueError):
+    """The file cannot be read as a checkpoint, or reading it would run code; the message says which."""
+
+
+def _numpy_globals() -> list:
+    """The NumPy callables that rebuild arrays, scalars and dtypes (nothing that runs user code)."""
+    from numpy import dtypes
+
+    core = getattr(np, "_core", None) or np.core
+    found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    return found + [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+
+
+SAFE_GLOBALS = [*_numpy_globals(), argparse.Namespace, collections.OrderedDict]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """A pickle reader that builds only data: NumPy arrays and scalars, and Python containers."""
+
+    def find_class(self, module: str, name: str):
+        if module in _NUMPY_MODULES and (name in _NUMPY_NAMES or name.endswith("DType")):
+            return super().find_class(module, name)
+        if (module, name) in (("collections", "OrderedDict"), ("argparse", "Namespace"), ("_codecs", "encode")):
+            return super().find_class(module, name)
+        if module in ("builtins", "__builtin__") and name in ("set", "frozenset", "slice", "complex"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {module}.{name}")
+
+
+def _refusal(path: Path, error: Exception) -> CheckpointError:
+    found = re.search(r"GLOBAL [\w.]+", str(error))
+    what = found.group(0).replace("GLOBAL ", "") if found else "a non-data object"
+    return CheckpointError(
+        f"{path}: refusing to unpickle it: it asks for {what}, which is not plain data and could run code. "
+        "If you trust this file, pass --trust (or pretrain.trust=true) to unpickle it fully."
+    )
+
+
+def _plain_pickle(path: Path) -> object:
+    with open(path, "rb") as f:
+        return _RestrictedUnpickler(f, encoding="latin1").load()
+
+
+def load(path: Path, trust: bool = False) -> object:
+    """The object stored in a checkpoint file, read safely unless ``trust``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if trust:
+        log.warning("UNPICKLING %s FULLY (trust=true): any code inside it runs now", path)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:
+            with open(path, "rb") as f:
+                return pickle.load(f, encoding="latin1")
+    is_torch = zipfile.is_zipfile(path)
+    if not is_torch:
+        try:
+            obj = _plain_pickle(path)
+        except pickle.UnpicklingError as e:
+            if "Unsupported global" in str(e):
+                raise _refusal(path, e) from None
+            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle: {e})") from None
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle: {e})") from None
+        if obj != _TORCH_LEGACY_MAGIC:
+            return obj
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "weights_only" in str(e):
+            raise _refusal(path, e) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
