@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,22 +84,22 @@ def test_report_says_what_was_dropped(tmp_path, tiny):
     assert convert.read_report(tmp_path / "out.pkl") == report
 
 
-@pytest.mark.parametrize("depth,ctor", [(50, torchvision.models.resnet50), (101, torchvision.models.resnet101)])
-def test_full_size_torchvision_resnets_in_moco_layout(tmp_path, depth, ctor):
-    tv = ctor(weights=None).state_dict()
-    src = tmp_path / "moco.pth.tar"
-    torch.save(smoke.wrap(tv, "moco"), src)
-    t0 = time.perf_counter()
-    report = convert.convert_file(src, tmp_path / "out.pkl")
-    print(f"ResNet-{depth} MoCo checkpoint converted in {time.perf_counter() - t0:.2f} s")
-    assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), "moco")
+@pytest.fixture(scope="module")
+def full_size():
+    torch.manual_seed(0)
+    return {50: torchvision.models.resnet50().state_dict(), 101: torchvision.models.resnet101().state_dict()}
+
+
+@pytest.mark.parametrize("depth,layout", [(50, layout) for layout in sorted(LAYOUTS)] + [(101, "moco"), (101, "msra")])
+def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
+    tv = full_size[depth]
+    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / "out.pkl")
+    assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), LAYOUTS[layout])
     model = converted(tmp_path / "out.pkl")
     assert len(model) == len(backbone(tv)) == {50: 265, 101: 520}[depth]
     assert model["res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
-    np.testing.assert_array_equal(
-        model["res4.22.conv2.weight" if depth == 101 else "res4.5.conv2.weight"],
-        tv["layer3.22.conv2.weight" if depth == 101 else "layer3.5.conv2.weight"].numpy(),
-    )
+    last = "layer3.22.conv2.weight" if depth == 101 else "layer3.5.conv2.weight"
+    np.testing.assert_array_equal(model[convert.rename(last)], tv[last].numpy())
 
 
 @pytest.mark.parametrize(
