@@ -6,7 +6,7 @@ STAMP := $(VENV)/.xfer-setup
 # This machine's torch; on a GPU cluster pass your own, e.g. make setup TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup smoke test test-fast lint
+.PHONY: setup slurm-packages smoke test test-fast lint
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml scripts/install_detectron2.py
 	$(PY) -m pip install -q -e '.[d2,test]'
 	$(PY) scripts/install_detectron2.py
 	touch $@
+
+# Debian's SLURM, for the SLURM tests (they skip without it, except in CI); needs root.
+slurm-packages:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq munge slurmctld slurmd slurm-client
 
 smoke: setup
 	$(PY) launch.py -m benchmark=smoke pretrain=densecl,regioncl seed=0-4

@@ -49,3 +49,24 @@ def smoke_sweep(tmp_path_factory) -> tuple[Path, Launch]:
     run = launch("-m", "benchmark=smoke", "pretrain=densecl,regioncl", "seed=0-1", f"output_root={out}")
     assert run.returncode == 0, run.output[-4000:]
     return out, run
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real SLURM for the session; skipped only outside CI when its packages are not installed."""
+    from tests import slurm_cluster
+
+    if not slurm_cluster.available():
+        if os.environ.get("CI"):
+            pytest.fail("SLURM packages missing in CI: .ci/run installs munge slurmctld slurmd slurm-client")
+        pytest.skip("SLURM not installed here (apt-get install munge slurmctld slurmd slurm-client)")
+    cluster = slurm_cluster.SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    old = {k: os.environ.get(k) for k in cluster.env}
+    os.environ.update(cluster.env)
+    yield cluster
+    cluster.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -8,17 +8,19 @@ on one node from meeting on a shared rendezvous port (detectron2 #91). One proce
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def free_port() -> int:
-    """A TCP port the OS just handed out on the loopback interface."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the OS just handed out (on the loopback interface unless told otherwise)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host if host == "127.0.0.1" else "", 0))
         return s.getsockname()[1]
 
 
@@ -29,14 +31,21 @@ def resolve_world_size(requested: int | str, device: str) -> int:
     return int(requested)
 
 
-def _set_local_group(world_size: int) -> None:
-    """Tell detectron2's comm which ranks share this machine (v0.6 and current differ here)."""
+def _set_local_group(world_size: int, local_size: int | None = None, rank: int = 0) -> None:
+    """Tell detectron2's comm which ranks share this machine (v0.6 and current differ here).
+
+    Ranks are laid out node by node, ``local_size`` per node; every rank must create every group."""
     from detectron2.utils import comm
 
+    local_size = local_size or world_size
     if hasattr(comm, "create_local_process_group"):
-        comm.create_local_process_group(world_size)
-    else:
-        comm._LOCAL_PROCESS_GROUP = dist.new_group(list(range(world_size)))
+        comm.create_local_process_group(local_size)
+        return
+    for node in range(world_size // local_size):
+        ranks = list(range(node * local_size, (node + 1) * local_size))
+        group = dist.new_group(ranks)
+        if rank in ranks:
+            comm._LOCAL_PROCESS_GROUP = group
 
 
 def _worker(rank: int, fn: Callable, world_size: int, port: int, device: str, args: tuple) -> None:
@@ -45,7 +54,47 @@ def _worker(rank: int, fn: Callable, world_size: int, port: int, device: str, ar
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", world_size=world_size, rank=rank)
     try:
-        _set_local_group(world_size)
+        _set_local_group(world_size, world_size, rank)
+        dist.barrier()
+        fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def rendezvous(folder: Path, job_id: str, rank: int, timeout_s: float = 600) -> str:
+    """``tcp://host:port`` for a job whose processes were started by someone else (SLURM).
+
+    Rank 0 takes a port the OS hands out on its own node and publishes it in a file on the shared
+    file system; the others wait for that file. No fixed port, so jobs sharing a node never collide."""
+    path = Path(folder) / f"rendezvous-{job_id}"
+    if rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname()
+        address = f"tcp://{host}:{free_port(host)}"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(address)
+        tmp.replace(path)
+        return address
+    deadline = time.time() + timeout_s
+    while not path.exists():
+        if time.time() > deadline:
+            raise TimeoutError(f"rank {rank}: no rendezvous address from rank 0 in {path} after {timeout_s} s")
+        time.sleep(0.2)
+    return path.read_text()
+
+
+def join(fn: Callable, rank: int, world_size: int, local_rank: int, local_size: int, device: str, address: str,
+         args: tuple = ()) -> None:  # fmt: skip
+    """Run ``fn(*args)`` as ``rank`` of an already started set of processes (one SLURM task each)."""
+    if world_size == 1:
+        fn(*args)
+        return
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if device == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=address, world_size=world_size, rank=rank)
+    try:
+        _set_local_group(world_size, local_size, rank)
         dist.barrier()
         fn(*args)
     finally:

@@ -97,11 +97,47 @@ def _ddp_for(device: str):
         d2_defaults.create_ddp_model = original
 
 
-def train_and_evaluate(cfg) -> dict:
-    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank."""
+class Interrupted(Exception):
+    """Training stopped early on request (a preemption warning), after saving a checkpoint."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(f"stopped after iteration {iteration}, checkpoint saved")
+        self.iteration = iteration
+
+
+class StopOnRequest(hooks.HookBase):
+    """After each iteration, if any rank was asked to stop: save a checkpoint there, then stop.
+
+    The ranks agree through one all-reduce per iteration, so all save and stop at the same iteration.
+    """
+
+    def __init__(self, requested) -> None:
+        self._requested = requested
+
+    def after_step(self):
+        flag = torch.tensor([1.0 if self._requested() else 0.0])
+        if comm.get_world_size() > 1:
+            import torch.distributed as dist
+
+            if dist.get_backend() == "nccl":
+                flag = flag.cuda()
+            dist.all_reduce(flag)
+        if flag.item() > 0:
+            self.trainer.checkpointer.save(f"model_{self.trainer.iter:07d}", iteration=self.trainer.iter)
+            comm.synchronize()
+            raise Interrupted(self.trainer.iter)
+
+
+def train_and_evaluate(cfg, stop=None) -> dict:
+    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank.
+
+    ``stop``: a callable polled after every iteration; when it says True, a checkpoint is saved at that
+    iteration and :class:`Interrupted` is raised (the job then requeues and resumes from it)."""
     seed_all_rng(cfg.SEED + comm.get_rank())
     with _ddp_for(cfg.MODEL.DEVICE):
         trainer = Trainer(cfg)
+    if stop is not None:
+        trainer.register_hooks([StopOnRequest(stop)])
     trainer.resume_or_load(resume=True)
     start, trained = trainer.start_iter, 0
     if start == 0 and cfg.MODEL.WEIGHTS.endswith(".pkl"):  # fresh from the pretrained weights

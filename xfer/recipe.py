@@ -35,5 +35,8 @@ def build(cfg: DictConfig, weights: Path, output_dir: Path, device: str):
     d2.OUTPUT_DIR = str(output_dir)
     d2.SEED = int(cfg.seed)
     d2.MODEL.DEVICE = device
+    period = OmegaConf.select(cfg, "cluster.checkpoint_period")
+    if period:  # how often to save is the cluster's business, not the recipe's (results do not change)
+        d2.SOLVER.CHECKPOINT_PERIOD = int(period)
     d2.freeze()
     return d2

@@ -17,9 +17,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from xfer import results, trial, validate
+from xfer import results, slurm, trial, validate
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def plan(
     return planned
 
 
-def check(planned: list[PlannedTrial]) -> list[str]:
+def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     """Problems of all trials still to run, each message once, in order."""
     found: list[str] = []
     for p in planned:
@@ -64,7 +64,10 @@ def check(planned: list[PlannedTrial]) -> list[str]:
             trial.prepare(p.cfg)
         except Exception as e:  # generation of smoke inputs failed: report, don't run
             found.append(f"could not generate the {p.cfg.benchmark.name} inputs: {type(e).__name__}: {e}")
-        found += validate.problems(p.cfg)
+        found += validate.problems(p.cfg, here)
+        if p.cfg.cluster.name == "slurm":
+            batch = OmegaConf.select(p.cfg, "d2.SOLVER.IMS_PER_BATCH", default=p.cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
+            found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
     return list(dict.fromkeys(found))
 
 
@@ -81,10 +84,14 @@ def launch(
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     planned = plan(ctx, config, job_overrides, first)
-    found = check(planned)
+    on_slurm = config.cluster.name == "slurm"
+    found = check(planned, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)
+    if on_slurm:
+        submit_to_slurm(planned, config, sweep_dir)
+        return []
     todo = [p for p in planned if not p.done]
     log.info(
         "sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), len(planned) - len(todo), len(todo)
@@ -111,3 +118,36 @@ def launch(
     print(md, end="")
     print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; table: {sweep_dir / 'table.md'} (and .csv)")
     return runs
+
+
+def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: Path) -> None:
+    """Submit the trials that have no result and are not queued already; print how to follow them."""
+    waiting = slurm.queued_trials([p.dir for p in planned if not p.done])
+    todo = [p for p in planned if not p.done and p.dir not in waiting]
+    done = sum(p.done for p in planned)
+    print(
+        f"sweep {sweep_dir}: {len(planned)} trials, {done} done, {len(waiting)} queued already, {len(todo)} to submit"
+    )
+    if not todo:
+        return
+    jobs = []
+    for p in todo:
+        HydraConfig.instance().set_config(p.cfg)
+        overrides = p.cfg.hydra.job.override_dirname
+        with open_dict(p.cfg):
+            task = OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"])
+        jobs.append((p.dir, task, overrides))
+    sub = slurm.submit(jobs, config.cluster, sweep_dir)
+    ids = ",".join([sub.array_id, sub.collect_id])
+    print(
+        f"submitted {len(todo)} trials as SLURM job array {sub.array_id}; job {sub.collect_id} collects the table after it"
+    )
+    print(f"  outputs: {sweep_dir.resolve()}   logs: {sub.folder}")
+    print(f"  watch:   squeue -j {ids}")
+    print(
+        f"  table:   python -m xfer collect {sweep_dir.resolve()}   (job {sub.collect_id} writes table.md when the array ends)"
+    )
+    if config.cluster.wait:
+        slurm.wait([sub.array_id, sub.collect_id])
+        rows, md = results.collect(sweep_dir)
+        print(md, end="")

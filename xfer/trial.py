@@ -85,14 +85,18 @@ def versions() -> dict:
     }
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def _rank_main(d2_yaml: str, datasets_root: str, record: dict) -> None:
-    """Body of every process of a trial; rank 0 writes the result."""
+def write_json_atomic(path: Path, obj: dict) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> None:
+    """Body of every process of a trial; rank 0 writes the result. ``stop``: see engine.train_and_evaluate."""
     d2compat.ensure()  # a spawned process starts bare
     from detectron2.config import CfgNode
     from detectron2.utils import comm
@@ -107,7 +111,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict) -> None:
             setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
     data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
-    out = engine.train_and_evaluate(cfg)
+    out = engine.train_and_evaluate(cfg, stop)
     if comm.is_main_process():
         record = {**record, "metrics": {k: out["bbox"].get(k) for k in ("AP50", "AP", "AP75")}}
         record["run"] = {
@@ -122,13 +126,18 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict) -> None:
         write_json_atomic(Path(cfg.OUTPUT_DIR) / RESULT, record)
 
 
-def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
-    """Run one trial into ``out_dir`` (skip if its result exists) and return its result record."""
-    out_dir = Path(out_dir)
-    result = out_dir / RESULT
-    if result.exists():
-        log.info("trial done already, skipping: %s", result)
-        return json.loads(result.read_text())
+@dataclass(frozen=True)
+class Prepared:
+    """A trial ready to train: its detectron2 config and the record its result will extend."""
+
+    d2_yaml: str
+    datasets_root: str
+    record: dict
+    device: str
+
+
+def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
+    """Check the trial's inputs, convert its weights (cached) and write its detectron2 config."""
     d2compat.ensure()
     prepare(cfg)
     found = problems(cfg)
@@ -139,8 +148,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
     d2cfg = recipe.build(cfg, weights, out_dir, device)
     d2_yaml = d2cfg.dump()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "d2_config.yaml").write_text(d2_yaml)
-    world = dist.resolve_world_size(cfg.trial.world_size, device)
+    write_text_atomic(out_dir / "d2_config.yaml", d2_yaml)
     setting = setting_of(cfg, overrides)
     record = {
         "setting": {**asdict(setting), "key": setting.key},
@@ -163,10 +171,27 @@ def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
             "device_count": torch.cuda.device_count() if device == "cuda" else 0,
         },
     }
-    log.info(
-        "trial %s seed %d: %d process(es) on %s; weights: %s", setting.key, cfg.seed, world, device, report.summary()
-    )
-    dist.launch(_rank_main, world, device, args=(d2_yaml, str(cfg.benchmark.datasets_root), record))
-    if not result.exists():
-        raise RuntimeError(f"trial finished without writing {result}")
-    return json.loads(result.read_text())
+    log.info("trial %s seed %d on %s; weights: %s", setting.key, cfg.seed, device, report.summary())
+    return Prepared(d2_yaml, str(cfg.benchmark.datasets_root), record, device)
+
+
+def read_result(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / RESULT
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
+    """Run one trial here into ``out_dir`` (skip if its result exists) and return its result record."""
+    out_dir = Path(out_dir)
+    done = read_result(out_dir)
+    if done is not None:
+        log.info("trial done already, skipping: %s", out_dir / RESULT)
+        return done
+    p = setup(cfg, out_dir, overrides)
+    world = dist.resolve_world_size(cfg.trial.world_size, p.device)
+    log.info("%d process(es) on %s", world, p.device)
+    dist.launch(_rank_main, world, p.device, args=(p.d2_yaml, p.datasets_root, p.record))
+    result = read_result(out_dir)
+    if result is None:
+        raise RuntimeError(f"trial finished without writing {out_dir / RESULT}")
+    return result

@@ -81,13 +81,15 @@ def recipe_resnets(cfg: DictConfig) -> dict:
     return resnets
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    """Everything wrong with one composed trial config, as user-facing messages."""
+def problems(cfg: DictConfig, here: bool = True) -> list[str]:
+    """Everything wrong with one composed trial config, as user-facing messages.
+
+    ``here``: the trial will run on this machine (so its GPUs count); False when submitting elsewhere."""
     found: list[str] = []
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
     gpus = torch.cuda.device_count()
-    if cfg.benchmark.requires_gpu and gpus == 0 and cfg.trial.device != "cpu":
+    if here and cfg.benchmark.requires_gpu and gpus == 0 and cfg.trial.device != "cpu":
         found.append(
             f"benchmark {cfg.benchmark.name} trains on GPUs, and this machine has none visible "
             "(torch.cuda.device_count() == 0). Run it on a GPU node (or submit to SLURM), check "
