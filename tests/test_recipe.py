@@ -131,3 +131,14 @@ def test_trial_folder_is_fixed_by_setting_and_seed():
     assert cli.setting_dirname("r50", "densecl", "+d2.SOLVER.BASE_LR=0.01") == "r50_densecl,+d2.SOLVER.BASE_LR=0.01"
     long = cli.setting_dirname("r50", "x", "a=" + "b/" * 100)
     assert len(long) < 120 and "/" not in long and long != cli.setting_dirname("r50", "x", "a=" + "c/" * 100)
+
+
+def test_cluster_and_trial_options_never_change_a_settings_name():
+    import yaml
+
+    exclude = set(yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["hydra"]["job"]["config"][
+        "override_dirname"]["exclude_keys"])  # fmt: skip
+    for name in ("local", "slurm"):
+        keys = yaml.safe_load((REPO / "conf" / "cluster" / f"{name}.yaml").read_text())
+        assert {f"cluster.{k}" for k in keys if k != "name"} <= exclude
+    assert {"cluster", "trial.world_size", "trial.device", "pretrain.weights", "pretrain.trust"} <= exclude
