@@ -134,9 +134,7 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
     for p in todo:
         HydraConfig.instance().set_config(p.cfg)
         overrides = p.cfg.hydra.job.override_dirname
-        with open_dict(p.cfg):
-            task = OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"])
-        jobs.append((p.dir, task, overrides))
+        jobs.append((p.dir, OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"]), overrides))
     sub = slurm.submit(jobs, config.cluster, sweep_dir)
     ids = ",".join([sub.array_id, sub.collect_id])
     print(
