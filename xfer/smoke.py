@@ -19,16 +19,11 @@ import torch
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
+from xfer import data
 from xfer.data import VOC_CLASSES
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 DONE = ".complete"
-
-
-def split_of(name: str) -> tuple[str, str]:
-    """``voc_2007_trainval`` -> (``2007``, ``trainval``)."""
-    _, year, split = name.split("_", 2)
-    return year, split
 
 
 def _annotation(file_id: str, width: int, height: int, objects: list[tuple[str, int, tuple]]) -> bytes:
@@ -89,7 +84,7 @@ def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int],
         shutil.rmtree(tmp, ignore_errors=True)
         rng = random.Random(seed)
         for name, count in images.items():
-            year, split = split_of(name)
+            year, split = data.parse(name)
             _write_split(tmp, year, split, int(count), tuple(size), rng)
         (tmp / DONE).touch()
         shutil.rmtree(root, ignore_errors=True)
