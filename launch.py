@@ -1,7 +1,8 @@
 """xfer's entry point: ``python launch.py -m pretrain=densecl,regioncl_d seed=0-4``.
 
 Hydra composes one config per trial from conf/; the ``xfer`` launcher (hydra_plugins/) checks the
-whole sweep before running any of it, runs each trial through ``xfer.trial``, and writes the table.
+whole sweep before running any of it, runs the trials on this node's GPUs (``xfer.local``) or submits
+them to SLURM (``xfer.slurm``), and writes the table. Without ``-m`` it runs one trial the same way.
 """
 
 import sys
@@ -15,16 +16,10 @@ from xfer import cli
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from xfer import trial
-    from xfer.sweep import report_problems
-    from xfer.validate import InputError
+    from xfer import sweep
 
     hc = HydraConfig.get()
-    try:
-        return trial.run(cfg, hc.runtime.output_dir, hc.job.override_dirname)
-    except InputError as e:
-        report_problems(e.problems)
-        raise SystemExit(2) from None
+    return sweep.run_single(cfg, hc.runtime.output_dir, hc.job.override_dirname)
 
 
 if __name__ == "__main__":

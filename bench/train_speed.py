@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -57,7 +58,7 @@ def via_launch(benchmark: str, iters: int, out: Path, extra: list[str]) -> tuple
     if proc.returncode:
         raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-5000:])
     (result,) = out.rglob("result.json")
-    return speed_of(proc.stdout + proc.stderr), result.parent
+    return speed_of((result.parent / "log.txt").read_text()), result.parent
 
 
 def bare(config: Path, datasets: str, out: Path, ims: int | None, iters: int | None) -> dict:
@@ -65,7 +66,8 @@ def bare(config: Path, datasets: str, out: Path, ims: int | None, iters: int | N
     cmd = [sys.executable, __file__, "bare", str(config), datasets, str(out)]
     cmd += [f"--ims={ims}"] if ims else []
     cmd += [f"--bare-iters={iters}"] if iters else []
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {"OMP_NUM_THREADS": "1", **os.environ}  # what xfer.local gives each trial process unless told otherwise
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-5000:])
     stats = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -86,7 +86,7 @@ def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     (trial / "last_checkpoint").write_text("model_0000004.pth")
     run = launch(*args)
     assert run.returncode == 0, run.output[-3000:]
-    assert "resuming from iteration 5" in run.output
+    assert "resuming from iteration 5" in (trial / "log.txt").read_text()
     resumed = json.loads((trial / "result.json").read_text())
     assert resumed["run"]["start_iter"] == 5 and resumed["run"]["iterations_run"] == 5
 
@@ -98,26 +98,9 @@ def test_supervised_msra_and_r101(tmp_path):
     assert r["setting"]["key"] == "smoke/r101_supervised" and r["weights"]["layout"] == "msra"
     cfg = (tmp_path / "smoke" / "r101_supervised" / "seed0" / "d2_config.yaml").read_text()
     assert "DEPTH: 101" in cfg and "FORMAT: BGR" in cfg
-    missing = run.output.split("not found in the checkpoint:\n")[1].split("\n[")[0].splitlines()
+    log = (tmp_path / "smoke" / "r101_supervised" / "seed0" / "log.txt").read_text()
+    missing = log.split("not found in the checkpoint:\n")[1].split("\n[")[0].splitlines()
     backbone = [m for m in missing if m.startswith(("backbone.", "roi_heads.res5.")) and ".norm." not in m]
     assert not backbone, backbone  # every conv came from the weights
     # MSRA pickles carry BN scale and bias but no running statistics, as detectron2's R-50.pkl
     assert all(m.endswith(".norm.{running_mean, running_var}") for m in missing if m.startswith("backbone.")), missing
-
-
-def test_two_process_trial_with_gloo(tmp_path):
-    run = launch("benchmark=smoke", "pretrain=densecl", "seed=0", "trial.world_size=2", f"output_root={tmp_path}")
-    assert run.returncode == 0, run.output[-3000:]
-    (r,) = results_under(tmp_path).values()
-    assert r["run"]["world_size"] == 2
-    assert math.isfinite(r["metrics"]["AP50"])
-
-
-def test_a_diverging_trial_does_not_stop_the_sweep(tmp_path):
-    run = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0", "+d2.SOLVER.BASE_LR=1e12,0.01",
-                 f"output_root={tmp_path}")  # fmt: skip
-    assert run.returncode == 1  # the sweep reports the failure
-    assert "trial failed" in run.output and "FloatingPointError" in run.output
-    (r,) = results_under(tmp_path).values()  # the good trial finished and is in the table
-    assert r["setting"]["overrides"] == "+d2.SOLVER.BASE_LR=0.01"
-    assert "smoke/r50_densecl,+d2.SOLVER.BASE_LR=0.01 | 1 |" in (tmp_path / "smoke" / "table.md").read_text()

@@ -34,9 +34,11 @@ def test_custom_pretrain_without_weights_names_the_fix(tmp_path):
 
 
 def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path):
-    run = launch("-m", "benchmark=smoke", "trial.world_size=3", f"output_root={tmp_path}")
+    run = launch("-m", "benchmark=smoke", "cluster.devices=4", "cluster.gpus_per_trial=3", f"output_root={tmp_path}")
     assert run.returncode == 2
-    assert "trial.world_size=3: must be a positive integer dividing the global batch 2" in run.stderr
+    assert "cluster.gpus_per_trial=3 cannot share the global batch 2 evenly" in run.stderr
+    assert "use one of [1, 2]" in run.stderr
+    assert not (tmp_path / "smoke" / "r50_densecl").exists()  # nothing was started
 
 
 def test_malformed_annotations_are_named_before_anything_runs(tmp_path):

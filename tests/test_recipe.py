@@ -85,7 +85,7 @@ def test_supervised_msra_weights_keep_detectron2_bgr_defaults():
 def test_global_batch_and_schedule_do_not_follow_the_process_count():
     base = d2("backbone=r50")
     for world in ("1", "2", "8"):
-        other = d2("backbone=r50", f"trial.world_size={world}")
+        other = d2("backbone=r50", f"cluster.gpus_per_trial={world}", f"cluster.devices={world}")
         assert other.dump() == base.dump()
 
 
@@ -141,4 +141,4 @@ def test_cluster_and_trial_options_never_change_a_settings_name():
     for name in ("local", "slurm"):
         keys = yaml.safe_load((REPO / "conf" / "cluster" / f"{name}.yaml").read_text())
         assert {f"cluster.{k}" for k in keys if k != "name"} <= exclude
-    assert {"cluster", "trial.world_size", "trial.device", "pretrain.weights", "pretrain.trust"} <= exclude
+    assert {"cluster", "cluster.gpus_per_trial", "trial.device", "pretrain.weights", "pretrain.trust"} <= exclude

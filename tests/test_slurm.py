@@ -78,7 +78,7 @@ def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
     result = wait_for(lambda: results_under(tmp_path), 240, "the requeued trial to finish")
     t_done = time.time()
     (r,) = result.values()
-    log = (trial / "job.log").read_text()
+    log = (trial / "log.txt").read_text()  # the trial's log, across requeues
     saved = int(log.split("checkpoint saved at iteration ")[1].split(";")[0])
     assert saved >= 59 and f"resuming from iteration {saved + 1}" in log
     assert r["run"]["start_iter"] == saved + 1 and r["run"]["iterations_run"] == 300 - saved - 1
@@ -97,7 +97,7 @@ def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_pat
     subprocess.run(["scontrol", "requeue", job_id(trial)], check=True)
     (r,) = wait_for(lambda: results_under(tmp_path), 240, "the requeued trial to finish").values()
     start = r["run"]["start_iter"]
-    assert start > 0 and start % 50 == 0 and f"resuming from iteration {start}" in (trial / "job.log").read_text()
+    assert start > 0 and start % 50 == 0 and f"resuming from iteration {start}" in (trial / "log.txt").read_text()
     assert r["run"]["max_iter"] == 300
 
 

@@ -1,8 +1,9 @@
-"""Process-group start-up for multi-process trials, owned by xfer.
+"""Process-group start-up for multi-process trials, the same for local nodes and SLURM.
 
-detectron2 v0.6's ``launch`` asserts CUDA, so xfer starts the processes itself: one per GPU with NCCL,
-or CPU processes with gloo (how tests stand in for GPUs). A fresh free port per trial keeps two trials
-on one node from meeting on a shared rendezvous port (detectron2 #91). One process needs no group.
+detectron2 v0.6's ``launch`` asserts CUDA, so xfer starts the processes itself (``xfer.local`` on a
+node, SLURM's tasks on a cluster) and each joins the group here: one per GPU with NCCL, or CPU processes
+with gloo (how tests stand in for GPUs). A fresh port per trial keeps two trials on one node from
+meeting on a shared rendezvous port (detectron2 #91). One process needs no group.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -22,13 +22,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host if host == "127.0.0.1" else "", 0))
         return s.getsockname()[1]
-
-
-def resolve_world_size(requested: int | str, device: str) -> int:
-    """``auto``: every visible GPU (one on CPU); an int is taken as is."""
-    if requested == "auto":
-        return max(torch.cuda.device_count(), 1) if device == "cuda" else 1
-    return int(requested)
 
 
 def _set_local_group(world_size: int, local_size: int | None = None, rank: int = 0) -> None:
@@ -46,19 +39,6 @@ def _set_local_group(world_size: int, local_size: int | None = None, rank: int =
         group = dist.new_group(ranks)
         if rank in ranks:
             comm._LOCAL_PROCESS_GROUP = group
-
-
-def _worker(rank: int, fn: Callable, world_size: int, port: int, device: str, args: tuple) -> None:
-    backend = "nccl" if device == "cuda" else "gloo"
-    if device == "cuda":
-        torch.cuda.set_device(rank)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", world_size=world_size, rank=rank)
-    try:
-        _set_local_group(world_size, world_size, rank)
-        dist.barrier()
-        fn(*args)
-    finally:
-        dist.destroy_process_group()
 
 
 def rendezvous(folder: Path, job_id: str, rank: int, timeout_s: float = 600) -> str:
@@ -99,13 +79,3 @@ def join(fn: Callable, rank: int, world_size: int, local_rank: int, local_size: 
         fn(*args)
     finally:
         dist.destroy_process_group()
-
-
-def launch(fn: Callable, world_size: int, device: str, args: tuple = ()) -> None:
-    """Run ``fn(*args)`` in ``world_size`` processes of one process group (in-process when 1)."""
-    if world_size == 1:
-        fn(*args)
-        return
-    mp.start_processes(
-        _worker, nprocs=world_size, args=(fn, world_size, free_port(), device, args), start_method="spawn"
-    )

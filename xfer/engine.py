@@ -11,11 +11,13 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
 
 from xfer import d2compat
+from xfer.files import PROGRESS, write_json_atomic
 
 d2compat.ensure()
 
@@ -128,6 +130,35 @@ class StopOnRequest(hooks.HookBase):
             raise Interrupted(self.trainer.iter)
 
 
+class ProgressFile(hooks.HookBase):
+    """Rank 0 keeps ``progress.json`` (iteration, phase, times) current for the launcher's live view
+    and ``python -m xfer status``: a few small atomic writes a minute, whatever the iteration speed."""
+
+    def __init__(self, out_dir: str, every_s: float = 2.0) -> None:
+        self._path = Path(out_dir) / PROGRESS
+        self._every_s = every_s
+        self._last = 0.0
+        self._started = time.time()
+
+    def write(self, phase: str, done: int) -> None:
+        record = {"phase": phase, "iteration": done, "max_iter": self.trainer.max_iter,
+                  "start_iter": self.trainer.start_iter, "started_at": self._started, "updated_at": time.time()}  # fmt: skip
+        write_json_atomic(self._path, record)
+        self._last = record["updated_at"]
+
+    def before_train(self):
+        self._started = time.time()
+        self.write("training", self.trainer.start_iter)
+
+    def after_step(self):
+        if time.time() - self._last >= self._every_s or self.trainer.iter + 1 == self.trainer.max_iter:
+            self.write("training", self.trainer.iter + 1)
+
+    def after_train(self):  # also runs when training raised: then iter is where it stopped
+        done = self.trainer.iter >= self.trainer.max_iter
+        self.write("evaluating" if done else "stopped", min(self.trainer.iter, self.trainer.max_iter))
+
+
 def train_and_evaluate(cfg, stop=None) -> dict:
     """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank.
 
@@ -136,6 +167,8 @@ def train_and_evaluate(cfg, stop=None) -> dict:
     seed_all_rng(cfg.SEED + comm.get_rank())
     with _ddp_for(cfg.MODEL.DEVICE):
         trainer = Trainer(cfg)
+    if comm.is_main_process():
+        trainer.register_hooks([ProgressFile(cfg.OUTPUT_DIR)])
     if stop is not None:
         trainer.register_hooks([StopOnRequest(stop)])
     trainer.resume_or_load(resume=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.trial import RESULT
+from xfer.files import RESULT
 
 METRICS = ("AP50", "AP", "AP75")
 log = logging.getLogger(__name__)

@@ -24,11 +24,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-JOB_CONFIG = "trial.yaml"  # the composed trial config a job runs, written at submission
+from xfer.files import FAILURE, record_failure
+
 JOB_RECORD = "slurm.json"  # the job id of the trial's latest submission
-FAILURE = "failure.json"
 log = logging.getLogger(__name__)
 
 
@@ -97,11 +97,11 @@ class Submission:
 
 def submit(trials: list[tuple[Path, DictConfig, str]], cluster: DictConfig, sweep_dir: Path) -> Submission:
     """Submit (trial dir, composed config, overrides) as one array, then the collect job after it."""
+    from xfer.trial import write_job
+
     folder = sweep_dir.resolve() / "_slurm"
     for trial_dir, cfg, overrides in trials:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        job = {"cfg": OmegaConf.to_container(cfg, resolve=True), "overrides": overrides}
-        (trial_dir / JOB_CONFIG).write_text(OmegaConf.to_yaml(job))
+        write_job(trial_dir, cfg, overrides)
     gpus = int(cluster.gpus_per_node)
     params = {
         "name": f"xfer-{sweep_dir.name}", "timeout_min": int(cluster.time_min), "nodes": int(cluster.nodes),
@@ -142,13 +142,6 @@ def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def _record_failure(trial_dir: Path, cause: str, detail: str = "") -> None:
-    from xfer.trial import write_json_atomic
-
-    write_json_atomic(trial_dir / FAILURE, {"cause": cause, "detail": detail[-4000:],
-                                            "job_id": os.environ.get("SLURM_JOB_ID"), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
-
-
 class TrialJob:
     """What each array task runs (in each of its processes): one trial, resumable."""
 
@@ -177,30 +170,29 @@ class TrialJob:
         stop = threading.Event()
         signal.signal(env._usr_sig(), lambda *_: stop.set())  # preemption / time-limit warning
         signal.signal(signal.SIGTERM, self._terminated)
-        job = OmegaConf.load(out / JOB_CONFIG)
         try:
-            prepared = trial.setup(job.cfg, out, job.overrides)
-            local = env.num_tasks // env.num_nodes
             address = dist.rendezvous(out / ".rendezvous", env.job_id, rank) if env.num_tasks > 1 else ""
-            args = (prepared.d2_yaml, prepared.datasets_root, prepared.record, stop.is_set)
-            dist.join(trial._rank_main, rank, env.num_tasks, env.local_rank, local, prepared.device, address, args)
+            me = trial.Rank(rank, env.num_tasks, env.local_rank, env.num_tasks // env.num_nodes, address)
+            trial.run_rank(out, me, stop.is_set, {"slurm_job_id": env.job_id})
         except engine.Interrupted as e:
             self._requeue(env, rank, e.iteration)
         except Exception as e:
             if rank == 0:
-                _record_failure(out, f"{type(e).__name__}: {e}", traceback.format_exc())
+                record_failure(out, f"{type(e).__name__}: {e}", traceback.format_exc(), job_id=env.job_id)
             raise
         return str(out)
 
     def _terminated(self, signum, frame) -> None:
-        _record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)")
+        record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
+                       job_id=os.environ.get("SLURM_JOB_ID"))
         sys.exit(143)
 
     def _requeue(self, env, rank: int, iteration: int) -> None:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
         if rank == 0:
             if restarts >= self.max_requeues:
-                _record_failure(Path(self.trial_dir), f"stopped at iteration {iteration} after {restarts} requeues")
+                record_failure(Path(self.trial_dir), f"stopped at iteration {iteration} after {restarts} requeues",
+                               job_id=env.job_id)
                 raise RuntimeError(f"not requeued: {restarts} requeues already (cluster.max_requeues)")
             log.warning("checkpoint saved at iteration %d; requeueing job %s", iteration, env.job_id)
             subprocess.run(["scontrol", "requeue", env.job_id], check=True)

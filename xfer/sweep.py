@@ -1,13 +1,16 @@
-"""A sweep on this machine: compose every trial, check them all, then run, then collect.
+"""A sweep: compose every trial, check them all, then run them here or submit them, then collect.
 
 Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
 problems are reported together (each once) and the launch exits with status 2. Trials whose
-``result.json`` exists are skipped and need not pass the checks (their inputs may be gone). One
-failing trial does not stop the others; the table is written from whatever finished.
+``result.json`` exists are skipped and need not pass the checks (their inputs may be gone). Each trial
+to run gets its composed config written as ``trial.yaml`` in its folder; ``xfer.local`` runs those
+here, SLURM there. One failing trial does not stop the others; the table is written from whatever
+finished.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from xfer import results, slurm, trial, validate
+from xfer import local, results, slurm, trial, validate
+from xfer.files import RESULT
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ class PlannedTrial:
 
     @property
     def done(self) -> bool:
-        return (self.dir / trial.RESULT).exists()
+        return (self.dir / RESULT).exists()
 
 
 def plan(
@@ -65,9 +69,14 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
         except Exception as e:  # generation of smoke inputs failed: report, don't run
             found.append(f"could not generate the {p.cfg.benchmark.name} inputs: {type(e).__name__}: {e}")
         found += validate.problems(p.cfg, here)
+        batch = OmegaConf.select(p.cfg, "d2.SOLVER.IMS_PER_BATCH", default=p.cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
         if p.cfg.cluster.name == "slurm":
-            batch = OmegaConf.select(p.cfg, "d2.SOLVER.IMS_PER_BATCH", default=p.cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
             found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
+        else:
+            found += local.problems(p.cfg.cluster, batch, trial.resolve_device(p.cfg.trial.device))
+    runs_on = {(json.dumps(OmegaConf.to_container(p.cfg.cluster)), str(p.cfg.trial.device)) for p in planned}
+    if len(runs_on) > 1:
+        found.append("cluster.* and trial.device say where the whole sweep runs: give them one value, not a sweep.")
     return list(dict.fromkeys(found))
 
 
@@ -96,28 +105,57 @@ def launch(
     log.info(
         "sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), len(planned) - len(todo), len(todo)
     )
-    runs: list[JobReturn] = []
-    for p in planned:
-        log.info("\t#%d : %s%s", p.idx, " ".join(filter_overrides(p.overrides)), " (done)" if p.done else "")
-        job = run_job(
-            hydra_context=ctx,
-            task_function=task,
-            config=p.cfg,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        runs.append(job)
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    for p, r in zip(planned, runs, strict=True):
-        if r.status == JobStatus.FAILED:
-            try:
-                _ = r.return_value  # re-raises the trial's exception
-            except Exception as e:
-                log.error("trial failed: %s: %s: %s", p.dir, type(e).__name__, e)
+    outcome = run_here(todo, planned[0].cfg) if todo else None
     rows, md = results.collect(sweep_dir)
     print(md, end="")
     print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; table: {sweep_dir / 'table.md'} (and .csv)")
-    return runs
+    exit_with(outcome)
+    return []
+
+
+def task_config(p: PlannedTrial) -> DictConfig:
+    """The trial's config without Hydra's node, interpolations resolved against its own job."""
+    HydraConfig.instance().set_config(p.cfg)
+    return OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"])
+
+
+def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
+    """Hand the trials to this node's queue: each folder gets its ``trial.yaml``, then they run."""
+    jobs = []
+    for p in todo:
+        overrides = p.cfg.hydra.job.override_dirname
+        trial.write_job(p.dir, task_config(p), overrides)
+        jobs.append(local.Job(p.dir, f"{trial.setting_of(p.cfg, overrides).key} seed{p.cfg.seed}"))
+    return local.run(jobs, cfg.cluster, trial.resolve_device(cfg.trial.device))
+
+
+def exit_with(outcome: local.Outcome | None) -> None:
+    """Exit status of a local sweep: 130 when stopped (resumable), 1 when a trial failed, else 0."""
+    if outcome is None:
+        return
+    if outcome.interrupted:
+        print("stopped; run the same command again to resume the unfinished trials", file=sys.stderr)
+        raise SystemExit(130)
+    if outcome.failed:
+        print(f"{len(outcome.failed)} trial(s) failed (causes above; each folder's failure.json has the log tail)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(1)
+
+
+def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
+    """``python launch.py ...`` without ``-m``: the same checks and local queue, for one trial."""
+    p = PlannedTrial(0, [], cfg, Path(out_dir))
+    if p.done:
+        log.info("trial done already, skipping: %s", p.dir / RESULT)
+        return trial.read_result(p.dir)
+    found = check([p])
+    if found:
+        report_problems(found)
+        raise SystemExit(2)
+    trial.write_job(p.dir, cfg, overrides)
+    job = local.Job(p.dir, f"{trial.setting_of(cfg, overrides).key} seed{cfg.seed}")
+    exit_with(local.run([job], cfg.cluster, trial.resolve_device(cfg.trial.device)))
+    return trial.read_result(p.dir)
 
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: Path) -> None:
@@ -130,11 +168,7 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
     )
     if not todo:
         return
-    jobs = []
-    for p in todo:
-        HydraConfig.instance().set_config(p.cfg)
-        overrides = p.cfg.hydra.job.override_dirname
-        jobs.append((p.dir, OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"]), overrides))
+    jobs = [(p.dir, task_config(p), p.cfg.hydra.job.override_dirname) for p in todo]
     sub = slurm.submit(jobs, config.cluster, sweep_dir)
     ids = ",".join([sub.array_id, sub.collect_id])
     print(

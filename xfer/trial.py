@@ -1,5 +1,8 @@
 """The trial runner: one Hydra job = convert weights, train, evaluate, write ``result.json``.
 
+The launcher writes the composed config as ``trial.yaml`` into the trial's folder; every process of
+the trial (started by ``xfer.local`` or by SLURM) reads it there and runs :func:`run_rank`.
+
 A trial's folder is fixed by its setting and seed, so running the same command again finds it:
 a ``result.json`` means done (skipped), detectron2's ``last_checkpoint`` means resume from there.
 ``result.json`` is written last and atomically; it carries the metrics and everything needed to
@@ -9,9 +12,7 @@ trust them later (recipe hash, versions, devices, wall time, iterations, weights
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import platform
 import time
 import zlib
@@ -22,9 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat, data, dist, recipe, smoke
+from xfer.files import JOB_CONFIG, RESULT, read_json, write_json_atomic, write_text_atomic
 from xfer.validate import InputError, problems, weights_of
 
-RESULT = "result.json"
 log = logging.getLogger(__name__)
 
 
@@ -85,42 +86,35 @@ def versions() -> dict:
     }
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> None:
     """Body of every process of a trial; rank 0 writes the result. ``stop``: see engine.train_and_evaluate."""
-    d2compat.ensure()  # a spawned process starts bare
+    d2compat.ensure()
     from detectron2.config import CfgNode
     from detectron2.utils import comm
+    from detectron2.utils.logger import setup_logger
 
     from xfer import engine  # registers the ROI head in this process
 
     cfg = CfgNode.load_cfg(d2_yaml)
-    if comm.get_world_size() > 1:  # a spawned process: Hydra's logging is not set up here
-        from detectron2.utils.logger import setup_logger
-
-        for name in ("detectron2", "fvcore", "xfer"):
-            setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
+    for name in ("detectron2", "fvcore", "xfer"):  # log.txt (rank 0), log.txt.rankN, and rank 0's stdout
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
     data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
     out = engine.train_and_evaluate(cfg, stop)
     if comm.is_main_process():
         record = {**record, "metrics": {k: out["bbox"].get(k) for k in ("AP50", "AP", "AP75")}}
+        world = comm.get_world_size()
         record["run"] = {
             **record["run"],
             "wall_time_s": round(time.time() - t0, 3),
             "start_iter": out["start_iter"],
             "iterations_run": out["iterations_run"],
             "max_iter": out["max_iter"],
-            "world_size": comm.get_world_size(),
+            "world_size": world,
+            "global_batch": cfg.SOLVER.IMS_PER_BATCH,  # fixed by the recipe, whatever the process count
+            "batch_per_process": cfg.SOLVER.IMS_PER_BATCH // world,
+            "started_unix": record["run"].get("started_unix") or round(t0, 3),  # when its process started
+            "finished_unix": round(time.time(), 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(Path(cfg.OUTPUT_DIR) / RESULT, record)
@@ -176,22 +170,32 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
 
 
 def read_result(out_dir: Path) -> dict | None:
-    path = Path(out_dir) / RESULT
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(Path(out_dir) / RESULT)
 
 
-def run(cfg: DictConfig, out_dir: Path, overrides: str = "") -> dict:
-    """Run one trial here into ``out_dir`` (skip if its result exists) and return its result record."""
-    out_dir = Path(out_dir)
-    done = read_result(out_dir)
-    if done is not None:
-        log.info("trial done already, skipping: %s", out_dir / RESULT)
-        return done
-    p = setup(cfg, out_dir, overrides)
-    world = dist.resolve_world_size(cfg.trial.world_size, p.device)
-    log.info("%d process(es) on %s", world, p.device)
-    dist.launch(_rank_main, world, p.device, args=(p.d2_yaml, p.datasets_root, p.record))
-    result = read_result(out_dir)
-    if result is None:
-        raise RuntimeError(f"trial finished without writing {out_dir / RESULT}")
-    return result
+def write_job(trial_dir: Path, cfg: DictConfig, overrides: str) -> None:
+    """The launcher's hand-over to the trial runner: the composed config (resolved) and its overrides."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    job = {"cfg": OmegaConf.to_container(cfg, resolve=True), "overrides": overrides}
+    write_text_atomic(trial_dir / JOB_CONFIG, OmegaConf.to_yaml(job))
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Where one process sits in its trial's process group (from SLURM's or xfer.local's environment)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    address: str = ""  # tcp://host:port of rank 0's store; unused for one process
+
+
+def run_rank(out_dir: Path, me: Rank, stop=None, run_info: dict | None = None) -> None:
+    """One process of a trial, however it was started: read the job, set up (conversion is cached and
+    shared), join the process group, train and evaluate; rank 0 writes ``result.json``."""
+    job = OmegaConf.load(Path(out_dir) / JOB_CONFIG)
+    p = setup(job.cfg, Path(out_dir), job.overrides)
+    record = {**p.record, "run": {**p.record["run"], **(run_info or {}), "rendezvous": me.address or None}}
+    args = (p.d2_yaml, p.datasets_root, record, stop)
+    dist.join(_rank_main, me.rank, me.world_size, me.local_rank, me.local_size, p.device, me.address, args)

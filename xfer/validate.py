@@ -95,16 +95,6 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
             "(torch.cuda.device_count() == 0). Run it on a GPU node (or submit to SLURM), check "
             "CUDA_VISIBLE_DEVICES, or try benchmark=smoke, which runs on CPU."
         )
-    world = cfg.trial.world_size
-    if world != "auto":
-        batch = OmegaConf.select(cfg, "d2.SOLVER.IMS_PER_BATCH", default=cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
-        if not isinstance(world, int) or world < 1 or batch % world:
-            found.append(
-                f"trial.world_size={world!r}: must be a positive integer dividing the global batch "
-                f"{batch} (the batch stays {batch} whatever the process count), or auto."
-            )
-        elif gpus and world > gpus:
-            found.append(f"trial.world_size={world} asks for more GPUs than the {gpus} visible.")
     if cfg.pretrain.format not in LAYOUTS:
         found.append(f"pretrain.format={cfg.pretrain.format!r} is not one of {', '.join(LAYOUTS)}.")
     names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)

@@ -1,0 +1,385 @@
+"""Trials on this node: every GPU busy, trials packed side by side, crash-safe reruns.
+
+The devices (``cluster.devices``: every visible GPU by default, ``CUDA_VISIBLE_DEVICES`` respected) are
+cut into fixed groups of ``cluster.gpus_per_trial``. Each group runs one trial at a time as that many
+processes (``python -m xfer.rank``, one per GPU, pinned to the group's GPUs, with the trial's own
+rendezvous port); a queue hands a freed group the next trial at once. The global batch is the
+recipe's whatever the group size: detectron2's IMS_PER_BATCH is global.
+
+Safety. A launcher runs a trial only while it holds the lock in the trial's folder, so two launchers
+on one sweep never run a trial twice; the lock dies with its holder. The trial's processes die with
+the launcher, even a ``kill -9``-ed one, and the same command resumes from detectron2's last checkpoint
+and skips finished trials. Ctrl-C asks running trials to checkpoint and stop, waits
+``cluster.stop_grace_s``, then kills; a second Ctrl-C kills at once. A failing trial stops only itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig, ListConfig
+
+import xfer
+from xfer import status as st
+from xfer.dist import free_port
+from xfer.files import FAILURE, LOCK, PROGRESS, RESULT, read_json, record_failure
+from xfer.rank import INTERRUPTED
+
+POLL_S = 0.5
+RANK_FAILED_GRACE_S = 5.0  # when one rank fails the others may wait in a collective forever: kill them then
+LINES_EVERY_S = 30.0  # without a terminal: a progress line this often
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b(: .*)?$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A trial for this node: its folder (holding ``trial.yaml``) and how to name it."""
+
+    dir: Path
+    label: str
+
+
+@dataclass
+class Running:
+    job: Job
+    devices: tuple[str, ...]
+    port: int
+    procs: list[subprocess.Popen]
+    lock: FileLock
+    started: float
+    kill_at: float | None = None
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use, as CUDA_VISIBLE_DEVICES names them (ids or UUIDs)."""
+    count = torch.cuda.device_count()
+    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return named[:count] if named else [str(i) for i in range(count)]
+
+
+def resolve_devices(spec, device: str) -> list[str]:
+    """``cluster.devices`` -> the device ids to fill: ``auto`` (every visible GPU; one slot on CPU),
+    ``N`` (the first N), or a list of ids. On CPU, N slots stand in for GPUs (gloo processes)."""
+    if device != "cuda":
+        if spec == "auto":
+            return ["cpu0"]
+        ids = range(spec) if isinstance(spec, int) and not isinstance(spec, bool) else spec
+        return [f"cpu{i}" for i in ids]
+    visible = visible_gpus()
+    if spec == "auto":
+        return visible
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec > len(visible):
+            raise ValueError(f"cluster.devices={spec}: only {len(visible)} GPU(s) visible ({','.join(visible)}).")
+        return visible[:spec]
+    ids = [str(i) for i in spec]
+    unknown = [i for i in ids if i not in visible]
+    if unknown:
+        raise ValueError(f"cluster.devices: GPU(s) {','.join(unknown)} not visible (visible: {','.join(visible)}).")
+    return ids
+
+
+def per_trial(spec, n_devices: int) -> int:
+    return n_devices if spec == "auto" else int(spec)
+
+
+def groups(devices: list[str], size: int) -> list[tuple[str, ...]]:
+    """floor(len(devices) / size) disjoint groups, in order; leftover devices stay idle."""
+    return [tuple(devices[i : i + size]) for i in range(0, len(devices) - size + 1, size)]
+
+
+def problems(cluster: DictConfig, batch: int, device: str) -> list[str]:
+    """What would make the local run fail or change the recipe, as messages naming the fix."""
+    spec = cluster.devices
+    is_count = isinstance(spec, int) and not isinstance(spec, bool)
+    if not (spec == "auto" or (is_count and spec >= 1) or (isinstance(spec, list | tuple | ListConfig) and len(spec))):
+        return [f"cluster.devices={spec!r}: use auto, a count (e.g. 4) or a list of GPU ids (e.g. [0,2])."]
+    try:
+        devices = resolve_devices(spec, device)
+    except ValueError as e:
+        return [str(e)]
+    g = cluster.gpus_per_trial
+    if g != "auto" and (not isinstance(g, int) or isinstance(g, bool) or g < 1):
+        return [f"cluster.gpus_per_trial={g!r}: use auto (all devices) or a positive count."]
+    n = per_trial(g, len(devices))
+    found = []
+    if n > len(devices):
+        found.append(f"cluster.gpus_per_trial={n}: only {len(devices)} device(s) to use ({','.join(devices)}).")
+    if n and batch % n:
+        divisors = [d for d in range(1, min(batch, len(devices)) + 1) if batch % d == 0]
+        found.append(f"cluster.gpus_per_trial={n} cannot share the global batch {batch} evenly (it stays {batch} "
+                     f"whatever the GPU count); use one of {divisors}.")  # fmt: skip
+    if not (isinstance(cluster.stop_grace_s, int | float) and cluster.stop_grace_s >= 0):
+        found.append(f"cluster.stop_grace_s={cluster.stop_grace_s!r}: seconds, 0 or more.")
+    return found
+
+
+def error_line(text: str) -> str:
+    """The last ``SomeError: message`` line of a log: the cause a traceback ends with."""
+    found = [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line.strip())]
+    return found[-1] if found else ""
+
+
+def tail(path: Path, lines: int = 20, reach: int = 200) -> str:
+    """The log's last ``lines`` lines, reaching back to the start of its last traceback if there is one."""
+    try:
+        last = path.read_text(errors="replace").splitlines()[-reach:]
+    except FileNotFoundError:
+        return ""
+    starts = [i for i, line in enumerate(last) if line.startswith("Traceback (most recent call last)")]
+    first = min(starts[-1], len(last) - lines) if starts else len(last) - lines
+    return "\n".join(last[max(first, 0) :])
+
+
+def diagnose(trial_dir: Path, codes: list[int]) -> tuple[str, str]:
+    """(cause, log tail) of a failed trial, from the rank that failed first in kind: an exception
+    (exit status > 0) explains more than a kill (< 0), which may only be xfer stopping the others."""
+    ranks = sorted((r for r, c in enumerate(codes) if c), key=lambda r: (codes[r] < 0, r))
+    rank = ranks[0]
+    text = tail(trial_dir / f"rank{rank}.out")
+    code = codes[rank]
+    if code < 0:
+        name = signal.Signals(-code).name
+        oom = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"rank {rank} killed by {name}{oom}", text
+    return error_line(text) or f"rank {rank} exited with status {code}", text
+
+
+class Runner:
+    """The queue, the device groups and the running trials of one launcher on this node."""
+
+    def __init__(self, jobs: list[Job], slots: list[tuple[str, ...]], device: str, grace_s: float, view) -> None:
+        self.queue = list(jobs)
+        self.free = list(slots)
+        self.device = device
+        self.grace_s = grace_s
+        self.view = view
+        self.running: list[Running] = []
+        self.statuses = {j.dir: st.TrialStatus(j.label) for j in jobs}
+        self.t0 = time.time()
+        self.signals = 0  # Ctrl-C (SIGINT), SIGTERM or SIGHUP received
+        self.handled = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.signals > 0
+
+    def loop(self) -> None:
+        while self.running or (self.queue and not self.stopping):
+            self._on_signals()
+            self._reap()
+            if not self.stopping:
+                self._fill()
+            self.view.update(self)
+            time.sleep(POLL_S)
+
+    @contextlib.contextmanager
+    def signals_handled(self):
+        """Stop requests become a counter the loop acts on; nothing outlives this block."""
+        caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        old = {s: signal.signal(s, self._count) for s in caught}
+        try:
+            yield self
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            for run in self.running:  # only after a bug in the loop: leave no process behind
+                self._kill(run)
+
+    def _count(self, signum, frame) -> None:
+        self.signals += 1
+
+    def _on_signals(self) -> None:
+        if self.signals == self.handled:
+            return
+        now = time.time()
+        if self.handled == 0:
+            self.view.event(f"stopping: {len(self.running)} running trial(s) save a checkpoint and exit "
+                            f"(killed after {self.grace_s:g} s; Ctrl-C again to kill now)")  # fmt: skip
+            for run in self.running:
+                for p in run.procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+                run.kill_at = min(run.kill_at or now + self.grace_s, now + self.grace_s)
+        else:
+            for run in self.running:
+                run.kill_at = now
+        self.handled = self.signals
+
+    def _fill(self) -> None:
+        for job in list(self.queue):
+            if not self.free:
+                return
+            status = self.statuses[job.dir]
+            lock = FileLock(str(job.dir / LOCK))
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                status.state = "elsewhere"
+                continue
+            self.queue.remove(job)
+            if (job.dir / RESULT).exists():  # finished by another launcher meanwhile
+                lock.release()
+                status.state = "done"
+                self.view.finished(job, st.refresh(status, job.dir))
+                continue
+            failure = job.dir / FAILURE
+            if status.state == "elsewhere" and failure.exists() and failure.stat().st_mtime >= self.t0:
+                lock.release()  # failed under another launcher during this run: not run twice
+                status.state = "failed"
+                self.view.finished(job, st.refresh(status, job.dir))
+                continue
+            self._start(job, self.free.pop(0), lock)
+
+    def _port(self) -> int:
+        taken = {run.port for run in self.running}
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        return port
+
+    def _start(self, job: Job, devices: tuple[str, ...], lock: FileLock) -> None:
+        for stale in (FAILURE, PROGRESS):
+            (job.dir / stale).unlink(missing_ok=True)
+        port = self._port()
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(len(devices)),
+               "LOCAL_WORLD_SIZE": str(len(devices)), "XFER_LAUNCHER_PID": str(os.getpid()),
+               "XFER_DEVICES": ",".join(devices)}  # fmt: skip
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(xfer.__file__).parents[1]), env.get("PYTHONPATH")]))
+        # One OpenMP thread per process unless told otherwise, as torchrun does: spinning OpenMP threads of
+        # processes that share cores (two trials, two launchers) slowed smoke trials 12-fold on 2 cores.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        if self.device == "cuda":
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
+        procs = []
+        for rank in range(len(devices)):
+            with open(job.dir / f"rank{rank}.out", "ab") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "xfer.rank", str(job.dir.resolve())],
+                    env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches the launcher only; it decides what the trial gets
+                ))  # fmt: skip
+        self.running.append(Running(job, devices, port, procs, lock, time.time()))
+        status = self.statuses[job.dir]
+        status.state, status.devices = "running", list(devices)
+        self.view.event(f"start   {job.label} on {','.join(devices)} (port {port}); log {job.dir / 'log.txt'}")
+
+    def _kill(self, run: Running) -> None:
+        for p in run.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)  # the rank and its data-loader workers
+        for p in run.procs:
+            p.wait()
+
+    def _reap(self) -> None:
+        now = time.time()
+        for run in list(self.running):
+            codes = [p.poll() for p in run.procs]
+            if run.kill_at is None and any(c not in (None, 0) for c in codes):
+                run.kill_at = now + RANK_FAILED_GRACE_S
+            if None in codes and run.kill_at is not None and now >= run.kill_at:
+                self._kill(run)
+                codes = [p.poll() for p in run.procs]
+            if None not in codes:
+                self._finish(run, codes)
+
+    def _finish(self, run: Running, codes: list[int]) -> None:
+        self.running.remove(run)
+        self.free.append(run.devices)
+        self.free.sort(key=lambda g: g[0])
+        job, status = run.job, self.statuses[run.job.dir]
+        if read_json(job.dir / RESULT) is not None and not any(codes):
+            status.state = "done"
+        elif self.stopping or all(c in (0, INTERRUPTED) for c in codes):
+            status.state = "stopped"
+        else:
+            cause, text = diagnose(job.dir, codes)
+            record_failure(job.dir, cause, text, exit_codes=codes, devices=list(run.devices))
+            status.state, status.cause = "failed", cause
+        run.lock.release()
+        self.view.finished(job, st.refresh(status, job.dir), time.time() - run.started)
+
+
+class View:
+    """The sweep as it runs: a live table on a terminal; otherwise a line per event and a progress
+    line every :data:`LINES_EVERY_S`. Either way, one line per finished trial with its AP."""
+
+    def __init__(self, console, live: bool) -> None:
+        self.console = console
+        self.live = None
+        self._last_lines = time.time()
+        if live:
+            from rich.live import Live
+
+            self.live = Live(console=console, auto_refresh=False, transient=True)
+
+    def __enter__(self):
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.stop()
+
+    def event(self, line: str) -> None:
+        self.console.print(line, markup=False)
+
+    def finished(self, job: Job, status: st.TrialStatus, seconds: float | None = None) -> None:
+        took = f" in {st.duration(seconds)}" if seconds else ""
+        if status.state == "done":
+            self.event(f"done    {job.label}  AP50/AP/AP75 {st.ap_line(status.metrics)}{took}")
+        elif status.state == "failed":
+            detail = (read_json(job.dir / FAILURE) or {}).get("detail", "")
+            lines = "\n".join(f"    | {line}" for line in detail.splitlines()[-15:])
+            self.event(f"failed  {job.label}{took}: {status.cause}\n  log tail ({job.dir}):\n{lines}")
+        else:
+            self.event(f"stopped {job.label} at {st.describe(status)}; run the same command to resume")
+
+    def update(self, runner: Runner) -> None:
+        statuses = [st.refresh(s, d) if s.state in ("running", "elsewhere") else s for d, s in runner.statuses.items()]
+        if self.live:
+            self.live.update(st.table(statuses, st.counts(statuses)), refresh=True)
+        elif time.time() - self._last_lines >= LINES_EVERY_S and runner.running:
+            self._last_lines = time.time()
+            busy = "; ".join(f"{s.label} {st.describe(s)}" for s in statuses if s.state == "running")
+            self.event(f"progress: {st.counts(statuses)} | {busy}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    statuses: list[st.TrialStatus]
+    interrupted: bool  # stopped by Ctrl-C or a signal: unfinished trials resume on the next run
+
+    @property
+    def failed(self) -> list[st.TrialStatus]:
+        return [s for s in self.statuses if s.state == "failed"]
+
+
+def run(jobs: list[Job], cluster: DictConfig, device: str, console=None) -> Outcome:
+    """Run ``jobs`` (folders with ``trial.yaml``) on this node's devices; return where each ended."""
+    devices = resolve_devices(cluster.devices, device)
+    slots = groups(devices, per_trial(cluster.gpus_per_trial, len(devices)))
+    console = console or st.console()
+    live = cluster.progress == "live" or (cluster.progress == "auto" and console.is_terminal)
+    with View(console, live) as view:
+        runner = Runner(jobs, slots, device, float(cluster.stop_grace_s), view)
+        if len(slots) > 1 or len(slots[0]) > 1:
+            view.event(f"{len(jobs)} trial(s) on {len(devices)} {device} device(s): {len(slots)} at a time, "
+                       f"{len(slots[0])} process(es) each")  # fmt: skip
+        with runner.signals_handled():
+            runner.loop()
+    statuses = [runner.statuses[j.dir] for j in jobs]
+    console.print(st.table(statuses, f"{len(jobs)} trial(s): {st.counts(statuses)}"))
+    return Outcome(statuses, runner.stopping)
