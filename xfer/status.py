@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xfer.files import FAILURE, PROGRESS, RESULT, read_json
 
@@ -94,14 +95,19 @@ def describe(s: TrialStatus) -> str:
 
 
 def table(statuses: list[TrialStatus], title: str = "") -> Table:
+    """One row per trial; the devices and cause columns only when some trial has one."""
+    columns = {"trial": [s.label for s in statuses], "state": [describe(s) for s in statuses],
+               "devices": [",".join(s.devices) for s in statuses], "AP50/AP/AP75": [ap_line(s.metrics) for s in statuses],
+               "cause": [s.cause for s in statuses]}  # fmt: skip
+    shown = [name for name, values in columns.items() if name in ("trial", "state") or any(values)]
     t = Table(title=title or None, show_edge=False, pad_edge=False)
-    for col in ("trial", "state", "devices", "AP50/AP/AP75", "cause"):
-        t.add_column(col, overflow="fold")
+    for name in shown:
+        t.add_column(name, overflow="fold")
     colours = {"done": "green", "failed": "red", "running": "cyan", "stopped": "yellow"}
-    for s in statuses:
-        state = describe(s)
-        t.add_row(s.label, f"[{colours.get(s.state, 'default')}]{state}[/]", ",".join(s.devices),
-                  ap_line(s.metrics), s.cause)  # fmt: skip
+    for i, s in enumerate(statuses):
+        cells = [Text(columns[name][i]) for name in shown]  # Text: a label's [brackets] are not markup
+        cells[1].stylize(colours.get(s.state, ""))
+        t.add_row(*cells)
     return t
 
 
