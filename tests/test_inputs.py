@@ -97,3 +97,8 @@ class RunsCode:
         import os
 
         return (os.system, ("touch code-ran",))
+
+
+def test_slurm_without_multirun_is_refused(tmp_path):
+    run = launch("benchmark=smoke", "cluster=slurm", f"output_root={tmp_path}")
+    assert run.returncode == 2 and "cluster=slurm submits sweeps: add -m (one trial: -m seed=0)" in run.stderr

@@ -52,7 +52,7 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     assert len(trials) == 4
     assert sorted(job_id(t) for t in trials) == [f"{array}_{i}" for i in range(4)]  # one array, one task each
     collect_log = next((tmp_path / "smoke" / "_slurm" / collect_id).glob("*_log.out")).read_text()
-    for setting in ("smoke/r50_densecl | 2 |", "smoke/r50_regioncl_d | 2 |"):
+    for setting in ("smoke/r50_densecl | 2/5 |", "smoke/r50_regioncl_d | 2/5 |"):
         assert setting in collect_log and setting in (tmp_path / "smoke" / "table.md").read_text()
     again = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", f"output_root={tmp_path}")
     assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
@@ -111,7 +111,7 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path)
     wait_for(lambda: not squeue().strip(), 300, "the array and the collect job to end")
     failure = json.loads((trials["seed1"] / "failure.json").read_text())
     assert failure["cause"].startswith("terminated (SIGTERM")
-    assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1 |" in (tmp_path / "smoke" / "table.md").read_text()
+    assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke" / "table.md").read_text()
     kept = job_id(trials["seed0"])
     again = launch(*args)
     assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]

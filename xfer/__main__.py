@@ -1,6 +1,7 @@
 """``python -m xfer``: the stages of xfer one at a time.
 
-- ``collect DIR [DIR ...]``: rebuild the results table from the trials on disk.
+- ``collect DIR [DIR ...]``: the results table (Markdown, CSV, JSON, LaTeX, HTML) and plots, from disk.
+- ``status [DIR ...] [--watch]``: where every trial stands, from its files (and SLURM's queue).
 - ``convert IN OUT``: turn a pretrained checkpoint into complete detectron2 ResNet weights.
 """
 
@@ -10,21 +11,47 @@ import argparse
 import sys
 from pathlib import Path
 
-from xfer import convert, results
-
 
 def _collect(args: argparse.Namespace) -> int:
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
         print(f"error: not a folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    rows, md = results.collect(args.dirs[0], args.dirs[1:])
-    print(md, end="")
-    print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; wrote {args.dirs[0] / 'table.md'} and table.csv")
+    if args.readme is not None and not args.readme.is_file():
+        print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
+        return 2
+    from xfer import collect
+
+    try:
+        report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme)
+    except ValueError as e:  # a README without the table block
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.markdown, end="")
+    print(f"{report.summary()}; wrote {', '.join(str(p) for p in report.written)}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from xfer import status
+
+    missing = [d for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"error: not a folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    status.show(args.dirs, watch=args.watch, every_s=args.every)
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from xfer import convert  # torch: imported only for the command that needs it
+
+    if args.format not in convert.LAYOUTS:
+        print(f"error: --format {args.format}: one of {', '.join(convert.LAYOUTS)}", file=sys.stderr)
+        return 2
+    if args.depth and args.depth not in convert.BLOCKS:
+        print(f"error: --depth {args.depth}: one of {', '.join(map(str, sorted(convert.BLOCKS)))}", file=sys.stderr)
+        return 2
     try:
         report = convert.convert_file(args.input, args.output, args.format, args.prefix, args.trust)
     except convert.ConversionError as e:
@@ -42,15 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("collect", help="table of every result.json under the folders (written into the first)")
-    p.add_argument("dirs", nargs="+", type=Path)
+    p = sub.add_parser("collect", help="the table of every trial under the folders, in every format, and plots")
+    p.add_argument("dirs", nargs="+", type=Path, help="sweep folders (trials of several sweeps combine)")
+    p.add_argument("--out", type=Path, default=None, help="where to write (default: the first folder)")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="rewrite this Markdown file's <!-- START TABLE --> ... </tbody></table> block in place")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
     p.set_defaults(run=_collect)
+    p = sub.add_parser("status", help="every trial under the folders: queued, running, done, failed (from disk)")
+    p.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], help="sweep folders (default: outputs)")
+    p.add_argument("--watch", action="store_true", help="keep the table current until Ctrl-C")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between refreshes with --watch")
+    p.set_defaults(run=_status)
     p = sub.add_parser("convert", help="checkpoint -> detectron2 weights (.pkl), strictly checked")
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
-    p.add_argument("--format", default="auto", choices=convert.LAYOUTS, help="layout of the input (default: detect)")
+    p.add_argument("--format", default="auto", help="layout of the input (default: detect)")
     p.add_argument("--prefix", default=None, help="strip this prefix to find torchvision-named ResNet keys")
-    p.add_argument("--depth", type=int, choices=sorted(convert.BLOCKS), help="insist on this ResNet depth")
+    p.add_argument("--depth", type=int, help="insist on this ResNet depth")
     p.add_argument("--trust", action="store_true", help="unpickle fully; the file can run code: only if you trust it")
     p.set_defaults(run=_convert)
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ RESULT = "result.json"  # metrics plus everything needed to trust them; written 
 FAILURE = "failure.json"  # why the latest run of the trial failed, with its log tail
 PROGRESS = "progress.json"  # iteration and phase of a running trial (rank 0)
 LOCK = ".lock"  # held by the launcher running the trial, so no other runs it too
+SLURM_RECORD = "slurm.json"  # the SLURM job id of the trial's latest submission
 
 
 def write_text_atomic(path: Path, text: str) -> None:

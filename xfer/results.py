@@ -1,114 +1,229 @@
-"""Collect: trial ``result.json`` files -> one table per sweep folder (Markdown and CSV).
+"""Collect: trial folders -> settings with statistics, comparisons, and the trials still missing.
 
-Reads only what trials wrote, so it can run at any time (``python -m xfer collect DIR``), while a
-sweep is still going or after it ended. Per setting: n, mean and sample std (ddof 1; undefined for
-n=1, shown as such) of AP50/AP/AP75, the per-trial values in the seed's ``AP50/AP/AP75`` style, and
-the seed's published numbers beside them.
+Reads only what the earlier stages wrote (``result.json``, ``failure.json``, ``trial.yaml``), so it runs
+at any time, on any set of sweep folders (``python -m xfer collect DIR [DIR ...]``), while a sweep still
+runs or long after. Per setting: n finished of n expected, mean, sample std and 95% Student-t interval of
+AP50/AP/AP75, the per-trial values, the published numbers with Δ = ours − published (flagged when the
+published mean lies outside our interval), and the failed or unfinished trials by name, never dropped
+silently. Methods on the same benchmark and backbone (and the same other overrides) are compared
+pairwise with Welch's t-test. Rendering lives in ``xfer.formats``, plots in ``xfer.plots``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import itertools
 import json
-import logging
-import statistics
+import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from xfer.files import RESULT
+import yaml
+
+from xfer import stats
+from xfer.files import FAILURE, JOB_CONFIG, RESULT
 
 METRICS = ("AP50", "AP", "AP75")
-log = logging.getLogger(__name__)
+STATES = ("done", "failed", "unfinished", "corrupt")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a trial measures; trials that differ only by seed share it and are averaged."""
+
+    benchmark: str
+    backbone: str
+    pretrain: str
+    overrides: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.benchmark}/{self.backbone}_{self.pretrain}" + (f",{self.overrides}" if self.overrides else "")
+
+    @property
+    def group(self) -> str:
+        """Settings in one group differ only by pretrain: their methods can be compared."""
+        return f"{self.benchmark}/{self.backbone}" + (f",{self.overrides}" if self.overrides else "")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial folder as collect sees it; ``state`` is one of :data:`STATES`."""
+
+    setting: Setting
+    seed: int | None
+    state: str
+    path: Path
+    metrics: dict | None = None
+    published: dict | None = None
+    label: str = ""  # the pretrain as the seed's README names it, e.g. "ImageNet-1M, DenseCL, 200ep"
+    expected: int = 0  # the benchmark's trials per setting
+    cause: str = ""
+    record: dict = field(default_factory=dict)  # result.json, for the formats that show more
 
 
 @dataclass(frozen=True)
 class Row:
     """One setting of the table."""
 
-    setting: str
-    n: int
-    mean: dict[str, float]
-    std: dict[str, float | None]
-    trials: list[str]
-    seeds: list[int]
+    setting: Setting
+    label: str
+    expected: int
+    done: list[Trial]  # sorted by seed
+    missing: list[Trial]  # failed, unfinished or unreadable
+    stats: dict[str, stats.Summary]  # per metric; empty when no trial finished
     published: dict | None
 
+    @property
+    def key(self) -> str:
+        return self.setting.key
 
-def read_results(dirs: Iterable[Path]) -> list[dict]:
-    """Every readable ``result.json`` below ``dirs``; unreadable ones are logged and skipped."""
-    records = []
+    @property
+    def n(self) -> int:
+        return len(self.done)
+
+    @property
+    def delta(self) -> dict[str, float] | None:
+        if not self.published or not self.stats:
+            return None
+        return {m: self.stats[m].mean - float(self.published[m]) for m in METRICS}
+
+    @property
+    def outside(self) -> dict[str, bool]:
+        """Metrics whose published mean lies outside our 95% interval (none without an interval)."""
+        if not self.published or not self.stats:
+            return {}
+        return {m: self.stats[m].covers(float(self.published[m])) is False for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``b − a`` for two methods of one group: difference of means and Welch's p-value per metric."""
+
+    group: str
+    a: str
+    b: str
+    diff: dict[str, float]
+    p: dict[str, float | None]
+
+
+def _load(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _from_job(path: Path) -> dict:
+    """The parts of ``trial.yaml`` collect needs (setting, seed, published, label, expected trials)."""
+    with open(path) as f:
+        job = yaml.safe_load(f)
+    cfg = job["cfg"]
+    bench, backbone = cfg["benchmark"]["name"], cfg["backbone"]["name"]
+    published = ((cfg["pretrain"].get("published") or {}).get(bench) or {}).get(backbone)
+    return {
+        "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.get("overrides") or ""),
+        "seed": cfg["seed"],
+        "published": published,
+        "label": cfg["pretrain"].get("label", ""),
+        "expected": int(cfg["benchmark"].get("trials") or 0),
+    }
+
+
+def _setting_of(record: dict) -> Setting:
+    s = record["setting"]
+    return Setting(s["benchmark"], s["backbone"], s["pretrain"], s.get("overrides") or "")
+
+
+def read_trial(folder: Path) -> Trial:
+    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason."""
+    job = folder / JOB_CONFIG
+    try:
+        known = _from_job(job) if job.exists() else None
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        known = None
+        job_error = f"unreadable {JOB_CONFIG}: {type(e).__name__}: {e}"
+    else:
+        job_error = ""
+    unknown = Setting("?", "?", folder.parent.name)
+    if (folder / RESULT).exists():
+        try:
+            r = _load(folder / RESULT)
+            metrics = {m: float(r["metrics"][m]) for m in METRICS}
+            setting = _setting_of(r)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            base = known or {"setting": unknown, "seed": None}
+            return Trial(base["setting"], base["seed"], "corrupt", folder, cause=f"unreadable {RESULT}: {type(e).__name__}: {e}")
+        return Trial(setting, r.get("seed"), "done", folder, metrics, r.get("published"),
+                     r["setting"].get("label") or (known or {}).get("label", ""),
+                     int(r.get("trials_expected") or (known or {}).get("expected", 0)), record=r)  # fmt: skip
+    if known is None:
+        return Trial(unknown, None, "corrupt", folder, cause=job_error or "no trial.yaml or result.json")
+    extra = {k: known[k] for k in ("published", "label", "expected")}
+    if (folder / FAILURE).exists():
+        try:
+            cause = _load(folder / FAILURE).get("cause", "")
+        except (OSError, ValueError) as e:
+            cause = f"unreadable {FAILURE}: {e}"
+        return Trial(known["setting"], known["seed"], "failed", folder, cause=cause, **extra)
+    return Trial(known["setting"], known["seed"], "unfinished", folder, **extra)
+
+
+def trial_folders(dirs: Iterable[Path]) -> list[Path]:
+    """Folders below ``dirs`` holding a trial; caches, SLURM logs and hidden folders are skipped."""
+    marks = {RESULT, FAILURE, JOB_CONFIG}
+    found = []
     for d in dirs:
-        for path in sorted(Path(d).rglob(RESULT)):
-            try:
-                records.append({**json.loads(path.read_text()), "path": str(path)})
-            except (OSError, ValueError) as e:
-                log.warning("skipping unreadable %s: %s", path, e)
-    return records
+        for root, subdirs, files in os.walk(d):
+            subdirs[:] = sorted(s for s in subdirs if not s.startswith(("_", ".")))
+            if marks.intersection(files):
+                found.append(Path(root))
+                subdirs[:] = []  # a trial holds no trials
+    return found
 
 
-def triple(values: dict) -> str:
-    return "/".join(f"{values[m]:.2f}" for m in METRICS)
+def read_trials(dirs: Iterable[Path]) -> list[Trial]:
+    return [read_trial(f) for f in trial_folders(dirs)]
 
 
-def summarize(records: list[dict]) -> list[Row]:
-    """Group trial records by setting; one row per setting, sorted by setting."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[r["setting"]["key"]].append(r)
+def _seed_order(t: Trial) -> tuple:
+    return (t.seed is None, t.seed if t.seed is not None else 0, str(t.path))
+
+
+def summarize(trials: list[Trial]) -> list[Row]:
+    """One row per setting, sorted by setting key. Corrupt trials without a known setting get their own."""
+    groups: dict[Setting, list[Trial]] = defaultdict(list)
+    for t in trials:
+        groups[t.setting].append(t)
     rows = []
-    for key in sorted(groups):
-        trials = sorted(groups[key], key=lambda r: r["seed"])
-        values = {m: [float(t["metrics"][m]) for t in trials] for m in METRICS}
-        rows.append(
-            Row(
-                setting=key,
-                n=len(trials),
-                mean={m: statistics.fmean(v) for m, v in values.items()},
-                std={m: statistics.stdev(v) if len(v) > 1 else None for m, v in values.items()},
-                trials=[triple(t["metrics"]) for t in trials],
-                seeds=[t["seed"] for t in trials],
-                published=trials[0].get("published"),
-            )
-        )
+    for setting in sorted(groups, key=lambda s: s.key):
+        members = sorted(groups[setting], key=_seed_order)
+        done = [t for t in members if t.state == "done"]
+        values = {m: [t.metrics[m] for t in done] for m in METRICS}
+        first = (done or members)[0]
+        rows.append(Row(
+            setting=setting,
+            label=first.label,
+            expected=max([len(members)] + [t.expected for t in members]),
+            done=done,
+            missing=[t for t in members if t.state != "done"],
+            stats={m: stats.summarize(v) for m, v in values.items()} if done else {},
+            published=next((t.published for t in members if t.published), None),
+        ))  # fmt: skip
     return rows
 
 
-def _cell(mean: float, std: float | None) -> str:
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f} (n=1)"
-
-
-def markdown(rows: list[Row]) -> str:
-    head = "| setting | n | AP50 | AP | AP75 | trials (AP50/AP/AP75) | published |\n|---|---|---|---|---|---|---|\n"
-    body = "".join(
-        f"| {r.setting} | {r.n} | "
-        + " | ".join(_cell(r.mean[m], r.std[m]) for m in METRICS)
-        + f" | {'; '.join(r.trials)} | {triple(r.published) if r.published else '—'} |\n"
-        for r in rows
-    )
-    return head + body
-
-
-def to_csv(rows: list[Row]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["setting", "n", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-               + [f"{m}_published" for m in METRICS] + ["trials"])  # fmt: skip
+def compare(rows: list[Row]) -> list[Comparison]:
+    """Every pair of methods within a group (same benchmark, backbone and other overrides)."""
+    by_group: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        stats = [x for m in METRICS for x in (round(r.mean[m], 4), "" if r.std[m] is None else round(r.std[m], 4))]
-        pub = [r.published[m] if r.published else "" for m in METRICS]
-        w.writerow([r.setting, r.n, " ".join(map(str, r.seeds)), *stats, *pub, "; ".join(r.trials)])
-    return buf.getvalue()
-
-
-def collect(sweep_dir: Path, extra_dirs: Iterable[Path] = ()) -> tuple[list[Row], str]:
-    """Summarize every trial under ``sweep_dir`` (and ``extra_dirs``); write table.md and table.csv there."""
-    sweep_dir = Path(sweep_dir)
-    rows = summarize(read_results([sweep_dir, *extra_dirs]))
-    md = markdown(rows)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "table.md").write_text(md)
-    (sweep_dir / "table.csv").write_text(to_csv(rows))
-    return rows, md
+        if r.n:
+            by_group[r.setting.group].append(r)
+    out = []
+    for group in sorted(by_group):
+        for a, b in itertools.combinations(sorted(by_group[group], key=lambda r: r.setting.pretrain), 2):
+            va = {m: [t.metrics[m] for t in a.done] for m in METRICS}
+            vb = {m: [t.metrics[m] for t in b.done] for m in METRICS}
+            out.append(Comparison(group, a.setting.pretrain, b.setting.pretrain,
+                                  {m: b.stats[m].mean - a.stats[m].mean for m in METRICS},
+                                  {m: stats.welch_p(va[m], vb[m]) for m in METRICS}))  # fmt: skip
+    return out

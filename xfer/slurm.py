@@ -26,9 +26,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xfer.files import FAILURE, record_failure
+from xfer.files import FAILURE, SLURM_RECORD, record_failure
 
-JOB_RECORD = "slurm.json"  # the job id of the trial's latest submission
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +71,7 @@ def queued_trials(trial_dirs: list[Path]) -> set[Path]:
     """Trial folders whose latest submission is still in the queue (so must not be submitted again)."""
     ids = {}
     for d in trial_dirs:
-        record = Path(d) / JOB_RECORD
+        record = Path(d) / SLURM_RECORD
         if record.exists():
             ids[json.loads(record.read_text())["job_id"]] = Path(d)
     return {ids[j] for j in queued(list(ids))}
@@ -118,7 +117,7 @@ def submit(trials: list[tuple[Path, DictConfig, str]], cluster: DictConfig, swee
         jobs = [ex.submit(TrialJob(str(d.resolve()), int(cluster.max_requeues))) for d, _, _ in trials]
     for (trial_dir, _, _), job in zip(trials, jobs, strict=True):
         record = {"job_id": job.job_id, "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "logs": str(folder)}
-        (trial_dir / JOB_RECORD).write_text(json.dumps(record))
+        (trial_dir / SLURM_RECORD).write_text(json.dumps(record))
     array_id = jobs[0].job_id.split("_")[0]
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
                           tasks_per_node=1, cpus_per_task=1,
@@ -129,11 +128,11 @@ def submit(trials: list[tuple[Path, DictConfig, str]], cluster: DictConfig, swee
 
 def collect(sweep_dir: str) -> str:
     """The collect job: the table of every finished trial of the sweep folder."""
-    from xfer import results
+    from xfer.collect import collect as collect_dir
 
-    rows, md = results.collect(Path(sweep_dir))
-    print(md)
-    return md
+    report = collect_dir([Path(sweep_dir)])
+    print(report.markdown)
+    return report.markdown
 
 
 def wait(job_ids: list[str], poll_s: float = 2.0) -> None:

@@ -8,6 +8,8 @@ and with a launcher that died.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.files import FAILURE, PROGRESS, RESULT, read_json
+from xfer.files import FAILURE, LOCK, PROGRESS, RESULT, SLURM_RECORD, read_json
 
-STATES = ("queued", "elsewhere", "running", "done", "failed", "stopped")
+STATES = ("queued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
 
 
 @dataclass
 class TrialStatus:
-    """One row of the view; ``state`` is one of :data:`STATES` (elsewhere: another launcher runs it)."""
+    """One row of the view; ``state`` is one of :data:`STATES` (elsewhere: another launcher runs it;
+    partial: started once, has a checkpoint, nothing runs it now)."""
 
     label: str
     state: str = "queued"
@@ -34,6 +37,8 @@ class TrialStatus:
     eta_s: float | None = None
     metrics: dict | None = None
     cause: str = ""
+    s_per_iter: float | None = None
+    job: str = ""  # SLURM: job id and state
 
 
 def eta_s(progress: dict, now: float) -> float | None:
@@ -49,12 +54,14 @@ def eta_s(progress: dict, now: float) -> float | None:
 def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> TrialStatus:
     """Fill a running trial's iteration, phase and ETA, a done trial's AP, a failed trial's cause."""
     now = time.time() if now is None else now
-    if status.state in ("running", "elsewhere", "stopped"):
+    if status.state in ("running", "elsewhere", "stopped", "partial"):
         progress = read_json(trial_dir / PROGRESS)
         if progress:
             status.iteration, status.max_iter = progress["iteration"], progress["max_iter"]
             status.phase = progress["phase"]
             status.eta_s = eta_s(progress, now) if progress["phase"] == "training" else None
+            done, spent = progress["iteration"] - progress["start_iter"], progress["updated_at"] - progress["started_at"]
+            status.s_per_iter = spent / done if done > 0 and spent > 0 else None
     elif status.state == "done":
         result = read_json(trial_dir / RESULT) or {}
         status.metrics = result.get("metrics")
@@ -85,12 +92,13 @@ def describe(s: TrialStatus) -> str:
         where = " (another launcher)" if s.state == "elsewhere" else ""
         if s.phase == "evaluating":
             return f"evaluating{where}"
+        pace = f", {s.s_per_iter:.2f} s/it" if s.s_per_iter else ""
         eta = f", ETA {duration(s.eta_s)}" if s.eta_s is not None else ""
-        return f"{s.iteration}/{s.max_iter}{eta}{where}"
+        return f"{s.iteration}/{s.max_iter}{pace}{eta}{where}"
     if s.state == "elsewhere":
         return "running (another launcher)"
-    if s.state == "stopped" and s.iteration is not None:
-        return f"stopped at {s.iteration}/{s.max_iter} (resumable)"
+    if s.state in ("stopped", "partial") and s.iteration is not None:
+        return f"{s.state} at {s.iteration}/{s.max_iter} (resumable)"
     return s.state
 
 
@@ -98,12 +106,13 @@ def table(statuses: list[TrialStatus], title: str = "") -> Table:
     """One row per trial; the devices and cause columns only when some trial has one."""
     columns = {"trial": [s.label for s in statuses], "state": [describe(s) for s in statuses],
                "devices": [",".join(s.devices) for s in statuses], "AP50/AP/AP75": [ap_line(s.metrics) for s in statuses],
-               "cause": [s.cause for s in statuses]}  # fmt: skip
+               "job": [s.job for s in statuses], "cause": [s.cause for s in statuses]}  # fmt: skip
     shown = [name for name, values in columns.items() if name in ("trial", "state") or any(values)]
     t = Table(title=title or None, show_edge=False, pad_edge=False)
     for name in shown:
         t.add_column(name, overflow="fold")
-    colours = {"done": "green", "failed": "red", "running": "cyan", "stopped": "yellow"}
+    colours = {"done": "green", "failed": "red", "corrupt": "red", "running": "cyan", "stopped": "yellow",
+               "partial": "yellow"}  # fmt: skip
     for i, s in enumerate(statuses):
         cells = [Text(columns[name][i]) for name in shown]  # Text: a label's [brackets] are not markup
         cells[1].stylize(colours.get(s.state, ""))
@@ -123,3 +132,82 @@ def console(stdout=None) -> Console:
     if not out.is_terminal:
         out.width = 200  # a log file has no edge to fold at
     return out
+
+
+def lock_held(trial_dir: Path) -> bool:
+    """Whether a launcher holds the trial's lock now (so it is running, on this machine or one sharing
+    the file system)."""
+    from filelock import FileLock, Timeout
+
+    path = trial_dir / LOCK
+    if not path.exists():
+        return False
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM's word for each job (PENDING, RUNNING, ..., and from sacct COMPLETED, FAILED, ...), where
+    the commands exist and answer; jobs they do not know are left out."""
+    found: dict[str, str] = {}
+    for cmd in (["squeue", "-h", "-r", "-o", "%i %T", "-j"], ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j"]):
+        todo = [j for j in job_ids if j not in found]
+        if not todo or shutil.which(cmd[0]) is None:
+            continue
+        out = subprocess.run([*cmd, ",".join(todo)], capture_output=True, text=True)
+        for line in out.stdout.splitlines() if out.returncode == 0 else []:
+            job, _, state = line.replace("|", " ").partition(" ")
+            if job in todo:
+                found[job] = state.split()[0] if state.split() else ""
+    return found
+
+
+def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
+    """Every trial under ``dirs`` from its files: done, failed, corrupt, running (its lock is held, or
+    SLURM runs it), partial (a checkpoint, nothing running) or queued; sorted by setting and seed."""
+    from xfer import results
+
+    trials = sorted(results.read_trials(dirs), key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
+    jobs = {t.path: (read_json(t.path / SLURM_RECORD) or {}).get("job_id") for t in trials}
+    states = slurm_states([j for j in jobs.values() if j])
+    out = []
+    for t in trials:
+        seed = f" seed{t.seed}" if t.seed is not None else ""
+        s = TrialStatus(f"{t.setting.key}{seed}" if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
+        job = jobs[t.path]
+        slurm_state = states.get(job, "") if job else ""
+        s.job = f"{job} {slurm_state}".strip() if job else ""
+        if t.state in ("done", "failed", "corrupt"):
+            s.state = t.state
+        elif lock_held(t.path) or slurm_state in ("RUNNING", "COMPLETING"):
+            s.state = "running"
+        elif (t.path / "last_checkpoint").exists():
+            s.state = "partial"
+        out.append(refresh(s, t.path, now))
+    return out
+
+
+def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Console | None = None) -> list[TrialStatus]:
+    """Print the status table once, or keep it current (``watch``) until Ctrl-C."""
+    out = out or console()
+    title = lambda rows: f"{', '.join(map(str, dirs))}: {counts(rows) or 'no trials'}"  # noqa: E731
+    rows = scan(dirs)
+    if not watch:
+        out.print(table(rows, title(rows)))
+        return rows
+    from rich.live import Live
+
+    with Live(table(rows, title(rows)), console=out, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(every_s)
+                rows = scan(dirs)
+                live.update(table(rows, title(rows)), refresh=True)
+        except KeyboardInterrupt:
+            pass
+    return rows

@@ -22,7 +22,8 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from xfer import local, results, slurm, trial, validate
+from xfer import collect, local, slurm, trial, validate
+from xfer import plan as xfer_plan
 from xfer.files import RESULT
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,29 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def plan_of(planned: list[PlannedTrial]) -> str:
+    """The dry run's table and estimate (see ``xfer.plan``)."""
+    entries = []
+    for p in planned:
+        cfg, overrides = p.cfg, p.cfg.hydra.job.override_dirname
+        max_iter = OmegaConf.select(cfg, "d2.SOLVER.MAX_ITER", default=cfg.benchmark.d2.SOLVER.MAX_ITER)
+        default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
+        entries.append(xfer_plan.Entry(trial.setting_of(cfg, overrides).key, cfg.backbone.name, int(cfg.seed), p.dir,
+                                       int(max_iter), default))  # fmt: skip
+    cfg = planned[0].cfg
+    device = trial.resolve_device(cfg.trial.device)
+    if cfg.cluster.name == "slurm":
+        per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
+    else:
+        try:
+            devices = local.resolve_devices(cfg.cluster.devices, device)
+            per_trial = local.per_trial(cfg.cluster.gpus_per_trial, len(devices))
+            at_once = len(local.groups(devices, per_trial)) if per_trial else 0
+        except (ValueError, TypeError):
+            per_trial, at_once = 0, 0  # check() names the problem
+    return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device)
+
+
 def report_problems(found: list[str]) -> None:
     print(f"error: nothing was run; {len(found)} problem(s) to fix first:", file=sys.stderr)
     for msg in found:
@@ -94,10 +118,16 @@ def launch(
     sweep_dir = Path(str(config.hydra.sweep.dir))
     planned = plan(ctx, config, job_overrides, first)
     on_slurm = config.cluster.name == "slurm"
+    if config.plan:
+        print(f"plan of sweep {sweep_dir} (nothing runs with plan=true):")
+        print(plan_of(planned), end="")
     found = check(planned, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)
+    if config.plan:
+        print("no problems found: run the same command without plan=true to start")
+        return []
     if on_slurm:
         submit_to_slurm(planned, config, sweep_dir)
         return []
@@ -106,9 +136,9 @@ def launch(
         "sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), len(planned) - len(todo), len(todo)
     )
     outcome = run_here(todo, planned[0].cfg) if todo else None
-    rows, md = results.collect(sweep_dir)
-    print(md, end="")
-    print(f"{sum(r.n for r in rows)} trials in {len(rows)} settings; table: {sweep_dir / 'table.md'} (and .csv)")
+    report = collect.collect([sweep_dir])
+    print(report.markdown, end="")
+    print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also .csv .json .tex .html, plots)")
     exit_with(outcome)
     return []
 
@@ -145,6 +175,9 @@ def exit_with(outcome: local.Outcome | None) -> None:
 def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
     """``python launch.py ...`` without ``-m``: the same checks and local queue, for one trial."""
     p = PlannedTrial(0, [], cfg, Path(out_dir))
+    if cfg.cluster.name != "local":
+        report_problems([f"cluster={cfg.cluster.name} submits sweeps: add -m (one trial: -m seed={cfg.seed})."])
+        raise SystemExit(2)
     if p.done:
         log.info("trial done already, skipping: %s", p.dir / RESULT)
         return trial.read_result(p.dir)
@@ -181,5 +214,4 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
     )
     if config.cluster.wait:
         slurm.wait([sub.array_id, sub.collect_id])
-        rows, md = results.collect(sweep_dir)
-        print(md, end="")
+        print(collect.collect([sweep_dir]).markdown, end="")

@@ -24,23 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat, data, dist, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, read_json, write_json_atomic, write_text_atomic
+from xfer.results import Setting
 from xfer.validate import InputError, problems, weights_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What a trial measures; trials that differ only by seed share it and are averaged."""
-
-    benchmark: str
-    backbone: str
-    pretrain: str
-    overrides: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.benchmark}/{self.backbone}_{self.pretrain}" + (f",{self.overrides}" if self.overrides else "")
 
 
 def setting_of(cfg: DictConfig, overrides: str = "") -> Setting:
@@ -145,7 +132,8 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     write_text_atomic(out_dir / "d2_config.yaml", d2_yaml)
     setting = setting_of(cfg, overrides)
     record = {
-        "setting": {**asdict(setting), "key": setting.key},
+        "setting": {**asdict(setting), "key": setting.key, "label": str(cfg.pretrain.get("label", ""))},
+        "trials_expected": int(cfg.benchmark.trials),
         "seed": int(cfg.seed),
         "published": published(cfg),
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),

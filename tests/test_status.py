@@ -1,0 +1,100 @@
+"""``python -m xfer status`` and ``launch.py ... plan=true`` on folders holding trials in every state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, launch
+from tests.test_results import DENSECL, REGIONCL, trial
+from xfer import plan, status
+
+
+@pytest.fixture
+def every_state(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = Path("sweep")
+    trial(root, DENSECL, 0, (82.64, 58.32, 64.60))
+    partial = trial(root, DENSECL, 1)
+    (partial / "last_checkpoint").write_text("model_0000499.pth")
+    now = time.time()
+    (partial / "progress.json").write_text(json.dumps({"phase": "stopped", "iteration": 500, "max_iter": 24000,
+                                                       "start_iter": 0, "started_at": now - 400, "updated_at": now}))  # fmt: skip
+    trial(root, REGIONCL, 3, failed="FloatingPointError: Loss became infinite or NaN at iteration=9")
+    trial(root, REGIONCL, 4)  # never started
+    trial(root, REGIONCL, 5, corrupt=True)
+    queued_on_slurm = trial(root, REGIONCL, 6)
+    (queued_on_slurm / "slurm.json").write_text(json.dumps({"job_id": "4242_6"}))
+    return root
+
+
+def test_status_reads_every_state_from_disk(every_state):
+    rows = {s.label: s for s in status.scan([every_state])}
+    assert rows["voc0712_c4_24k/r50_densecl seed0"].state == "done"
+    assert rows["voc0712_c4_24k/r50_densecl seed0"].metrics["AP50"] == 82.64
+    partial = rows["voc0712_c4_24k/r50_densecl seed1"]
+    assert partial.state == "partial" and status.describe(partial) == "partial at 500/24000 (resumable)"
+    assert rows["voc0712_c4_24k/r50_regioncl_d seed3"].cause.startswith("FloatingPointError")
+    assert rows["voc0712_c4_24k/r50_regioncl_d seed4"].state == "queued"
+    corrupt = rows["voc0712_c4_24k/r50_regioncl_d seed5"]
+    assert corrupt.state == "corrupt" and "unreadable result.json" in corrupt.cause
+    assert rows["voc0712_c4_24k/r50_regioncl_d seed6"].job.startswith("4242_6")
+
+
+def test_a_held_lock_means_running(every_state):
+    folder = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed4"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               f"lock = FileLock({str(folder / '.lock')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert {s.label: s.state for s in status.scan([every_state])}["voc0712_c4_24k/r50_regioncl_d seed4"] == "running"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not status.lock_held(folder)
+
+
+def test_status_command_prints_the_table(every_state):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "xfer", "status", str(every_state)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 queued, 1 partial, 1 done, 1 failed, 1 corrupt" in proc.stdout  # the SLURM one is queued too
+    assert "FloatingPointError: Loss became infinite" in proc.stdout and "unreadable result.json" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "xfer", "status", "nope"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "not a folder: nope" in proc.stderr
+
+
+def test_checkpoint_names_count_iterations():
+    assert plan.checkpoint_iteration("model_0000499.pth", 24000) == 500
+    assert plan.checkpoint_iteration("model_final.pth", 24000) == 24000
+    assert plan.checkpoint_iteration("garbage", 24000) == 0
+
+
+@pytest.mark.slow
+def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
+    base = tmp_path / "smoke" / "r50_densecl"
+    done = base / "seed0"
+    done.mkdir(parents=True)
+    (done / "result.json").write_text(json.dumps({"metrics": {}, "run": {"wall_time_s": 2.0, "iterations_run": 10,
+                                                                         "world_size": 1}}))  # fmt: skip
+    (base / "seed1").mkdir()
+    (base / "seed1" / "last_checkpoint").write_text("model_0000004.pth")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    run = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", f"output_root={tmp_path}")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "| smoke/r50_densecl | done | partial 5/10 | to run |" in run.stdout
+    assert "3 trials: 1 done, 1 partial, 1 to run; 1 cpu device(s) per trial, 1 trial(s) at a time" in run.stdout
+    assert "r50: 0.200 cpu-s/iter, measured on 1 finished trial(s)" in run.stdout
+    assert "(0m03s)" in run.stdout  # (5 + 10) iterations left x 0.2 s
+    after = sorted(p for p in tmp_path.rglob("*") if "_cache" not in p.parts and p.name != "multirun.yaml")
+    assert after == before  # nothing ran, no trial folder was written
+    bad = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", "cluster.devices=4",
+                 "cluster.gpus_per_trial=3", f"output_root={tmp_path}")  # fmt: skip
+    assert bad.returncode == 2 and "| smoke/r50_densecl |" in bad.stdout and "cannot share the global batch" in bad.stderr

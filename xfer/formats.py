@@ -1,0 +1,188 @@
+"""The results table in five formats, all rendered from the same rows (``xfer.results``).
+
+Markdown (for reading and pasting), CSV (tidy: one row per trial, for pandas), JSON (everything, for
+programs), LaTeX (booktabs, for the paper) and the seed README's HTML table, which :func:`rewrite_block`
+can put in place of the block between ``<!-- START TABLE -->`` and ``</tbody></table>`` of a Markdown
+file, leaving the rest of that file byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from xfer.results import METRICS, Comparison, Row, Trial
+
+START, END = "<!-- START TABLE -->", "</tbody></table>"
+OUTSIDE_NOTE = "`*`: the published mean lies outside our 95% interval (Student t, n−1 degrees of freedom)."
+
+
+def _f(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+def triple(metrics: dict) -> str:
+    """``82.64/58.32/64.60``: the seed's notation for one trial."""
+    return "/".join(_f(float(metrics[m])) for m in METRICS)
+
+
+def _cell(row: Row, m: str) -> str:
+    if not row.stats:
+        return "—"
+    s = row.stats[m]
+    if s.std is None:
+        return f"{s.mean:.2f} (n=1, no spread)"
+    return f"{s.mean:.2f} ± {s.std:.2f} [{s.low:.2f}, {s.high:.2f}]"
+
+
+def _delta(row: Row) -> str:
+    if row.delta is None:
+        return "—"
+    return " / ".join(_f(row.delta[m], signed=True) + ("*" if row.outside.get(m) else "") for m in METRICS)
+
+
+def _missing_line(t: Trial) -> str:
+    seed = f" seed{t.seed}" if t.seed is not None else ""
+    cause = f": {t.cause}" if t.cause else ""
+    return f"- {t.setting.key}{seed}: {t.state}{cause} ({t.path})"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "p —"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
+    """The table, the trials still missing (by name), and the pairwise comparisons."""
+    out = ["| setting | n | AP50 mean ± std [95% CI] | AP | AP75 | trials (AP50/AP/AP75) | published | Δ ours − published |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        trials = "; ".join(triple(t.metrics) for t in r.done) or "—"
+        published = triple(r.published) if r.published else "—"
+        out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in METRICS)} | {trials} "
+                   f"| {published} | {_delta(r)} |")  # fmt: skip
+    if any(any(r.outside.values()) for r in rows):
+        out += ["", OUTSIDE_NOTE]
+    missing = [t for r in rows for t in r.missing]
+    if missing:
+        out += ["", f"Not finished ({len(missing)}):", *map(_missing_line, missing)]
+    if comparisons:
+        out += ["", "Comparisons (difference of means, Welch's t-test, two-sided):", "",
+                "| group | b − a | ΔAP50 | ΔAP | ΔAP75 |", "|---|---|---|---|---|"]  # fmt: skip
+        for c in comparisons:
+            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in METRICS)
+            out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
+    return "\n".join(out) + "\n"
+
+
+TIDY = ["setting", "benchmark", "backbone", "pretrain", "overrides", "seed", "state", *METRICS,
+        *(f"published_{m}" for m in METRICS), "wall_time_s", "max_iter", "world_size", "cause", "path"]  # fmt: skip
+
+
+def tidy_csv(rows: list[Row]) -> str:
+    """One row per trial, finished or not (empty cells where there is no value): ready for pandas."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=TIDY, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        for t in sorted(r.done + r.missing, key=lambda t: (t.seed is None, t.seed or 0, str(t.path))):
+            run = t.record.get("run", {})
+            w.writerow({
+                "setting": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
+                "pretrain": r.setting.pretrain, "overrides": r.setting.overrides,
+                "seed": "" if t.seed is None else t.seed, "state": t.state,
+                **{m: (t.metrics or {}).get(m, "") for m in METRICS},
+                **{f"published_{m}": (r.published or {}).get(m, "") for m in METRICS},
+                "wall_time_s": run.get("wall_time_s", ""), "max_iter": run.get("max_iter", ""),
+                "world_size": run.get("world_size", ""), "cause": t.cause, "path": str(t.path),
+            })  # fmt: skip
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 6)
+
+
+def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
+    settings = []
+    for r in rows:
+        metrics = {}
+        for m in METRICS:
+            s = r.stats.get(m)
+            metrics[m] = {
+                "mean": _num(s.mean) if s else None, "std": _num(s.std) if s else None,
+                "ci95": _num(s.ci95) if s else None, "low": _num(s.low) if s else None,
+                "high": _num(s.high) if s else None,
+                "published": r.published.get(m) if r.published else None,
+                "delta": _num(r.delta[m]) if r.delta else None,
+                "published_outside_ci": r.outside.get(m) if r.published and s and s.ci95 is not None else None,
+            }  # fmt: skip
+        settings.append({
+            "key": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
+            "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "label": r.label,
+            "n": r.n, "expected": r.expected, "metrics": metrics,
+            "trials": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path)} for t in r.done],
+            "missing": [{"seed": t.seed, "state": t.state, "cause": t.cause, "path": str(t.path)} for t in r.missing],
+        })  # fmt: skip
+    comps = [{"group": c.group, "a": c.a, "b": c.b, "diff": {m: _num(c.diff[m]) for m in METRICS},
+              "p_welch": {m: _num(c.p[m]) for m in METRICS}} for c in comparisons]  # fmt: skip
+    return json.dumps({"settings": settings, "comparisons": comps}, indent=2) + "\n"
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+        text = text.replace(a, b)
+    return text
+
+
+def display_name(row: Row) -> str:
+    """The seed README's row name: the pretrain's label with the backbone after its first part
+    (``ImageNet-1M, R50, DenseCL, 200ep``), plus any other override."""
+    label = row.label or row.setting.pretrain
+    head, _, rest = label.partition(", ")
+    name = f"{head}, {row.setting.backbone.upper()}" + (f", {rest}" if rest else "")
+    return name + (f" ({row.setting.overrides})" if row.setting.overrides else "")
+
+
+def latex(rows: list[Row]) -> str:
+    """A booktabs tabular: mean ± std per metric (± omitted for one trial), n per row."""
+    out = [r"\begin{tabular}{lcccc}", r"\toprule", r"Pretrain & $n$ & AP$_{50}$ & AP & AP$_{75}$ \\", r"\midrule"]
+    for r in rows:
+        if not r.n:
+            continue
+        cells = [f"{s.mean:.2f}" + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
+                 (r.stats[m] for m in METRICS)]  # fmt: skip
+        out.append(f"{_tex(display_name(r))} & {r.n} & {' & '.join(cells)} \\\\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def seed_html(rows: list[Row]) -> str:
+    """The seed README's table block, from ``<!-- START TABLE -->`` to ``</tbody></table>``: the mean of
+    each finished setting, two decimals."""
+    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{h}</th>' for h in ("pretrain", *METRICS)),
+           "<!-- TABLE BODY -->"]  # fmt: skip
+    for r in rows:
+        if r.n:
+            out.append(f'<tr><td align="left">{display_name(r)}</td>')
+            out += [f'<td align="center">{r.stats[m].mean:.2f}</td>' for m in METRICS]
+            out.append("</tr>")
+    out.append(END)
+    return "\n".join(out)
+
+
+def rewrite_block(path: Path, block: str) -> None:
+    """Put ``block`` in place of the file's ``<!-- START TABLE -->`` ... ``</tbody></table>``; nothing else
+    changes. A file without that block is an error that names the two markers."""
+    text = Path(path).read_text()
+    start = text.find(START)
+    end = text.find(END, start) if start >= 0 else -1
+    if start < 0 or end < 0:
+        raise ValueError(f"{path}: no table block to rewrite (it needs a line {START} and, after it, {END}).")
+    Path(path).write_text(text[:start] + block + text[end + len(END) :])

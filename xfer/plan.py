@@ -1,0 +1,100 @@
+"""The plan of a sweep (``plan=true``): what would run, what is done, and what it will cost, before anything runs.
+
+Per trial: done (``result.json``), running (another launcher holds its lock), partial (a checkpoint to
+resume from) or to run. The cost is device-hours of training left: iterations left × device-seconds per
+iteration × devices per trial / 3600. Device-seconds per iteration are measured from this sweep's finished
+trials of the same benchmark and backbone (wall time × processes / iterations, so evaluation is included),
+and otherwise taken from the benchmark's ``device_s_per_iter`` (documented there: where it was measured).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from xfer.files import RESULT, read_json
+from xfer.status import duration, lock_held
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One trial of the plan."""
+
+    key: str  # setting key
+    backbone: str
+    seed: int
+    dir: Path
+    max_iter: int
+    default_s_per_iter: float | None  # the benchmark's documented figure for this backbone
+
+    def progress(self) -> tuple[str, int]:
+        """(state, iterations already trained) from the trial's folder."""
+        if (self.dir / RESULT).exists():
+            return "done", self.max_iter
+        last = self.dir / "last_checkpoint"
+        done = checkpoint_iteration(last.read_text().strip(), self.max_iter) if last.exists() else 0
+        if lock_held(self.dir):
+            return "running", done
+        return ("partial", done) if done else ("to run", 0)
+
+
+def checkpoint_iteration(name: str, max_iter: int) -> int:
+    """Iterations a detectron2 checkpoint name stands for: ``model_0000499.pth`` -> 500, final -> max."""
+    stem = Path(name).stem
+    if stem == "model_final":
+        return max_iter
+    try:
+        return int(stem.rsplit("_", 1)[1]) + 1
+    except (IndexError, ValueError):
+        return 0
+
+
+def measured(entries: list[Entry]) -> dict[str, tuple[float, int]]:
+    """Per backbone: median device-seconds per iteration over finished trials, and how many there were."""
+    found: dict[str, list[float]] = defaultdict(list)
+    for e in entries:
+        run = (read_json(e.dir / RESULT) or {}).get("run") or {}
+        if run.get("iterations_run") and run.get("wall_time_s"):
+            found[e.backbone].append(run["wall_time_s"] * run.get("world_size", 1) / run["iterations_run"])
+    return {b: (statistics.median(v), len(v)) for b, v in found.items()}
+
+
+def render(entries: list[Entry], devices_per_trial: int, at_once: int, device: str) -> str:
+    """The settings × seeds matrix, the counts, and the device-hours left."""
+    states = {e.dir: e.progress() for e in entries}
+    seeds = sorted({e.seed for e in entries})
+    by_key: dict[str, dict[int, Entry]] = defaultdict(dict)
+    for e in entries:
+        by_key[e.key][e.seed] = e
+    lines = ["| setting | " + " | ".join(f"seed{s}" for s in seeds) + " |", "|---" * (len(seeds) + 1) + "|"]
+    for key in sorted(by_key):
+        cells = []
+        for s in seeds:
+            e = by_key[key].get(s)
+            state, done = states[e.dir] if e else ("—", 0)
+            cells.append(f"{state} {done}/{e.max_iter}" if state in ("partial", "running") else state)
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    count = {s: sum(st == s for st, _ in states.values()) for s in ("done", "running", "partial", "to run")}
+    lines.append("")
+    lines.append(f"{len(entries)} trials: " + ", ".join(f"{n} {s}" for s, n in count.items() if n)
+                 + f"; {devices_per_trial} {device} device(s) per trial, {at_once} trial(s) at a time")  # fmt: skip
+    pace = measured(entries)
+    hours, sources = 0.0, {}
+    for e in entries:
+        state, done = states[e.dir]
+        if state == "done":
+            continue
+        per_iter, n = pace.get(e.backbone, (e.default_s_per_iter, 0))
+        if per_iter is None:
+            sources[e.backbone] = "no estimate (no finished trial, no device_s_per_iter in the benchmark)"
+            continue
+        what = f"measured on {n} finished trial(s)" if n else "the benchmark's device_s_per_iter"
+        sources[e.backbone] = f"{per_iter:.3f} {device}-s/iter, {what}"
+        hours += (e.max_iter - done) * per_iter / 3600  # device-seconds already count every device
+    wall = hours * 3600 / max(at_once * devices_per_trial, 1)
+    lines.append(f"estimate: {hours:.2f} {device}-hours of training left ({duration(hours * 3600)}), "
+                 f"about {duration(wall)} of wall time")  # fmt: skip
+    lines += [f"  {backbone}: {src}" for backbone, src in sorted(sources.items())]
+    return "\n".join(lines) + "\n"

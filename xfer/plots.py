@@ -1,0 +1,188 @@
+"""Plots of collected results: AP per setting against the published numbers, and training curves.
+
+A table says whether our mean matches the paper; a plot shows at a glance how far apart settings are
+relative to their noise, and the curves show why a trial went wrong (diverging loss, a bad lr schedule).
+Everything is drawn with matplotlib's object API on the Agg canvas: no pyplot global state, no display,
+so it runs on a login node or inside a job. matplotlib is imported lazily: it is not a core dependency,
+and ``collect``'s tables must work without it. Each figure is written as PNG (to look at) and SVG (to
+put in a paper); the SVG carries no date and fixed ids, so rerunning collect gives identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xfer.results import METRICS, Row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 100
+CURVES_FILE = "metrics.json"  # detectron2's JSON lines, one dict per logging or evaluation step
+# metrics.json key -> our series name; AP comes from the evaluation lines only
+SERIES = {"total_loss": "total_loss", "lr": "lr", "bbox/AP50": "AP50", "bbox/AP": "AP", "bbox/AP75": "AP75"}
+CURVE_PANELS = ("total_loss", "lr", "AP50")  # AP50: the metric every benchmark evaluates and reports first
+
+Curves = dict[str, list[tuple[int, float]]]
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas, so saving never depends on (or changes) a global backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_stem: Path) -> list[Path]:
+    """PNG and SVG next to each other; the SVG without a date and with salted-but-fixed ids (reproducible)."""
+    from matplotlib import rc_context
+
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")
+    with rc_context({"svg.hashsalt": "xfer"}):
+        fig.savefig(png, format="png", dpi=DPI)
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return [png, svg]
+
+
+def _finished(rows: list[Row]) -> list[Row]:
+    """Settings with at least one finished trial: the others have no mean to plot."""
+    return [r for r in rows if r.n > 0]
+
+
+def _colours(rows: list[Row]) -> dict[str, str]:
+    """One colour per setting, the same in every figure of one call (both follow the row order)."""
+    return {r.key: f"C{i % 10}" for i, r in enumerate(_finished(rows))}
+
+
+def _published(row: Row, metric: str) -> float | None:
+    """The published value of ``metric``, if the row has one (published dicts carry other keys too)."""
+    value = (row.published or {}).get(metric)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def ap_size(n_settings: int) -> tuple[float, float]:
+    """Figure size in inches: three panels that widen with the settings so the x labels stay legible."""
+    return 3 * max(2.5, 0.75 * n_settings), 4.5
+
+
+def _ap_figure(rows: list[Row]) -> Figure | None:
+    """Mean ± 95% interval per setting and metric, with the published value as an 'x'; None if nothing finished.
+
+    One errorbar container per setting and panel (gid ``ap-METRIC-sI``), one line per published value
+    (gid ``published-METRIC-sI``): n=1 settings get a point without a bar, as their interval is unknown.
+    """
+    shown = _finished(rows)
+    if not shown:
+        return None
+    colours = _colours(rows)
+    fig = _figure(*ap_size(len(shown)))
+    axes = fig.subplots(1, len(METRICS))
+    xs = list(range(len(shown)))
+    for ax, metric in zip(axes, METRICS, strict=True):
+        for i, row in enumerate(shown):
+            s = row.stats[metric]
+            yerr = None if s.ci95 is None else [[s.ci95], [s.ci95]]
+            bar = ax.errorbar([i], [s.mean], yerr=yerr, fmt="o", capsize=4, color=colours[row.key], label=row.key)
+            bar.lines[0].set_gid(f"ap-{metric}-s{i}")  # the mean; its bar and caps get their own ids, once each
+            for k, part in enumerate([*bar.lines[1], *bar.lines[2]]):
+                part.set_gid(f"ap-{metric}-s{i}-err{k}")
+            pub = _published(row, metric)
+            if pub is not None:
+                ax.plot([i], [pub], marker="x", markersize=8, linestyle="none", color="black",
+                        label="published" if i == 0 else "_published", gid=f"published-{metric}-s{i}")  # fmt: skip
+        ax.set_title(metric)
+        ax.set_xticks(xs, [r.key for r in shown], rotation=45, ha="right", fontsize="small")
+        ax.set_xlim(-0.5, len(shown) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("mean ± 95% CI (x: published)")
+    return fig
+
+
+def ap_plot(rows: list[Row], out_stem: Path) -> list[Path]:
+    """Write ``out_stem``.png/.svg of the AP per setting; nothing (and ``[]``) when no trial finished."""
+    fig = _ap_figure(rows)
+    return [] if fig is None else _save(fig, out_stem)
+
+
+def _point(record: dict, key: str) -> float | None:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None  # detectron2 writes NaN AP when nothing was detected: no point, not a gap at 0
+    return float(value)
+
+
+def read_curves(trial_dir: Path) -> Curves:
+    """The series of a trial's ``metrics.json`` as sorted (iteration, value) lists; ``{}`` without one.
+
+    The file is written while training runs, so its last line may be cut off; such lines are skipped.
+    A resumed trial logs some iterations twice: the later line wins, so each curve is a function.
+    """
+    try:
+        text = (trial_dir / CURVES_FILE).read_text(errors="replace")
+    except OSError:
+        return {}
+    points: dict[str, dict[int, float]] = {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        it = record.get("iteration")
+        if isinstance(it, bool) or not isinstance(it, int | float) or not math.isfinite(it):
+            continue
+        for key, name in SERIES.items():
+            value = _point(record, key)
+            if value is not None:
+                points.setdefault(name, {})[int(it)] = value
+    return {name: sorted(by_it.items()) for name, by_it in points.items()}
+
+
+def _curves_figure(rows: list[Row]) -> Figure | None:
+    """Panels total_loss, lr and AP50 (if any trial was evaluated); one line per trial, one colour per setting.
+
+    Lines have gid ``curve-PANEL-sI-tJ``; only a setting's first line is labelled, so the legend lists
+    settings, not trials. None when no finished trial has curves.
+    """
+    colours = _colours(rows)
+    curves = {r.key: [read_curves(t.path) for t in r.done] for r in _finished(rows)}
+    panels = [p for p in CURVE_PANELS if any(p in c for cs in curves.values() for c in cs)]
+    if not panels:
+        return None
+    fig = _figure(4.0 * len(panels), 4.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        for i, (key, trials) in enumerate(curves.items()):
+            labelled = False
+            for j, c in enumerate(trials):
+                if panel not in c:
+                    continue
+                its, values = zip(*c[panel], strict=True)
+                ax.plot(its, values, color=colours[key], linewidth=0.8, alpha=0.8,
+                        marker="o" if panel == "AP50" or len(its) < 10 else None, markersize=3,  # few points: show them
+                        label="_trial" if labelled else key, gid=f"curve-{panel}-s{i}-t{j}")  # fmt: skip
+                labelled = True
+        ax.set_title(panel)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def curves_plot(rows: list[Row], out_stem: Path) -> list[Path]:
+    """Write ``out_stem``.png/.svg of the training curves; nothing (and ``[]``) when no trial has any."""
+    fig = _curves_figure(rows)
+    return [] if fig is None else _save(fig, out_stem)
+
+
+def write_all(rows: list[Row], out_dir: Path) -> list[Path]:
+    """``ap.{png,svg}`` and ``curves.{png,svg}`` in ``out_dir``: the paths of those written."""
+    return ap_plot(rows, out_dir / "ap") + curves_plot(rows, out_dir / "curves")

@@ -1,0 +1,56 @@
+"""The statistics of a results table: mean, sample std, Student-t interval, Welch's t-test.
+
+Five trials are few: a 95% interval from the t distribution (n-1 degrees of freedom) is honest where
+mean ± 2 std is not, and two methods differ beyond noise only if Welch's test says so (unequal
+variances, as two pretrains have). One trial has no spread: its std and interval are None, never 0.
+scipy computes the t quantiles and the test: the numerics are its, not ours.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric over the trials of a setting."""
+
+    n: int
+    mean: float
+    std: float | None  # sample std (ddof 1); None for n < 2
+    ci95: float | None  # half-width of the 95% Student-t interval; None for n < 2
+
+    @property
+    def low(self) -> float | None:
+        return None if self.ci95 is None else self.mean - self.ci95
+
+    @property
+    def high(self) -> float | None:
+        return None if self.ci95 is None else self.mean + self.ci95
+
+    def covers(self, value: float) -> bool | None:
+        """Whether ``value`` lies in the interval (None when there is no interval)."""
+        return None if self.ci95 is None else self.low <= value <= self.high
+
+
+def summarize(values: list[float]) -> Summary:
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return Summary(n, mean, None, None)
+    from scipy import stats as scipy_stats  # here, not at import: status and plan do not need scipy
+
+    std = statistics.stdev(values)
+    return Summary(n, mean, std, float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` share a mean (None below 2 trials each,
+    or when both are constant: no spread, no test)."""
+    if len(a) < 2 or len(b) < 2 or (statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0):
+        return None
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.ttest_ind(b, a, equal_var=False).pvalue)
