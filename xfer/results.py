@@ -116,7 +116,7 @@ def _load(path: Path) -> dict:
 def _from_job(path: Path) -> dict:
     """The parts of ``trial.yaml`` collect needs (setting, seed, published, label, expected trials)."""
     with open(path) as f:
-        job = yaml.safe_load(f)
+        job = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when there
     cfg = job["cfg"]
     bench, backbone = cfg["benchmark"]["name"], cfg["backbone"]["name"]
     published = ((cfg["pretrain"].get("published") or {}).get(bench) or {}).get(backbone)
@@ -134,16 +134,19 @@ def _setting_of(record: dict) -> Setting:
     return Setting(s["benchmark"], s["backbone"], s["pretrain"], s.get("overrides") or "")
 
 
-def read_trial(folder: Path) -> Trial:
-    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason."""
+def _job_or_error(folder: Path) -> tuple[dict | None, str]:
     job = folder / JOB_CONFIG
+    if not job.exists():
+        return None, f"no {RESULT} or {JOB_CONFIG}"
     try:
-        known = _from_job(job) if job.exists() else None
+        return _from_job(job), ""
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
-        known = None
-        job_error = f"unreadable {JOB_CONFIG}: {type(e).__name__}: {e}"
-    else:
-        job_error = ""
+        return None, f"unreadable {JOB_CONFIG}: {type(e).__name__}: {e}"
+
+
+def read_trial(folder: Path) -> Trial:
+    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason.
+    ``result.json`` alone describes a finished trial; ``trial.yaml`` is read only for the others."""
     unknown = Setting("?", "?", folder.parent.name)
     if (folder / RESULT).exists():
         try:
@@ -151,13 +154,14 @@ def read_trial(folder: Path) -> Trial:
             metrics = {m: float(r["metrics"][m]) for m in METRICS}
             setting = _setting_of(r)
         except (OSError, ValueError, KeyError, TypeError) as e:
+            known, _ = _job_or_error(folder)
             base = known or {"setting": unknown, "seed": None}
             return Trial(base["setting"], base["seed"], "corrupt", folder, cause=f"unreadable {RESULT}: {type(e).__name__}: {e}")
-        return Trial(setting, r.get("seed"), "done", folder, metrics, r.get("published"),
-                     r["setting"].get("label") or (known or {}).get("label", ""),
-                     int(r.get("trials_expected") or (known or {}).get("expected", 0)), record=r)  # fmt: skip
+        return Trial(setting, r.get("seed"), "done", folder, metrics, r.get("published"), r["setting"].get("label", ""),
+                     int(r.get("trials_expected") or 0), record=r)  # fmt: skip
+    known, error = _job_or_error(folder)
     if known is None:
-        return Trial(unknown, None, "corrupt", folder, cause=job_error or "no trial.yaml or result.json")
+        return Trial(unknown, None, "corrupt", folder, cause=error)
     extra = {k: known[k] for k in ("published", "label", "expected")}
     if (folder / FAILURE).exists():
         try:
