@@ -106,3 +106,17 @@ def test_supervised_msra_and_r101(tmp_path):
     assert not backbone, backbone  # every conv came from the weights
     # MSRA pickles carry BN scale and bias but no running statistics, as detectron2's R-50.pkl
     assert all(m.endswith(".norm.{running_mean, running_var}") for m in missing if m.startswith("backbone.")), missing
+
+
+def test_both_evaluators_give_the_same_ap_on_the_same_trial(tmp_path):
+    """The default evaluator is xfer's; trial.evaluator=detectron2 scores the identical training identically."""
+    metrics = {}
+    for evaluator in ("xfer", "detectron2"):
+        args = ["benchmark=smoke", "pretrain=regioncl", "seed=1", f"output_root={tmp_path / evaluator}"]
+        run = launch(*args, *([] if evaluator == "xfer" else ["trial.evaluator=detectron2"]))
+        assert run.returncode == 0, run.output[-3000:]
+        ((_, r),) = results_under(tmp_path / evaluator).items()
+        assert r["run"]["evaluator"] == evaluator
+        metrics[evaluator] = r["metrics"]
+    assert metrics["xfer"] == pytest.approx(metrics["detectron2"], abs=1e-9)
+    assert any(v > 0 for v in metrics["xfer"].values())  # a trial that scores something, so the check bites

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import REPO
+from tests.conftest import REPO, launch
 from xfer import cli, recipe
 
 cli.register_resolvers()
@@ -142,3 +142,17 @@ def test_cluster_and_trial_options_never_change_a_settings_name():
         keys = yaml.safe_load((REPO / "conf" / "cluster" / f"{name}.yaml").read_text())
         assert {f"cluster.{k}" for k in keys if k != "name"} <= exclude
     assert {"cluster", "cluster.gpus_per_trial", "trial.device", "pretrain.weights", "pretrain.trust"} <= exclude
+
+
+def test_amp_is_an_explicit_setting_of_its_own(tmp_path):
+    cfg = composed("+experiment=amp")
+    assert d2("+experiment=amp").SOLVER.AMP.ENABLED is True and d2().SOLVER.AMP.ENABLED is False
+    assert cfg.trial.evaluator == "xfer"  # the fast evaluator is the default
+    run = launch("-m", "benchmark=smoke", "+experiment=amp", "trial.device=cuda", "plan=true",
+                 f"output_root={tmp_path}")  # fmt: skip
+    assert "| smoke/r50_densecl,+experiment=amp |" in run.stdout  # its own row, never averaged with fp32
+
+
+def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path):
+    run = launch("-m", "benchmark=smoke", "+experiment=amp", f"output_root={tmp_path}")
+    assert run.returncode == 2 and "mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA" in run.stderr

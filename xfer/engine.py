@@ -72,12 +72,21 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
         return seq, out_channels
 
 
+def build_evaluator(name: str, dataset_name: str):
+    """``xfer``: the vectorized VOC evaluator (same AP, see xfer.voc_eval); ``detectron2``: its own."""
+    if name == "detectron2":
+        return PascalVOCDetectionEvaluator(dataset_name)
+    from xfer.voc_eval import VOCEvaluator
+
+    return VOCEvaluator(dataset_name)
+
+
 class Trainer(DefaultTrainer):
     """DefaultTrainer with VOC evaluation, evaluated once by the caller, writing metrics.json only."""
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return PascalVOCDetectionEvaluator(dataset_name)
+        return build_evaluator("xfer", dataset_name)
 
     def build_hooks(self):
         """detectron2's hooks without periodic evaluation, and with its writers every 20 iterations or, for
@@ -163,8 +172,9 @@ class ProgressFile(hooks.HookBase):
         self.write("evaluating" if done else "stopped", min(self.trainer.iter, self.trainer.max_iter))
 
 
-def train_and_evaluate(cfg, stop=None) -> dict:
-    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate; same on every rank.
+def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer") -> dict:
+    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate with ``evaluator`` (see
+    :func:`build_evaluator`); the same on every rank.
 
     ``stop``: a callable polled after every iteration; when it says True, a checkpoint is saved at that
     iteration and :class:`Interrupted` is raised (the job then requeues and resumes from it)."""
@@ -186,7 +196,7 @@ def train_and_evaluate(cfg, stop=None) -> dict:
             log.info("resuming from iteration %d", start)
         trainer.train()
         trained = trainer.iter - start
-    results = Trainer.test(cfg, trainer.model)
+    results = Trainer.test(cfg, trainer.model, [build_evaluator(evaluator, name) for name in cfg.DATASETS.TEST])
     return {
         "bbox": dict(results.get("bbox", {})),
         "start_iter": start,

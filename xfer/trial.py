@@ -87,7 +87,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> Non
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
     data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
-    out = engine.train_and_evaluate(cfg, stop)
+    out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"))
     if comm.is_main_process():
         record = {**record, "metrics": {k: out["bbox"].get(k) for k in ("AP50", "AP", "AP75")}}
         world = comm.get_world_size()
@@ -98,6 +98,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> Non
             "iterations_run": out["iterations_run"],
             "max_iter": out["max_iter"],
             "world_size": world,
+            "amp": bool(cfg.SOLVER.AMP.ENABLED),
             "global_batch": cfg.SOLVER.IMS_PER_BATCH,  # fixed by the recipe, whatever the process count
             "batch_per_process": cfg.SOLVER.IMS_PER_BATCH // world,
             "started_unix": record["run"].get("started_unix") or round(t0, 3),  # when its process started
@@ -148,6 +149,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),
         "run": {
+            "evaluator": str(cfg.trial.evaluator),
             "device": device,
             "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
             "device_count": torch.cuda.device_count() if device == "cuda" else 0,

@@ -81,6 +81,9 @@ def recipe_resnets(cfg: DictConfig) -> dict:
     return resnets
 
 
+EVALUATORS = ("xfer", "detectron2")  # xfer.voc_eval (the same AP, faster) or detectron2's PascalVOCDetectionEvaluator
+
+
 def problems(cfg: DictConfig, here: bool = True) -> list[str]:
     """Everything wrong with one composed trial config, as user-facing messages.
 
@@ -95,6 +98,15 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
             "(torch.cuda.device_count() == 0). Run it on a GPU node (or submit to SLURM), check "
             "CUDA_VISIBLE_DEVICES, or try benchmark=smoke, which runs on CPU."
         )
+    device = cfg.trial.device if cfg.trial.device != "auto" else ("cuda" if gpus else "cpu")
+    if here and device == "cuda" and gpus == 0 and not cfg.benchmark.requires_gpu:
+        found.append("trial.device=cuda, and this machine has no GPU visible (torch.cuda.device_count() == 0): "
+                     "use trial.device=auto or cpu, or run on a GPU node.")  # fmt: skip
+    if here and OmegaConf.select(cfg, "d2.SOLVER.AMP.ENABLED", default=False) and device != "cuda":
+        found.append("mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA: detectron2's AMPTrainer "
+                     "refuses to run on CPU. Drop it here, or run on a GPU node.")  # fmt: skip
+    if cfg.trial.evaluator not in EVALUATORS:
+        found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(EVALUATORS)}.")
     if cfg.pretrain.format not in LAYOUTS:
         found.append(f"pretrain.format={cfg.pretrain.format!r} is not one of {', '.join(LAYOUTS)}.")
     names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
