@@ -10,8 +10,10 @@ finished.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,13 +22,14 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from xfer import collect, local, slurm, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
 
 log = logging.getLogger(__name__)
+SEED = re.compile(r"^seed=\d+$")
 
 
 @dataclass
@@ -46,11 +49,25 @@ class PlannedTrial:
 def plan(
     ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
 ) -> list[PlannedTrial]:
-    """Compose each job's config and resolve its trial folder (needs Hydra's job config set)."""
-    planned = []
+    """Compose each job's config and resolve its trial folder (needs Hydra's job config set).
+
+    Jobs that differ only by an integer ``seed=N`` compose identically but for that value (the seed is a
+    plain top-level number that nothing in the defaults list depends on), so each such family is composed
+    by Hydra once and copied with its seed and overrides set: a 5-seed sweep composes a fifth as often."""
+    planned, composed = [], {}
     for idx, overrides in enumerate(job_overrides, start=first):
-        cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(cfg):
+        seeds = [o for o in overrides if SEED.match(o)]
+        family = tuple(o for o in overrides if not SEED.match(o)) if len(seeds) == 1 else None
+        if family is not None and family in composed:
+            cfg = copy.deepcopy(composed[family])
+            with read_write(cfg.hydra), open_dict(cfg):
+                cfg.seed = int(seeds[0].split("=", 1)[1])
+                cfg.hydra.overrides.task = list(overrides)
+        else:
+            cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
+            if family is not None:
+                composed[family] = cfg
+        with read_write(cfg.hydra), open_dict(cfg):
             cfg.hydra.job.id = idx
             cfg.hydra.job.num = idx
         HydraConfig.instance().set_config(cfg)
@@ -75,9 +92,11 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
             found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
         else:
             found += local.problems(p.cfg.cluster, batch, trial.resolve_device(p.cfg.trial.device))
-    runs_on = {(json.dumps(OmegaConf.to_container(p.cfg.cluster)), str(p.cfg.trial.device)) for p in planned}
+    runs_on = {json.dumps(OmegaConf.to_container(p.cfg.cluster)) + json.dumps(OmegaConf.to_container(p.cfg.trial))
+               for p in planned}  # fmt: skip
     if len(runs_on) > 1:
-        found.append("cluster.* and trial.device say where the whole sweep runs: give them one value, not a sweep.")
+        found.append("cluster.* and trial.* say how the whole sweep runs (not what it measures): give them one "
+                     "value, not a sweep.")  # fmt: skip
     return list(dict.fromkeys(found))
 
 
