@@ -10,7 +10,6 @@ finished.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -34,45 +33,58 @@ SEED = re.compile(r"^seed=\d+$")
 
 @dataclass
 class PlannedTrial:
-    """A composed job of the sweep and where its trial lives."""
+    """A job of the sweep and where its trial lives. Jobs that differ only by seed share one composed
+    config (``cfg``); :func:`activate` makes it this job's (its seed, overrides and number) before use."""
 
     idx: int
     overrides: list[str]
     cfg: DictConfig
     dir: Path
+    seed: int | None = None  # set when ``cfg`` is shared with the job's other seeds
 
     @property
     def done(self) -> bool:
         return (self.dir / RESULT).exists()
 
 
+def activate(p: PlannedTrial) -> DictConfig:
+    """Point the (possibly shared) composed config at this job; Hydra's own node is not copied per trial."""
+    cfg = p.cfg
+    if "hydra" not in cfg:  # a single run's task config: nothing is shared
+        return cfg
+    with read_write(cfg.hydra), open_dict(cfg):
+        if p.seed is not None:
+            cfg.seed = p.seed
+        cfg.hydra.overrides.task = list(p.overrides)
+        cfg.hydra.job.id = p.idx
+        cfg.hydra.job.num = p.idx
+    return cfg
+
+
 def plan(
     ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
 ) -> list[PlannedTrial]:
-    """Compose each job's config and resolve its trial folder (needs Hydra's job config set).
+    """Compose each job's config and resolve its trial folder.
 
     Jobs that differ only by an integer ``seed=N`` compose identically but for that value (the seed is a
     plain top-level number that nothing in the defaults list depends on), so each such family is composed
-    by Hydra once and copied with its seed and overrides set: a 5-seed sweep composes a fifth as often."""
-    planned, composed = [], {}
+    by Hydra once, and its seeds share that config (see :func:`activate`): a 5-seed sweep composes a fifth
+    as often, and Hydra's node, the bulk of a config, is never copied per trial."""
+    planned, families = [], {}
     for idx, overrides in enumerate(job_overrides, start=first):
         seeds = [o for o in overrides if SEED.match(o)]
         family = tuple(o for o in overrides if not SEED.match(o)) if len(seeds) == 1 else None
-        if family is not None and family in composed:
-            cfg = copy.deepcopy(composed[family])
-            with read_write(cfg.hydra), open_dict(cfg):
-                cfg.seed = int(seeds[0].split("=", 1)[1])
-                cfg.hydra.overrides.task = list(overrides)
-        else:
+        cfg = families.get(family) if family is not None else None
+        if cfg is None:
             cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
+            HydraConfig.instance().set_config(cfg)  # ${hydra:...} reads this; the same for the whole family
             if family is not None:
-                composed[family] = cfg
-        with read_write(cfg.hydra), open_dict(cfg):
-            cfg.hydra.job.id = idx
-            cfg.hydra.job.num = idx
-        HydraConfig.instance().set_config(cfg)
-        trial_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        planned.append(PlannedTrial(idx, list(overrides), cfg, trial_dir))
+                families[family] = cfg
+        seed = int(seeds[0].split("=", 1)[1]) if family is not None else None
+        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed)
+        activate(p)
+        p.dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        planned.append(p)
     return planned
 
 
@@ -82,6 +94,7 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     for p in planned:
         if p.done:
             continue
+        activate(p)
         try:
             trial.prepare(p.cfg)
         except Exception as e:  # generation of smoke inputs failed: report, don't run
@@ -104,7 +117,7 @@ def plan_of(planned: list[PlannedTrial]) -> str:
     """The dry run's table and estimate (see ``xfer.plan``)."""
     entries = []
     for p in planned:
-        cfg, overrides = p.cfg, p.cfg.hydra.job.override_dirname
+        cfg, overrides = activate(p), p.cfg.hydra.job.override_dirname
         max_iter = OmegaConf.select(cfg, "d2.SOLVER.MAX_ITER", default=cfg.benchmark.d2.SOLVER.MAX_ITER)
         default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
         entries.append(xfer_plan.Entry(trial.setting_of(cfg, overrides).key, cfg.backbone.name, int(cfg.seed), p.dir,
@@ -163,9 +176,9 @@ def launch(
 
 
 def task_config(p: PlannedTrial) -> DictConfig:
-    """The trial's config without Hydra's node, interpolations resolved against its own job."""
-    HydraConfig.instance().set_config(p.cfg)
-    return OmegaConf.masked_copy(p.cfg, [k for k in p.cfg if k != "hydra"])
+    """The trial's own config without Hydra's node: a copy, so the next seed of its family cannot change it."""
+    cfg = activate(p)
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
 def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
