@@ -19,6 +19,7 @@ leaving no backbone key unconverted. Layouts:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -299,6 +300,17 @@ def read_report(path: Path) -> Report:
     return Report(**{**raw, "widths": Widths(**raw["widths"])})
 
 
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int, layout: str, prefix: str | None) -> str:
+    """sha256 of (format, prefix, file content), read once per process for an unchanged file: a sweep asks
+    for the same checkpoint once per trial, and a real one is hundreds of MB."""
+    h = hashlib.sha256(f"{layout}|{prefix}|".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def cached(
     src: Path, layout: str, cache_dir: Path, prefix: str | None = None, trust: bool = False
 ) -> tuple[Path, Report]:
@@ -306,12 +318,9 @@ def cached(
     src = Path(src)
     if not src.is_file():
         raise ConversionError(f"weights file not found: {src}")
-    h = hashlib.sha256(f"{layout}|{prefix}|".encode())
-    with open(src, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    stat = src.stat()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    dst = cache_dir / f"{h.hexdigest()[:24]}.pkl"
+    dst = cache_dir / f"{_digest(str(src.resolve()), stat.st_size, stat.st_mtime_ns, layout, prefix)[:24]}.pkl"
     with FileLock(str(dst) + ".lock"):
         if dst.exists() and dst.with_suffix(".json").exists():
             return dst, read_report(dst)

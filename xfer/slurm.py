@@ -94,7 +94,7 @@ class Submission:
     folder: Path
 
 
-def submit(trials: list[tuple[Path, DictConfig, str]], cluster: DictConfig, sweep_dir: Path) -> Submission:
+def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig, sweep_dir: Path) -> Submission:
     """Submit (trial dir, composed config, overrides) as one array, then the collect job after it."""
     from xfer.trial import write_job
 

@@ -175,10 +175,12 @@ def launch(
     return []
 
 
-def task_config(p: PlannedTrial) -> DictConfig:
-    """The trial's own config without Hydra's node: a copy, so the next seed of its family cannot change it."""
+def task_config(p: PlannedTrial) -> dict:
+    """The trial's own config without Hydra's node, resolved into plain values (so the next seed of its
+    family cannot change it)."""
     cfg = activate(p)
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in cfg.items() if k != "hydra"}  # fmt: skip
 
 
 def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:

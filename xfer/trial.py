@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat, data, dist, recipe, smoke
@@ -163,11 +164,14 @@ def read_result(out_dir: Path) -> dict | None:
     return read_json(Path(out_dir) / RESULT)
 
 
-def write_job(trial_dir: Path, cfg: DictConfig, overrides: str) -> None:
-    """The launcher's hand-over to the trial runner: the composed config (resolved) and its overrides."""
+def write_job(trial_dir: Path, cfg: DictConfig | dict, overrides: str) -> None:
+    """The launcher's hand-over to the trial runner: the composed config (resolved) and its overrides.
+    Plain YAML (libyaml when there): OmegaConf's own dumper was most of the time to submit a sweep."""
     trial_dir.mkdir(parents=True, exist_ok=True)
-    job = {"cfg": OmegaConf.to_container(cfg, resolve=True), "overrides": overrides}
-    write_text_atomic(trial_dir / JOB_CONFIG, OmegaConf.to_yaml(job))
+    container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    write_text_atomic(trial_dir / JOB_CONFIG, yaml.dump({"cfg": container, "overrides": overrides}, Dumper=dumper,
+                                                        sort_keys=False))  # fmt: skip
 
 
 @dataclass(frozen=True)
