@@ -25,25 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def make_split(root: Path, n_images: int, rng: np.random.Generator) -> list[str]:
-    from xfer.data import VOC_CLASSES
-
-    (root / "Annotations").mkdir(parents=True)
-    (root / "ImageSets" / "Main").mkdir(parents=True)
-    ids = [f"{i:06d}" for i in range(n_images)]
-    for i in ids:
-        objs = []
-        for _ in range(int(rng.integers(1, 6))):
-            x1, y1 = (int(v) for v in rng.integers(0, 400, 2))
-            w, h = (int(v) for v in rng.integers(10, 200, 2))
-            objs.append(f"<object><name>{rng.choice(VOC_CLASSES)}</name><pose>x</pose><truncated>0</truncated>"
-                        f"<difficult>{int(rng.random() < 0.125)}</difficult><bndbox><xmin>{x1}</xmin>"
-                        f"<ymin>{y1}</ymin><xmax>{x1 + w}</xmax><ymax>{y1 + h}</ymax></bndbox></object>")  # fmt: skip
-        (root / "Annotations" / f"{i}.xml").write_text(f"<annotation>{''.join(objs)}</annotation>")
-    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
-    return ids
-
-
 def detections(root: Path, ids: list[str], per_image: int, rng: np.random.Generator):
     import torch
     from detectron2.structures import Boxes, Instances
@@ -88,11 +69,10 @@ def main() -> None:
     from xfer import d2compat
 
     d2compat.ensure()
-    from detectron2.data import MetadataCatalog
     from detectron2.evaluation import PascalVOCDetectionEvaluator
 
     sys.path.insert(0, str(REPO / "tests"))
-    from test_voc_eval import reference_per_class
+    from test_voc_eval import reference_per_class, write_dataset
 
     from xfer.data import VOC_CLASSES
     from xfer.voc_eval import VOCEvaluator
@@ -100,14 +80,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="xfer-eval-") as tmp:
         root = Path(tmp) / "VOC2007"
-        ids = make_split(root, args.images, rng)
-        MetadataCatalog.get("bench_voc_2007_test").set(thing_classes=list(VOC_CLASSES), dirname=str(root),
-                                                        year=2007, split="test")  # fmt: skip
+        name, ids = write_dataset(root, rng, 2007, images=args.images, objects=(1, 6), corner=400, size=(10, 200),
+                                  classes=VOC_CLASSES, difficult=0.125)  # fmt: skip
         inputs, outputs = detections(root, ids, args.per_image, rng)
         with np.errstate(all="ignore"):
             ours, theirs = [], []
             for i in range(args.repeats):
-                ev_x, ev_d = VOCEvaluator("bench_voc_2007_test"), PascalVOCDetectionEvaluator("bench_voc_2007_test")
+                ev_x, ev_d = VOCEvaluator(name), PascalVOCDetectionEvaluator(name)
                 t_x, r_x = run(ev_x, inputs, outputs)
                 t_d, r_d = run(ev_d, inputs, outputs)
                 ours.append(t_x)

@@ -28,18 +28,20 @@ _names = itertools.count()
 USED = VOC_CLASSES[:4]  # few classes in use: most of the 20 have no ground truth or no detections
 
 
-def write_dataset(root: Path, rng: np.random.Generator, year: int) -> tuple[str, list[str]]:
-    """A random VOC split on disk (integer boxes, difficult flags) registered as detectron2 metadata."""
+def write_dataset(root: Path, rng: np.random.Generator, year: int, images: int | None = None, objects=(0, 5),
+                  corner: int = 60, size=(0, 40), classes=USED, difficult: float = 0.25) -> tuple[str, list[str]]:  # fmt: skip
+    """A random VOC split on disk (integer boxes, difficult flags) registered as detectron2 metadata:
+    ``images`` images (1-5 when None), each with ``objects`` (low, high) objects of ``classes``."""
     (root / "Annotations").mkdir(parents=True)
     (root / "ImageSets" / "Main").mkdir(parents=True)
-    ids = [f"{i:06d}" for i in range(int(rng.integers(1, 6)))]
+    ids = [f"{i:06d}" for i in range(images if images is not None else int(rng.integers(1, 6)))]
     for i in ids:
         objs = []
-        for _ in range(int(rng.integers(0, 5))):
-            x1, y1 = (int(v) for v in rng.integers(0, 60, 2))
-            w, h = (int(v) for v in rng.integers(0, 40, 2))
-            objs.append(f"<object><name>{rng.choice(USED)}</name><pose>x</pose><truncated>0</truncated>"
-                        f"<difficult>{int(rng.random() < 0.25)}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+        for _ in range(int(rng.integers(*objects))):
+            x1, y1 = (int(v) for v in rng.integers(0, corner, 2))
+            w, h = (int(v) for v in rng.integers(*size, 2))
+            objs.append(f"<object><name>{rng.choice(classes)}</name><pose>x</pose><truncated>0</truncated>"
+                        f"<difficult>{int(rng.random() < difficult)}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
                         f"<xmax>{x1 + w}</xmax><ymax>{y1 + h}</ymax></bndbox></object>")  # fmt: skip
         (root / "Annotations" / f"{i}.xml").write_text(f"<annotation>{''.join(objs)}</annotation>")
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")

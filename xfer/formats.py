@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from xfer.results import METRICS, Comparison, Row, Trial
+from xfer.status import label
 
 START, END = "<!-- START TABLE -->", "</tbody></table>"
 OUTSIDE_NOTE = "`*`: the published mean lies outside our 95% interval (Student t, n−1 degrees of freedom)."
@@ -47,9 +48,8 @@ def _delta(row: Row) -> str:
 
 
 def _missing_line(t: Trial) -> str:
-    seed = f" seed{t.seed}" if t.seed is not None else ""
     cause = f": {t.cause}" if t.cause else ""
-    return f"- {t.setting.key}{seed}: {t.state}{cause} ({t.path})"
+    return f"- {label(t.setting.key, t.seed)}: {t.state}{cause} ({t.path})"
 
 
 def _p(p: float | None) -> str:

@@ -41,6 +41,11 @@ class TrialStatus:
     job: str = ""  # SLURM: job id and state
 
 
+def label(setting_key: str, seed: int | None) -> str:
+    """How a trial is named in every view: ``smoke/r50_densecl seed3``."""
+    return setting_key + (f" seed{seed}" if seed is not None else "")
+
+
 def eta_s(progress: dict, now: float) -> float | None:
     """Seconds left at the pace of this run so far (None before two points of progress exist)."""
     done = progress["iteration"] - progress["start_iter"]
@@ -177,14 +182,16 @@ def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
     states = slurm_states([j for j in jobs.values() if j])
     out = []
     for t in trials:
-        seed = f" seed{t.seed}" if t.seed is not None else ""
-        s = TrialStatus(f"{t.setting.key}{seed}" if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
+        s = TrialStatus(label(t.setting.key, t.seed) if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
         job = jobs[t.path]
         slurm_state = states.get(job, "") if job else ""
         s.job = f"{job} {slurm_state}".strip() if job else ""
-        if t.state in ("done", "failed", "corrupt"):
-            s.state = t.state
-        elif lock_held(t.path) or slurm_state in ("RUNNING", "COMPLETING"):
+        if t.state in ("done", "failed", "corrupt"):  # results.read_trial read their files already
+            s.state, s.metrics = t.state, t.metrics
+            s.max_iter = s.iteration = (t.record.get("run") or {}).get("max_iter")
+            out.append(s)
+            continue
+        if lock_held(t.path) or slurm_state in ("RUNNING", "COMPLETING"):
             s.state = "running"
         elif (t.path / "last_checkpoint").exists():
             s.state = "partial"

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from xfer import collect, local, slurm, trial, validate
+from xfer import collect, local, slurm, status, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
 
@@ -189,7 +189,7 @@ def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
     for p in todo:
         overrides = p.cfg.hydra.job.override_dirname
         trial.write_job(p.dir, task_config(p), overrides)
-        jobs.append(local.Job(p.dir, f"{trial.setting_of(p.cfg, overrides).key} seed{p.cfg.seed}"))
+        jobs.append(local.Job(p.dir, status.label(trial.setting_of(p.cfg, overrides).key, p.cfg.seed)))
     return local.run(jobs, cfg.cluster, trial.resolve_device(cfg.trial.device))
 
 
@@ -220,7 +220,7 @@ def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
         report_problems(found)
         raise SystemExit(2)
     trial.write_job(p.dir, cfg, overrides)
-    job = local.Job(p.dir, f"{trial.setting_of(cfg, overrides).key} seed{cfg.seed}")
+    job = local.Job(p.dir, status.label(trial.setting_of(cfg, overrides).key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, trial.resolve_device(cfg.trial.device)))
     return trial.read_result(p.dir)
 
