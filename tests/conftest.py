@@ -38,6 +38,11 @@ def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int =
     return Launch(proc.returncode, proc.stdout, proc.stderr)
 
 
+def imported(run: Launch) -> set[str]:
+    """The modules a launch run with ``env={"PYTHONPROFILEIMPORTTIME": "1"}`` imported (Python's own report)."""
+    return {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+
+
 def results_under(root: Path) -> dict[Path, dict]:
     return {p: json.loads(p.read_text()) for p in sorted(Path(root).rglob("result.json"))}
 

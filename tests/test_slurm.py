@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launch, results_under
+from tests.conftest import imported, launch, results_under
 
 pytestmark = pytest.mark.slow
 CPU = ["cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
@@ -113,8 +113,9 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path)
     assert failure["cause"].startswith("terminated (SIGTERM")
     assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke" / "table.md").read_text()
     kept = job_id(trials["seed0"])
-    again = launch(*args)
+    again = launch(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]
+    assert "submitit" in imported(again) and "torch" not in imported(again)  # conversions cached: no torch start-up
     assert job_id(trials["seed0"]) == kept and job_id(trials["seed1"]) != cancelled
     subprocess.run(["scancel", "-u", "root"], check=False)
     wait_for(lambda: not squeue().strip(), 60, "the queue to drain")
@@ -137,3 +138,6 @@ def test_bad_submissions_are_refused_before_anything_is_queued(slurm, tmp_path):
     run = launch("-m", *CPU, f"output_root={tmp_path}", env=no_slurm)
     assert run.returncode == 2 and "sbatch is not on PATH" in run.stderr
     assert squeue() == before and not (tmp_path / "smoke" / "_slurm").exists()
+    plan = launch("-m", "cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=2", "seed=0-1", "plan=true",
+                  f"output_root={tmp_path}")  # fmt: skip
+    assert plan.returncode == 0 and "2 trials: 2 to run; 2 GPU device(s) per trial" in plan.stdout, plan.output[-3000:]

@@ -19,7 +19,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -71,7 +70,10 @@ def _plain_pickle(path: Path) -> object:
 
 
 def load(path: Path, trust: bool = False) -> object:
-    """The object stored in a checkpoint file, read safely unless ``trust``."""
+    """The object stored in a checkpoint file, read safely unless ``trust``. (torch is imported here, not
+    at the top: a launcher whose conversions are cached never reads a checkpoint, see ``xfer.devices``.)"""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from filelock import FileLock
 
 from xfer.checkpoint import CheckpointError, load
@@ -145,6 +144,8 @@ def rename_msra(key: str) -> str | None:
 
 def _tensors(obj: object) -> Mapping[str, object]:
     """Descend through the containers checkpoints wrap their tensors in."""
+    import torch  # loaded already by whoever read the checkpoint; imported here so the launcher needs none
+
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor | np.ndarray) for v in obj.values()):
         inner = next((obj[k] for k in _CONTAINERS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
@@ -165,6 +166,8 @@ def detect_layout(state: Mapping[str, object]) -> str:
 
 
 def _as_array(key: str, value: object) -> np.ndarray:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):

@@ -3,7 +3,8 @@
 detectron2 v0.6's ``launch`` asserts CUDA, so xfer starts the processes itself (``xfer.local`` on a
 node, SLURM's tasks on a cluster) and each joins the group here: one per GPU with NCCL, or CPU processes
 with gloo (how tests stand in for GPUs). A fresh port per trial keeps two trials on one node from
-meeting on a shared rendezvous port (detectron2 #91). One process needs no group.
+meeting on a shared rendezvous port (detectron2 #91). One process needs no group. torch is imported
+inside the functions that use it: the launcher takes :func:`free_port` without torch's start-up.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
-import torch.distributed as dist
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,6 +26,7 @@ def _set_local_group(world_size: int, local_size: int | None = None, rank: int =
     """Tell detectron2's comm which ranks share this machine (v0.6 and current differ here).
 
     Ranks are laid out node by node, ``local_size`` per node; every rank must create every group."""
+    import torch.distributed as dist
     from detectron2.utils import comm
 
     local_size = local_size or world_size
@@ -69,6 +68,9 @@ def join(fn: Callable, rank: int, world_size: int, local_rank: int, local_size: 
     if world_size == 1:
         fn(*args)
         return
+    import torch
+    import torch.distributed as dist
+
     if device == "cuda":
         torch.cuda.set_device(local_rank)
     backend = "nccl" if device == "cuda" else "gloo"

@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, ListConfig
 
 import xfer
 from xfer import status as st
+from xfer.devices import visible_gpus
 from xfer.dist import free_port
 from xfer.files import FAILURE, LOCK, PROGRESS, RESULT, read_json, record_failure
 from xfer.rank import INTERRUPTED
@@ -58,13 +58,6 @@ class Running:
     lock: FileLock
     started: float
     kill_at: float | None = None
-
-
-def visible_gpus() -> list[str]:
-    """The GPU ids this process may use, as CUDA_VISIBLE_DEVICES names them (ids or UUIDs)."""
-    count = torch.cuda.device_count()
-    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return named[:count] if named else [str(i) for i in range(count)]
 
 
 def resolve_devices(spec, device: str) -> list[str]:

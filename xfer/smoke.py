@@ -3,7 +3,8 @@
 The smoke sweep must exercise the real pipeline on a CPU without downloads: detectron2's VOC loader
 and evaluator read the same files as for real VOC, and every pretrain's checkpoint comes in its
 method's native layout (so conversion is exercised too). Everything is deterministic, generated once
-into the cache and marked complete only after it is fully written.
+into the cache and marked complete only after it is fully written. torch is imported only to make
+weights: a launcher finding them made already need not pay its start-up (see ``xfer.devices``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import random
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
-import torch
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from xfer import data
 from xfer.data import VOC_CLASSES
+
+if TYPE_CHECKING:
+    import torch
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 DONE = ".complete"
@@ -94,6 +98,8 @@ def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int],
 
 def torchvision_resnet(depth: int, stem: int, res2_out: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights of a bottleneck ResNet under torchvision's names, with chosen widths."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
 
@@ -150,6 +156,8 @@ def msra_blobs(tv: Mapping[str, torch.Tensor]) -> dict:
 
 def wrap(tv: Mapping[str, torch.Tensor], layout: str) -> object:
     """Put a torchvision-named state dict into a codebase's native checkpoint container."""
+    import torch
+
     backbone = {k: v for k, v in tv.items() if not k.startswith("fc.")}
     if layout == "moco":  # MoCo training checkpoint: query and key encoders, queue, optimizer
         state = {f"module.encoder_q.{k}": v for k, v in tv.items()}
@@ -194,6 +202,8 @@ def ensure_weights(path: Path, layout: str, depth: int, resnets: Mapping[str, in
     with FileLock(str(path) + ".lock"):
         if path.exists():
             return path
+        import torch
+
         tv = torchvision_resnet(
             depth, resnets["STEM_OUT_CHANNELS"], resnets["RES2_OUT_CHANNELS"], resnets["WIDTH_PER_GROUP"], seed
         )

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from xfer import collect, local, slurm, status, trial, validate
+from xfer import collect, devices, local, slurm, status, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
 
@@ -89,11 +89,16 @@ def plan(
 
 
 def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
-    """Problems of all trials still to run, each message once, in order."""
+    """Problems of all trials still to run, each message once, in order.
+
+    A family's seeds share one config (see :func:`plan`) and differ only by a valid ``seed=N``: the
+    family is checked once, for its first trial still to run."""
     found: list[str] = []
+    checked: set[int] = set()  # ids of configs checked; all stay alive in ``planned``, so ids are unique
     for p in planned:
-        if p.done:
+        if p.done or id(p.cfg) in checked:
             continue
+        checked.add(id(p.cfg))
         activate(p)
         try:
             trial.prepare(p.cfg)
@@ -104,9 +109,9 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
         if p.cfg.cluster.name == "slurm":
             found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
         else:
-            found += local.problems(p.cfg.cluster, batch, trial.resolve_device(p.cfg.trial.device))
-    runs_on = {json.dumps(OmegaConf.to_container(p.cfg.cluster)) + json.dumps(OmegaConf.to_container(p.cfg.trial))
-               for p in planned}  # fmt: skip
+            found += local.problems(p.cfg.cluster, batch, devices.resolve(p.cfg.trial.device))
+    runs_on = {json.dumps(OmegaConf.to_container(cfg.cluster)) + json.dumps(OmegaConf.to_container(cfg.trial))
+               for cfg in {id(p.cfg): p.cfg for p in planned}.values()}  # fmt: skip
     if len(runs_on) > 1:
         found.append("cluster.* and trial.* say how the whole sweep runs (not what it measures): give them one "
                      "value, not a sweep.")  # fmt: skip
@@ -123,14 +128,15 @@ def plan_of(planned: list[PlannedTrial]) -> str:
         entries.append(xfer_plan.Entry(trial.setting_of(cfg, overrides).key, cfg.backbone.name, int(cfg.seed), p.dir,
                                        int(max_iter), default))  # fmt: skip
     cfg = planned[0].cfg
-    device = trial.resolve_device(cfg.trial.device)
-    if cfg.cluster.name == "slurm":
+    if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
+        device = "cuda" if int(cfg.cluster.gpus_per_node) else cfg.trial.device.replace("auto", "cpu")
         per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
     else:
+        device = devices.resolve(cfg.trial.device)
         try:
-            devices = local.resolve_devices(cfg.cluster.devices, device)
-            per_trial = local.per_trial(cfg.cluster.gpus_per_trial, len(devices))
-            at_once = len(local.groups(devices, per_trial)) if per_trial else 0
+            ids = local.resolve_devices(cfg.cluster.devices, device)
+            per_trial = local.per_trial(cfg.cluster.gpus_per_trial, len(ids))
+            at_once = len(local.groups(ids, per_trial)) if per_trial else 0
         except (ValueError, TypeError):
             per_trial, at_once = 0, 0  # check() names the problem
     return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device)
@@ -190,7 +196,7 @@ def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
         overrides = p.cfg.hydra.job.override_dirname
         trial.write_job(p.dir, task_config(p), overrides)
         jobs.append(local.Job(p.dir, status.label(trial.setting_of(p.cfg, overrides).key, p.cfg.seed)))
-    return local.run(jobs, cfg.cluster, trial.resolve_device(cfg.trial.device))
+    return local.run(jobs, cfg.cluster, devices.resolve(cfg.trial.device))
 
 
 def exit_with(outcome: local.Outcome | None) -> None:
@@ -221,7 +227,7 @@ def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
         raise SystemExit(2)
     trial.write_job(p.dir, cfg, overrides)
     job = local.Job(p.dir, status.label(trial.setting_of(cfg, overrides).key, cfg.seed))
-    exit_with(local.run([job], cfg.cluster, trial.resolve_device(cfg.trial.device)))
+    exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))
     return trial.read_result(p.dir)
 
 

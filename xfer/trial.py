@@ -7,6 +7,9 @@ A trial's folder is fixed by its setting and seed, so running the same command a
 a ``result.json`` means done (skipped), detectron2's ``last_checkpoint`` means resume from there.
 ``result.json`` is written last and atomically; it carries the metrics and everything needed to
 trust them later (recipe hash, versions, devices, wall time, iterations, weights).
+
+The launcher uses this module's hand-over half (:func:`prepare`, :func:`write_job`) and imports no torch
+(see ``xfer.devices``); torch is imported where a trial process needs it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import d2compat, data, dist, recipe, smoke
+from xfer import d2compat, data, devices, dist, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, read_json, write_json_atomic, write_text_atomic
 from xfer.results import Setting
 from xfer.validate import InputError, problems, weights_of
@@ -33,12 +35,6 @@ log = logging.getLogger(__name__)
 
 def setting_of(cfg: DictConfig, overrides: str = "") -> Setting:
     return Setting(cfg.benchmark.name, cfg.backbone.name, cfg.pretrain.name, overrides)
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -61,6 +57,7 @@ def published(cfg: DictConfig) -> dict | None:
 
 def versions() -> dict:
     import detectron2
+    import torch
     import torchvision
 
     import xfer
@@ -121,12 +118,14 @@ class Prepared:
 
 def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     """Check the trial's inputs, convert its weights (cached) and write its detectron2 config."""
+    import torch
+
     d2compat.ensure()
     prepare(cfg)
     found = problems(cfg)
     if found:
         raise InputError(found)
-    device = resolve_device(cfg.trial.device)
+    device = devices.resolve(cfg.trial.device)
     weights, report = weights_of(cfg)
     d2cfg = recipe.build(cfg, weights, out_dir, device)
     d2_yaml = d2cfg.dump()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import convert, data
+from xfer import convert, data, devices
 from xfer.convert import LAYOUTS
 
 
@@ -91,7 +90,7 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
     found: list[str] = []
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
-    gpus = torch.cuda.device_count()
+    gpus = devices.gpu_count() if here else 0  # a submitting login node's GPUs (and torch) do not matter
     if here and cfg.benchmark.requires_gpu and gpus == 0 and cfg.trial.device != "cpu":
         found.append(
             f"benchmark {cfg.benchmark.name} trains on GPUs, and this machine has none visible "
