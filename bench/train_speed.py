@@ -3,12 +3,14 @@
 Runs, in one call on one machine:
   1. a trial through ``launch.py`` (Hydra, validation, weights conversion, xfer's trainer);
   2. a bare ``DefaultTrainer`` on the ``d2_config.yaml`` that trial wrote (same data, same weights);
-  3. optionally (``--memory 2,8,16``) the bare loop at other global batch sizes, for peak GPU memory.
+  3. optionally (``--amp``, GPU only) the same trial through ``launch.py`` with ``+experiment=amp``
+     (detectron2's AMPTrainer): its s/iter and its ratio to the full-precision trial;
+  4. optionally (``--memory 2,8,16``) the bare loop at other global batch sizes, for peak GPU memory.
 Both speeds are detectron2's own IterationTimer figure (s/iter after its warm-up iterations); the ratio
 launch.py / bare is what matters (goal <= 1.01). ``--repeats`` runs each arm several times; medians.
 
 CPU:  python bench/train_speed.py --benchmark smoke --iters 40
-GPU:  python bench/train_speed.py --benchmark voc0712_c4_24k --iters 100 --memory 2,8,16
+GPU:  python bench/train_speed.py --benchmark voc0712_c4_24k --iters 100 --amp --memory 2,8,16
 For voc0712_c4_24k it generates full-size synthetic VOC data (480-800 px) and a random full-width
 ResNet-50 in torchvision layout, since the real ones are not on the machine.
 """
@@ -120,20 +122,32 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory", default="", help="global batch sizes to measure peak GPU memory at")
+    parser.add_argument("--amp", action="store_true", help="also time the trial with +experiment=amp (GPU only)")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
+    if args.amp:
+        from xfer import devices
+
+        if not devices.gpu_count():
+            parser.error("--amp needs a GPU: detectron2's AMPTrainer refuses to run on CPU")
     work = args.work or Path(tempfile.mkdtemp(prefix="xfer-bench-"))
     extra = synthetic_inputs(work / "inputs") if args.benchmark != "smoke" else []
-    launch_s, bare_s, trial = [], [], None
+    launch_s, bare_s, amp_s, trial = [], [], [], None
     for i in range(args.repeats):
         s, trial = via_launch(args.benchmark, args.iters, work / f"launch{i}", extra)
         launch_s.append(s)
         datasets = json.loads((trial / "result.json").read_text())["datasets_root"]
         bare_s.append(bare(trial / "d2_config.yaml", datasets, work / f"bare{i}", None, None)["s_per_iter"])
-        print(f"repeat {i}: launch.py {launch_s[-1]:.4f} s/iter, bare {bare_s[-1]:.4f} s/iter", flush=True)
+        if args.amp:
+            amp_s.append(via_launch(args.benchmark, args.iters, work / f"amp{i}", [*extra, "+experiment=amp"])[0])
+        amp = f", AMP launch.py {amp_s[-1]:.4f} s/iter" if amp_s else ""
+        print(f"repeat {i}: launch.py {launch_s[-1]:.4f} s/iter, bare {bare_s[-1]:.4f} s/iter{amp}", flush=True)
     a, b = statistics.median(launch_s), statistics.median(bare_s)
     print(f"{args.benchmark}, {args.iters} iterations, median of {args.repeats}:")
     print(f"  launch.py {a:.4f} s/iter | bare detectron2 {b:.4f} s/iter | ratio {a / b:.3f}")
+    if amp_s:
+        c = statistics.median(amp_s)
+        print(f"  AMP (+experiment=amp) launch.py {c:.4f} s/iter | AMP / full precision {c / a:.3f}")
     for ims in [int(x) for x in args.memory.split(",") if x]:
         stats = bare(trial / "d2_config.yaml", datasets, work / f"mem{ims}", ims, 20)
         print(
