@@ -9,11 +9,10 @@ import sys
 
 from tests.conftest import REPO, imported, launch
 
-IMPORTED = "import sys; from xfer import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
-
 
 def test_gpu_count_is_torchs_and_skips_torch_without_a_driver():
-    code = IMPORTED + "import torch; print(n, torch.cuda.device_count(), had, devices._driver_present())"
+    code = ("import sys; from xfer import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
+            "import torch; print(n, torch.cuda.device_count(), had, devices._driver_present())")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     ours, torchs, had, driver = out.stdout.split()
     assert ours == torchs

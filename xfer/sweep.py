@@ -129,7 +129,7 @@ def plan_of(planned: list[PlannedTrial]) -> str:
                                        int(max_iter), default))  # fmt: skip
     cfg = planned[0].cfg
     if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
-        device = "cuda" if int(cfg.cluster.gpus_per_node) else cfg.trial.device.replace("auto", "cpu")
+        device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
         per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
     else:
         device = devices.resolve(cfg.trial.device)
