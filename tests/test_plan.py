@@ -70,9 +70,11 @@ def test_wall_time_schedules_the_trials_left_from_their_folders(tmp_path):
     cost = plan.estimate(entries, devices_per_trial=2, at_once=2, device="GPU")
     assert cost.device_hours == pytest.approx(5500 / 3600)
     assert cost.wall_s == pytest.approx(1500)
-    assert cost.sources == {"r50": "1.000 GPU-s/iter, measured on 1 finished trial(s)",
-                            "r101": "3.000 GPU-s/iter, the benchmark's device_s_per_iter",
-                            "r18": "no estimate (no finished trial, no device_s_per_iter in the benchmark)"}  # fmt: skip
+    assert cost.sources == {
+        "r50": "1.000 GPU-s/iter, measured on 1 finished trial(s)",
+        "r101": "3.000 GPU-s/iter, the benchmark's device_s_per_iter",
+        "r18": "no estimate (no finished trial, no device_s_per_iter in the benchmark)",
+    }
     # three groups: 1500 | 500 + 250 | 500 -> still the longest trial; one group: the sum, 2750 s
     assert plan.estimate(entries, 2, 3).wall_s == pytest.approx(1500)
     assert plan.estimate(entries, 2, 1).wall_s == pytest.approx(2750)
