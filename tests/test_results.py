@@ -390,9 +390,9 @@ def run_collect(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_overlapping_folders_count_each_trial_once(sweep):
-    """`collect outputs outputs/voc0712_c4_24k` (and a link to the sweep) read each trial folder once."""
-    os.symlink(sweep.resolve(), "alias")
-    proc = run_collect(str(sweep), str(sweep / "voc0712_c4_24k"), "alias", "--out", "combined")
+    """`collect outputs outputs/voc0712_c4_24k` (the issue's command) and a link to the sweep read each trial
+    folder once."""
+    proc = run_collect(str(sweep), str(sweep / "voc0712_c4_24k"), "--out", "combined")
     assert proc.returncode == 0, proc.stderr
     table = markdown_table(proc.stdout)
     assert table["voc0712_c4_24k/r50_densecl"]["n"] == "5/5", proc.stdout
@@ -400,7 +400,9 @@ def test_overlapping_folders_count_each_trial_once(sweep):
     assert table["voc0712_c4_24k/r50_densecl"]["AP50 mean ± std [95% CI]"] == cell(column(DENSE_VALUES, "AP50"))
     with open("combined/trials.csv") as f:
         assert len(list(csv.DictReader(f))) == 12
+    os.symlink(sweep.resolve(), "alias")
     assert len(results.read_trials([sweep, sweep / "voc0712_c4_24k", Path("alias")])) == 12
+    assert [len(r.done) for r in results.summarize(results.read_trials([sweep, Path("alias")]))] == [1, 5, 3]
 
 
 def test_copies_count_once_and_different_results_are_a_conflict_named_by_path(sweep):
