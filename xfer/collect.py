@@ -32,7 +32,9 @@ class Report:
 
     def summary(self) -> str:
         missing = sum(len(r.missing) for r in self.rows)
-        return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished"
+        conflicts = sum(len({t.seed for t in r.conflicts}) for r in self.rows)
+        conflicting = f", {conflicts} with conflicting results (listed below the table)" if conflicts else ""
+        return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished{conflicting}"
 
 
 def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = True, readme: Path | None = None) -> Report:

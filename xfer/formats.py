@@ -18,7 +18,10 @@ from xfer.results import METRICS, Comparison, Row, Trial
 from xfer.status import label
 
 START, END = "<!-- START TABLE -->", "</tbody></table>"
-OUTSIDE_NOTE = "`*`: the published mean lies outside our 95% interval (Student t, n−1 degrees of freedom)."
+FLAG_NOTE = ("`*`: ours and the published mean differ beyond the noise of both: Welch's t-test (two-sided) of our "
+             "trials (n, mean, std) against the published mean, taken as a mean of its n trials with the benchmark's "
+             "stated std (`published_std`), gives p < 0.05. No `*` where there is no stated std or fewer than 2 of "
+             "our trials: nothing to test.")  # fmt: skip
 
 
 def _f(x: float | None, signed: bool = False) -> str:
@@ -44,12 +47,32 @@ def _cell(row: Row, m: str) -> str:
 def _delta(row: Row) -> str:
     if row.delta is None:
         return "—"
-    return " / ".join(_f(row.delta[m], signed=True) + ("*" if row.outside.get(m) else "") for m in METRICS)
+    return " / ".join(_f(row.delta[m], signed=True) + ("*" if row.flagged.get(m) else "") for m in METRICS)
 
 
 def _missing_line(t: Trial) -> str:
     cause = f": {t.cause}" if t.cause else ""
     return f"- {label(t.setting.key, t.seed)}: {t.state}{cause} ({t.path})"
+
+
+def _conflict_lines(rows: list[Row]) -> list[str]:
+    """One line per setting and seed with different results: each result and the folder holding it."""
+    lines = []
+    for r in rows:
+        for seed in sorted({t.seed for t in r.conflicts}):
+            copies = "; ".join(f"{triple(t.metrics)} ({t.path})" for t in r.conflicts if t.seed == seed)
+            lines.append(f"- {label(r.key, seed)}: {copies}")
+    return lines
+
+
+def _flag_notes(rows: list[Row]) -> list[str]:
+    """The legend of ``*`` wherever a Δ is shown, and the settings whose published numbers state no std."""
+    compared = [r for r in rows if r.delta is not None]
+    if not compared:
+        return []
+    untested = [r.key for r in compared if not (r.published or {}).get("std")]
+    return ["", FLAG_NOTE] + ([f"Not tested (the published numbers state no std): {', '.join(untested)}."]
+                              if untested else [])  # fmt: skip
 
 
 def _p(p: float | None) -> str:
@@ -67,11 +90,14 @@ def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
         published = triple(r.published) if r.published else "—"
         out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in METRICS)} | {trials} "
                    f"| {published} | {_delta(r)} |")  # fmt: skip
-    if any(any(r.outside.values()) for r in rows):
-        out += ["", OUTSIDE_NOTE]
+    out += _flag_notes(rows)
     missing = [t for r in rows for t in r.missing]
     if missing:
         out += ["", f"Not finished ({len(missing)}):", *map(_missing_line, missing)]
+    conflicts = _conflict_lines(rows)
+    if conflicts:
+        out += ["", f"Conflicts ({len(conflicts)}): one setting and seed, different results in different folders; "
+                "counted in neither n nor the statistics until all but one are removed:", *conflicts]  # fmt: skip
     if comparisons:
         out += ["", "Comparisons (difference of means, Welch's t-test, two-sided):", "",
                 "| group | b − a | ΔAP50 | ΔAP | ΔAP75 |", "|---|---|---|---|---|"]  # fmt: skip
@@ -86,17 +112,18 @@ TIDY = ["setting", "benchmark", "backbone", "pretrain", "overrides", "seed", "st
 
 
 def tidy_csv(rows: list[Row]) -> str:
-    """One row per trial, finished or not (empty cells where there is no value): ready for pandas."""
+    """One row per trial, finished or not (empty cells where there is no value): ready for pandas. A result in
+    conflict with another copy of its trial has state ``conflict`` and names the other folder as its cause."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=TIDY, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        for t in sorted(r.done + r.missing, key=lambda t: (t.seed is None, t.seed or 0, str(t.path))):
+        for t in sorted(r.done + r.missing + r.conflicts, key=lambda t: (t.seed is None, t.seed or 0, str(t.path))):
             run = t.record.get("run", {})
             w.writerow({
                 "setting": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
                 "pretrain": r.setting.pretrain, "overrides": r.setting.overrides,
-                "seed": "" if t.seed is None else t.seed, "state": t.state,
+                "seed": "" if t.seed is None else t.seed, "state": "conflict" if t.conflict else t.state,
                 **{m: (t.metrics or {}).get(m, "") for m in METRICS},
                 **{f"published_{m}": (r.published or {}).get(m, "") for m in METRICS},
                 "wall_time_s": run.get("wall_time_s", ""), "max_iter": run.get("max_iter", ""),
@@ -110,9 +137,12 @@ def _num(x: float | None) -> float | None:
 
 
 def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
+    """Everything, for programs. Per metric, ``published_p`` is the p-value of the ``*`` test and
+    ``published_differs`` its verdict (None where nothing is tested, see ``Row.published_p``)."""
     settings = []
     for r in rows:
         metrics = {}
+        p, spread = r.published_p, (r.published or {}).get("std") or {}
         for m in METRICS:
             s = r.stats.get(m)
             metrics[m] = {
@@ -120,8 +150,10 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
                 "ci95": _num(s.ci95) if s else None, "low": _num(s.low) if s else None,
                 "high": _num(s.high) if s else None,
                 "published": r.published.get(m) if r.published else None,
+                "published_std": spread.get(m), "published_n": r.published.get("n") if m in spread else None,
                 "delta": _num(r.delta[m]) if r.delta else None,
-                "published_outside_ci": r.outside.get(m) if r.published and s and s.ci95 is not None else None,
+                "published_p": _num(p.get(m)),
+                "published_differs": r.flagged[m] if p.get(m) is not None else None,
             }  # fmt: skip
         settings.append({
             "key": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
@@ -129,6 +161,8 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
             "n": r.n, "expected": r.expected, "metrics": metrics,
             "trials": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path)} for t in r.done],
             "missing": [{"seed": t.seed, "state": t.state, "cause": t.cause, "path": str(t.path)} for t in r.missing],
+            "conflicts": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path),
+                           "differs_from": [str(o) for o in t.conflict]} for t in r.conflicts],
         })  # fmt: skip
     comps = [{"group": c.group, "a": c.a, "b": c.b, "diff": {m: _num(c.diff[m]) for m in METRICS},
               "p_welch": {m: _num(c.p[m]) for m in METRICS}} for c in comparisons]  # fmt: skip

@@ -5,10 +5,14 @@ resume from) or to run. The cost is device-hours of training left: iterations le
 iteration × devices per trial / 3600. Device-seconds per iteration are measured from this sweep's finished
 trials of the same benchmark and backbone (wall time × processes / iterations, so evaluation is included),
 and otherwise taken from the benchmark's ``device_s_per_iter`` (documented there: where it was measured).
+The wall time is the schedule's: each trial left takes its iterations left × device-seconds per iteration /
+its devices, and the trials, longest first, fill the device groups that run at once (:func:`makespan`), so
+it is never below the longest trial left, however many groups there are.
 """
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -61,6 +65,47 @@ def measured(entries: list[Entry]) -> dict[str, tuple[float, int]]:
     return {b: (statistics.median(v), len(v)) for b, v in found.items()}
 
 
+def makespan(durations: list[float], groups: int) -> float:
+    """When the last of ``durations`` ends if each, longest first, starts on whichever of ``groups`` frees up
+    first (LPT; within 4/3 of the best schedule). One trial takes its own time on any number of groups."""
+    ends = [0.0] * max(min(groups, len(durations)), 1)
+    for d in sorted(durations, reverse=True):
+        heapq.heapreplace(ends, ends[0] + d)  # ends is a heap: ends[0] is the group free first
+    return max(ends)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the trials left will cost: device-hours in all, the wall time on the device groups, and per
+    backbone where its pace comes from."""
+
+    device_hours: float
+    wall_s: float
+    sources: dict[str, str]
+
+
+def estimate(entries: list[Entry], devices_per_trial: int, at_once: int, device: str = "device",
+             states: dict[Path, tuple[str, int]] | None = None) -> Estimate:  # fmt: skip
+    """The cost of the trials not done, from each trial's iterations left and its backbone's pace (trials
+    with no pace are named in ``sources`` and left out of both figures). ``states``: their
+    :meth:`Entry.progress` where the caller has read it already."""
+    pace = measured(entries)
+    left, sources = [], {}
+    for e in entries:
+        state, done = states[e.dir] if states else e.progress()
+        if state == "done":
+            continue
+        per_iter, n = pace.get(e.backbone, (e.default_s_per_iter, 0))
+        if per_iter is None:
+            sources[e.backbone] = "no estimate (no finished trial, no device_s_per_iter in the benchmark)"
+            continue
+        what = f"measured on {n} finished trial(s)" if n else "the benchmark's device_s_per_iter"
+        sources[e.backbone] = f"{per_iter:.3f} {device}-s/iter, {what}"
+        left.append((e.max_iter - done) * per_iter)  # device-seconds already count every device
+    per_trial = max(devices_per_trial, 1)
+    return Estimate(sum(left) / 3600, makespan([s / per_trial for s in left], at_once), sources)
+
+
 def render(entries: list[Entry], devices_per_trial: int, at_once: int, device: str) -> str:
     """The settings × seeds matrix, the counts, and the device-hours left."""
     states = {e.dir: e.progress() for e in entries}
@@ -80,21 +125,8 @@ def render(entries: list[Entry], devices_per_trial: int, at_once: int, device: s
     lines.append("")
     lines.append(f"{len(entries)} trials: " + ", ".join(f"{n} {s}" for s, n in count.items() if n)
                  + f"; {devices_per_trial} {device} device(s) per trial, {at_once} trial(s) at a time")  # fmt: skip
-    pace = measured(entries)
-    hours, sources = 0.0, {}
-    for e in entries:
-        state, done = states[e.dir]
-        if state == "done":
-            continue
-        per_iter, n = pace.get(e.backbone, (e.default_s_per_iter, 0))
-        if per_iter is None:
-            sources[e.backbone] = "no estimate (no finished trial, no device_s_per_iter in the benchmark)"
-            continue
-        what = f"measured on {n} finished trial(s)" if n else "the benchmark's device_s_per_iter"
-        sources[e.backbone] = f"{per_iter:.3f} {device}-s/iter, {what}"
-        hours += (e.max_iter - done) * per_iter / 3600  # device-seconds already count every device
-    wall = hours * 3600 / max(at_once * devices_per_trial, 1)
-    lines.append(f"estimate: {hours:.2f} {device}-hours of training left ({duration(hours * 3600)}), "
-                 f"about {duration(wall)} of wall time")  # fmt: skip
-    lines += [f"  {backbone}: {src}" for backbone, src in sorted(sources.items())]
+    cost = estimate(entries, devices_per_trial, at_once, device, states)
+    lines.append(f"estimate: {cost.device_hours:.2f} {device}-hours of training left "
+                 f"({duration(cost.device_hours * 3600)}), about {duration(cost.wall_s)} of wall time")  # fmt: skip
+    lines += [f"  {backbone}: {src}" for backbone, src in sorted(cost.sources.items())]
     return "\n".join(lines) + "\n"

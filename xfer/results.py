@@ -3,10 +3,13 @@
 Reads only what the earlier stages wrote (``result.json``, ``failure.json``, ``trial.yaml``), so it runs
 at any time, on any set of sweep folders (``python -m xfer collect DIR [DIR ...]``), while a sweep still
 runs or long after. Per setting: n finished of n expected, mean, sample std and 95% Student-t interval of
-AP50/AP/AP75, the per-trial values, the published numbers with Δ = ours − published (flagged when the
-published mean lies outside our interval), and the failed or unfinished trials by name, never dropped
-silently. Methods on the same benchmark and backbone (and the same other overrides) are compared
-pairwise with Welch's t-test. Rendering lives in ``xfer.formats``, plots in ``xfer.plots``.
+AP50/AP/AP75, the per-trial values, the published numbers with Δ = ours − published (flagged when Welch's
+test of our trials against the published mean, as a mean of the seed's n trials with its stated std, gives
+p < 0.05), and the failed or unfinished trials by name, never dropped silently. Each trial counts once
+however the folders given overlap; two different results for one trial (same setting and seed) are a
+conflict, named by path and left out of the statistics. Methods on the same benchmark and backbone (and the
+same other overrides) are compared pairwise with Welch's t-test. Rendering lives in ``xfer.formats``, plots
+in ``xfer.plots``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -26,6 +29,7 @@ from xfer.files import FAILURE, JOB_CONFIG, RESULT
 
 METRICS = ("AP50", "AP", "AP75")
 STATES = ("done", "failed", "unfinished", "corrupt")
+ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Trial:
     expected: int = 0  # the benchmark's trials per setting
     cause: str = ""
     record: dict = field(default_factory=dict)  # result.json, for the formats that show more
+    conflict: tuple[Path, ...] = ()  # other folders holding a different result for the same setting and seed
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Row:
     missing: list[Trial]  # failed, unfinished or unreadable
     stats: dict[str, stats.Summary]  # per metric; empty when no trial finished
     published: dict | None
+    conflicts: list[Trial] = field(default_factory=list)  # finished, but another copy says otherwise: not counted
 
     @property
     def key(self) -> str:
@@ -90,11 +96,20 @@ class Row:
         return {m: self.stats[m].mean - float(self.published[m]) for m in METRICS}
 
     @property
-    def outside(self) -> dict[str, bool]:
-        """Metrics whose published mean lies outside our 95% interval (none without an interval)."""
+    def published_p(self) -> dict[str, float | None]:
+        """Per metric, Welch's two-sided p that our trials and the published mean share a mean, the published
+        mean taken as a mean of its ``n`` trials with its stated ``std``. Empty without published numbers or
+        without a finished trial; None for a metric that cannot be tested (no stated std, n < 2)."""
         if not self.published or not self.stats:
             return {}
-        return {m: self.stats[m].covers(float(self.published[m])) is False for m in METRICS}
+        spread, n = self.published.get("std") or {}, self.published.get("n")
+        return {m: stats.welch_p_from_stats(self.stats[m], float(self.published[m]), float(spread[m]), int(n))
+                if m in spread and n else None for m in METRICS}  # fmt: skip
+
+    @property
+    def flagged(self) -> dict[str, bool]:
+        """Metrics where ours and the published mean differ beyond both sides' noise (p < :data:`ALPHA`)."""
+        return {m: p is not None and p < ALPHA for m, p in self.published_p.items()}
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,19 @@ def _load(path: Path) -> dict:
         return json.load(f)
 
 
+def published_record(numbers: dict | None, std: dict | None, trials: int | None) -> dict | None:
+    """The published numbers as a trial records them: the seed's means (one key per metric, where the formats
+    read them, and whatever else the pretrain lists) and, where the benchmark states it, their spread: ``std``
+    per metric and ``n``, the trials each mean averages. Without ``std`` nothing is tested against them."""
+    if numbers is None:
+        return None
+    out = dict(numbers)
+    if std and trials:
+        out["std"] = {m: float(std[m]) for m in METRICS if std.get(m) is not None}
+        out["n"] = int(trials)
+    return out
+
+
 def _from_job(path: Path) -> dict:
     """The parts of ``trial.yaml`` collect needs (setting, seed, published, label, expected trials)."""
     with open(path) as f:
@@ -123,7 +151,7 @@ def _from_job(path: Path) -> dict:
     return {
         "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.get("overrides") or ""),
         "seed": cfg["seed"],
-        "published": published,
+        "published": published_record(published, cfg["benchmark"].get("published_std"), cfg["benchmark"].get("trials")),
         "label": cfg["pretrain"].get("label", ""),
         "expected": int(cfg["benchmark"].get("trials") or 0),
     }
@@ -173,20 +201,60 @@ def read_trial(folder: Path) -> Trial:
 
 
 def trial_folders(dirs: Iterable[Path]) -> list[Path]:
-    """Folders below ``dirs`` holding a trial; caches, SLURM logs and hidden folders are skipped."""
+    """Folders below ``dirs`` holding a trial, each once however the ``dirs`` overlap (``outputs`` and
+    ``outputs/voc0712_c4_24k``, a folder and a link to it): the first path that reaches it names it.
+    Caches, SLURM logs and hidden folders are skipped."""
     marks = {RESULT, FAILURE, JOB_CONFIG}
-    found = []
+    found: dict[Path, Path] = {}  # resolved -> as found
     for d in dirs:
         for root, subdirs, files in os.walk(d):
             subdirs[:] = sorted(s for s in subdirs if not s.startswith(("_", ".")))
             if marks.intersection(files):
-                found.append(Path(root))
+                found.setdefault(Path(root).resolve(), Path(root))
                 subdirs[:] = []  # a trial holds no trials
-    return found
+    return list(found.values())
+
+
+def _measured(t: Trial) -> tuple[str, ...]:
+    """What two copies of a trial must share to be the same result (repr: exact, and NaN equals NaN)."""
+    return tuple(repr(t.metrics[m]) for m in METRICS)
+
+
+def _one_per_identity(copies: list[Trial]) -> list[Trial]:
+    """The folders of one setting and seed (copies of a sweep, a rerun elsewhere) as collect counts them:
+    one finished result however many identical copies hold it (copies without a readable result add
+    nothing); two or more different results are each returned with ``conflict`` naming the others, and
+    counted by none; with no result, the copy that says most (corrupt, then failed, then unfinished)."""
+    done: dict[tuple[str, ...], Trial] = {}
+    for t in copies:
+        if t.state == "done":
+            done.setdefault(_measured(t), t)
+    if len(done) == 1:
+        return list(done.values())
+    if not done:
+        return [min(copies, key=lambda t: ("corrupt", "failed", "unfinished").index(t.state))]
+    firsts = list(done.values())
+    out = []
+    for t in firsts:
+        others = tuple(o.path for o in firsts if o is not t)
+        cause = f"conflict: a different result for this trial at {', '.join(map(str, others))}"
+        out.append(replace(t, conflict=others, cause=cause))
+    return out
+
+
+def one_per_identity(trials: list[Trial]) -> list[Trial]:
+    """Each trial identity (setting and seed) once, in the order first found; see :func:`_one_per_identity`.
+    Trials whose identity is unknown (an unreadable folder) are all kept."""
+    groups: dict[object, list[Trial]] = {}
+    for i, t in enumerate(trials):
+        known = t.seed is not None and t.setting.benchmark != "?"
+        groups.setdefault((t.setting, t.seed) if known else i, []).append(t)
+    return [t for copies in groups.values() for t in _one_per_identity(copies)]
 
 
 def read_trials(dirs: Iterable[Path]) -> list[Trial]:
-    return [read_trial(f) for f in trial_folders(dirs)]
+    """Every trial under ``dirs``, each folder once and each setting and seed once (conflicts marked)."""
+    return one_per_identity([read_trial(f) for f in trial_folders(dirs)])
 
 
 def _seed_order(t: Trial) -> tuple:
@@ -194,24 +262,28 @@ def _seed_order(t: Trial) -> tuple:
 
 
 def summarize(trials: list[Trial]) -> list[Row]:
-    """One row per setting, sorted by setting key. Corrupt trials without a known setting get their own."""
+    """One row per setting, sorted by setting key. Corrupt trials without a known setting get their own.
+    Each setting and seed counts once (:func:`one_per_identity`); conflicting results count for neither."""
     groups: dict[Setting, list[Trial]] = defaultdict(list)
-    for t in trials:
+    for t in one_per_identity(trials):
         groups[t.setting].append(t)
     rows = []
     for setting in sorted(groups, key=lambda s: s.key):
         members = sorted(groups[setting], key=_seed_order)
-        done = [t for t in members if t.state == "done"]
+        conflicts = [t for t in members if t.conflict]
+        done = [t for t in members if t.state == "done" and not t.conflict]
+        missing = [t for t in members if t.state != "done"]
         values = {m: [t.metrics[m] for t in done] for m in METRICS}
         first = (done or members)[0]
         rows.append(Row(
             setting=setting,
             label=first.label,
-            expected=max([len(members)] + [t.expected for t in members]),
+            expected=max([len(done) + len(missing) + len({t.seed for t in conflicts})] + [t.expected for t in members]),
             done=done,
-            missing=[t for t in members if t.state != "done"],
+            missing=missing,
             stats={m: stats.summarize(v) for m, v in values.items()} if done else {},
             published=next((t.published for t in members if t.published), None),
+            conflicts=conflicts,
         ))  # fmt: skip
     return rows
 

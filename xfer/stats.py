@@ -2,12 +2,15 @@
 
 Five trials are few: a 95% interval from the t distribution (n-1 degrees of freedom) is honest where
 mean ± 2 std is not, and two methods differ beyond noise only if Welch's test says so (unequal
-variances, as two pretrains have). One trial has no spread: its std and interval are None, never 0.
+variances, as two pretrains have). A published mean is compared the same way, from its stated n and std:
+a published number is itself a mean of few trials, not an exact value. One trial has no spread: its std and
+interval are None, never 0.
 scipy computes the t quantiles and the test: the numerics are its, not ours.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -35,15 +38,21 @@ class Summary:
         return None if self.ci95 is None else self.low <= value <= self.high
 
 
+@functools.cache
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (one per trial count: cached)."""
+    from scipy import stats as scipy_stats  # here, not at import: status and plan do not need scipy
+
+    return float(scipy_stats.t.ppf(0.975, df))
+
+
 def summarize(values: list[float]) -> Summary:
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
         return Summary(n, mean, None, None)
-    from scipy import stats as scipy_stats  # here, not at import: status and plan do not need scipy
-
     std = statistics.stdev(values)
-    return Summary(n, mean, std, float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+    return Summary(n, mean, std, t975(n - 1) * std / math.sqrt(n))
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
@@ -54,3 +63,14 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     from scipy import stats as scipy_stats
 
     return float(scipy_stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
+def welch_p_from_stats(ours: Summary, mean: float, std: float, n: int) -> float | None:
+    """Two-sided p-value of Welch's t-test between our trials and a mean of ``n`` trials with sample std
+    ``std`` known only as those three numbers (a paper's mean ± std). None when a side has fewer than 2
+    trials or neither side has spread: no spread, no test."""
+    if ours.std is None or n < 2 or (ours.std == 0 and std == 0):
+        return None
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.ttest_ind_from_stats(ours.mean, ours.std, ours.n, mean, std, n, equal_var=False).pvalue)

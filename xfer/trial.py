@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat, data, devices, dist, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, read_json, write_json_atomic, write_text_atomic
-from xfer.results import Setting
+from xfer.results import Setting, published_record
 from xfer.validate import InputError, problems, weights_of
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,16 @@ def prepare(cfg: DictConfig) -> None:
 
 
 def published(cfg: DictConfig) -> dict | None:
-    """The seed's numbers for this pretrain on this benchmark and backbone, if it reports any."""
+    """The seed's numbers for this pretrain on this benchmark and backbone, if it reports any, with the spread
+    the benchmark states for them (``published_std``, and ``trials`` as the n of each mean): collect tests our
+    trials against them with that spread (see ``results.published_record``)."""
     entry = OmegaConf.select(cfg, f"pretrain.published.{cfg.benchmark.name}.{cfg.backbone.name}")
-    return OmegaConf.to_container(entry) if entry is not None else None
+    if entry is None:
+        return None
+    std = OmegaConf.select(cfg, "benchmark.published_std", default=None)
+    trials = OmegaConf.select(cfg, "benchmark.trials", default=None)
+    return published_record(OmegaConf.to_container(entry), OmegaConf.to_container(std) if std is not None else None,
+                            trials)  # fmt: skip
 
 
 def versions() -> dict:
