@@ -147,6 +147,9 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     # the same final weights, evaluated again: the numbers the first run measured
     assert redone["metrics"] == pytest.approx(original["metrics"], abs=1e-9)
     assert "unreadable result.json" not in again.stdout
+    assert "training already finished (checkpoint at iteration 10)" in (trial / "log.txt").read_text()
+    progress = json.loads((trial / "progress.json").read_text())  # what status showed while it evaluated
+    assert (progress["phase"], progress["iteration"], progress["start_iter"]) == ("evaluating", 10, 10)
 
     # damaged again, and this time the checkpoints are gone too: the trial trains from the start
     (trial / "result.json").write_text('{"setting": {"benchmark": "smoke"')
