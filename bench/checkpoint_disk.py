@@ -64,7 +64,8 @@ def main() -> None:
         files = periodic + 1  # ... and model_final.pth after the last one
         print(f"{backbone}: MAX_ITER {max_iter}, CHECKPOINT_PERIOD {period}: {periodic} periodic checkpoints + "
               "model_final.pth")  # fmt: skip
-        for what, size in (("current detectron2 (model + SGD momentum)", full), ("detectron2 v0.6 (model)", model_only)):
+        kinds = (("current detectron2 (model + SGD momentum)", full), ("detectron2 v0.6 (model)", model_only))
+        for what, size in kinds:
             print(f"  {what}: one checkpoint {size:,} bytes ({size / 2**20:.1f} MiB)")
             for keep, n in (("all", files), ("final", 1), ("none", 0)):
                 print(f"    trial.keep_checkpoints={keep}: {n} file(s), {n * size / 1e9:.2f} GB per trial, "

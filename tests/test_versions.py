@@ -43,7 +43,8 @@ def test_installed_versions_satisfy_every_stated_requirement():
             unmet.append(f"{req}: {installed} installed")
     assert not unmet, unmet
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert Version(".".join(map(str, sys.version_info[:3]))) in Requirement(f"python{project['requires-python']}").specifier
+    python = Version(".".join(map(str, sys.version_info[:3])))
+    assert python in Requirement(f"python{project['requires-python']}").specifier
 
 
 def test_the_floors_cover_what_the_code_calls():
@@ -77,8 +78,8 @@ def test_checkpoint_reader_works_without_numpy_dtypes(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(HIDE_NUMPY_DTYPES))
     blobs = {"conv1_w": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2), "conv1_b": np.array([0.5, -1.5])}
     (tmp_path / "R-50.pkl").write_bytes(pickle.dumps({"blobs": blobs}, protocol=2))
-    torch.save({"state_dict": {"conv1.weight": torch.ones(2)},
-                "meta": {"epoch": np.int64(200), "hist": np.arange(3, dtype=np.int16)}}, tmp_path / "m.pth")  # fmt: skip
+    meta = {"epoch": np.int64(200), "hist": np.arange(3, dtype=np.int16)}
+    torch.save({"state_dict": {"conv1.weight": torch.ones(2)}, "meta": meta}, tmp_path / "m.pth")
     probe = textwrap.dedent(f"""
         import numpy as np
         try:
@@ -87,7 +88,8 @@ def test_checkpoint_reader_works_without_numpy_dtypes(tmp_path):
             print("numpy.dtypes hidden")
         from xfer import checkpoint
         pkl = checkpoint.load({str(tmp_path / "R-50.pkl")!r})["blobs"]
-        assert pkl["conv1_w"].dtype == np.float32 and pkl["conv1_w"].tolist() == np.arange(24).reshape(2, 3, 2, 2).tolist()
+        assert pkl["conv1_w"].dtype == np.float32
+        assert pkl["conv1_w"].tolist() == np.arange(24).reshape(2, 3, 2, 2).tolist()
         assert pkl["conv1_b"].tolist() == [0.5, -1.5]
         pth = checkpoint.load({str(tmp_path / "m.pth")!r})
         assert pth["meta"]["epoch"] == 200 and pth["meta"]["hist"].dtype == np.int16, pth

@@ -21,6 +21,7 @@ PROGRESS = "progress.json"  # iteration and phase of a running trial (rank 0)
 LOCK = ".lock"  # held by the launcher running the trial, so no other runs it too
 SLURM_RECORD = "slurm.json"  # the SLURM job id of the trial's latest submission
 METRICS = ("AP50", "AP", "AP75")  # what a finished trial measured; a result without them is damaged
+SETTING_KEYS = ("benchmark", "backbone", "pretrain")  # what it measured them on; collect groups by these
 FINAL_WEIGHTS = "model_final.pth"  # detectron2's checkpoint after the last iteration
 LAST_CHECKPOINT = "last_checkpoint"  # detectron2's pointer to the checkpoint a resume starts from
 KEEP_CHECKPOINTS = ("final", "all", "none")  # trial.keep_checkpoints: what a finished trial keeps
@@ -57,7 +58,7 @@ def result_problem(record: object) -> str:
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     setting, metrics = record.get("setting"), record.get("metrics")
-    if not isinstance(setting, dict) or not all(isinstance(setting.get(k), str) for k in ("benchmark", "backbone")):
+    if not isinstance(setting, dict) or not all(isinstance(setting.get(k), str) for k in SETTING_KEYS):
         return "no setting"
     if not isinstance(metrics, dict):
         return "no metrics"
@@ -131,7 +132,10 @@ def set_aside_damaged(trial_dir: Path, max_iter: int | None = None) -> Redo | No
     while kept.exists():
         n += 1
         kept = Path(trial_dir) / f"{RESULT}.damaged-{stamp}-{n}"
-    os.replace(Path(trial_dir) / RESULT, kept)
+    try:
+        os.replace(Path(trial_dir) / RESULT, kept)
+    except FileNotFoundError:  # another launcher of the sweep set it aside first
+        return None
     return Redo(cause, kept, redo_start(trial_dir, max_iter))
 
 
