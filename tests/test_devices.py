@@ -37,7 +37,9 @@ def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
     """Seeds of a setting are checked once; a finished seed 0 must not let seed 1's problem through."""
     done = tmp_path / "smoke" / "r50_densecl,pretrain.format=bogus" / "seed0"
     done.mkdir(parents=True)
-    (done / "result.json").write_text(json.dumps({"metrics": {}}))
+    done_record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},
+                   "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}}  # fmt: skip
+    (done / "result.json").write_text(json.dumps(done_record))
     run = launch("-m", "benchmark=smoke", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1",
                  f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode == 2, run.output[-3000:]

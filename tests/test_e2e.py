@@ -77,7 +77,8 @@ def test_collect_rebuilds_the_table_from_disk(smoke_sweep):
 
 
 def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
-    args = ("benchmark=smoke", "pretrain=moco_v2_200ep", "seed=7", f"output_root={tmp_path}")
+    args = ("benchmark=smoke", "pretrain=moco_v2_200ep", "seed=7", f"output_root={tmp_path}",
+            "trial.keep_checkpoints=all")  # the periodic checkpoints stay, to simulate a trial killed after one
     assert launch(*args).returncode == 0
     trial = tmp_path / "smoke" / "r50_moco_v2_200ep" / "seed7"
     first = json.loads((trial / "result.json").read_text())

@@ -82,8 +82,10 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     base = tmp_path / "smoke" / "r50_densecl"
     done = base / "seed0"
     done.mkdir(parents=True)
-    (done / "result.json").write_text(json.dumps({"metrics": {}, "run": {"wall_time_s": 2.0, "iterations_run": 10,
-                                                                         "world_size": 1}}))  # fmt: skip
+    record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},  # done: setting and metrics
+              "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}, "run": {"wall_time_s": 2.0, "iterations_run": 10,
+                                                                         "world_size": 1}}  # fmt: skip
+    (done / "result.json").write_text(json.dumps(record))
     (base / "seed1").mkdir()
     (base / "seed1" / "last_checkpoint").write_text("model_0000004.pth")
     before = sorted(p for p in tmp_path.rglob("*"))

@@ -30,13 +30,23 @@ class CheckpointError(ValueError):
     """The file cannot be read as a checkpoint, or reading it would run code; the message says which."""
 
 
+def _dtype_classes() -> list[type]:
+    """NumPy's dtype classes (``numpy.dtypes.Float32DType``, ...), which torch's weights-only reader must
+    be allowed to build for a checkpoint holding arrays. The ``numpy.dtypes`` module exists from NumPy 1.25;
+    the classes of the builtin dtypes are reached without it too, as ``type(np.dtype(code))`` (on older
+    NumPy these are the ``numpy.dtype[...]`` classes, which its pickles never name)."""
+    found = {type(np.dtype(code)) for code in np.typecodes["All"]}
+    try:
+        from numpy import dtypes
+    except ImportError:  # NumPy < 1.25
+        return sorted(found, key=str)
+    return sorted(found | {getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")}, key=str)
+
+
 def _numpy_globals() -> list:
     """The NumPy callables that rebuild arrays, scalars and dtypes (nothing that runs user code)."""
-    from numpy import dtypes
-
-    core = getattr(np, "_core", None) or np.core
-    found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
-    return found + [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    core = getattr(np, "_core", None) or np.core  # numpy._core from NumPy 2
+    return [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar, *_dtype_classes()]
 
 
 SAFE_GLOBALS = [*_numpy_globals(), argparse.Namespace, collections.OrderedDict]
@@ -47,6 +57,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if module in _NUMPY_MODULES and (name in _NUMPY_NAMES or name.endswith("DType")):
+            if module.startswith("numpy._core") and not hasattr(np, "_core"):  # written by NumPy >= 2, read by 1.x
+                module = module.replace("numpy._core", "numpy.core", 1)
             return super().find_class(module, name)
         if (module, name) in (("collections", "OrderedDict"), ("argparse", "Namespace"), ("_codecs", "encode")):
             return super().find_class(module, name)

@@ -181,16 +181,19 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer") -> dict:
     seed_all_rng(cfg.SEED + comm.get_rank())
     with _ddp_for(cfg.MODEL.DEVICE):
         trainer = Trainer(cfg)
-    if comm.is_main_process():
-        trainer.register_hooks([ProgressFile(cfg.OUTPUT_DIR)])
+    progress = ProgressFile(cfg.OUTPUT_DIR) if comm.is_main_process() else None
+    if progress is not None:
+        trainer.register_hooks([progress])
     if stop is not None:
         trainer.register_hooks([StopOnRequest(stop)])
     trainer.resume_or_load(resume=True)
     start, trained = trainer.start_iter, 0
     if start == 0 and cfg.MODEL.WEIGHTS.endswith(".pkl"):  # fresh from the pretrained weights
         log.info("verified: all %d pretrained tensors loaded", verify_loaded(trainer.model, cfg.MODEL.WEIGHTS))
-    if start >= cfg.SOLVER.MAX_ITER:
-        log.info("training already finished (checkpoint at iteration %d); evaluating", start)
+    if start >= cfg.SOLVER.MAX_ITER:  # e.g. its result.json was damaged: evaluate the final weights again
+        log.info("training already finished (checkpoint at iteration %d); evaluating, 0 iterations to train", start)
+        if progress is not None:  # no training hooks run: say so for the launcher's view and status
+            progress.write("evaluating", cfg.SOLVER.MAX_ITER)
     else:
         if start > 0:
             log.info("resuming from iteration %d", start)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 JOB_CONFIG = "trial.yaml"  # the composed trial config (resolved) and its setting's overrides
@@ -19,6 +20,11 @@ FAILURE = "failure.json"  # why the latest run of the trial failed, with its log
 PROGRESS = "progress.json"  # iteration and phase of a running trial (rank 0)
 LOCK = ".lock"  # held by the launcher running the trial, so no other runs it too
 SLURM_RECORD = "slurm.json"  # the SLURM job id of the trial's latest submission
+METRICS = ("AP50", "AP", "AP75")  # what a finished trial measured; a result without them is damaged
+SETTING_KEYS = ("benchmark", "backbone", "pretrain")  # what it measured them on; collect groups by these
+FINAL_WEIGHTS = "model_final.pth"  # detectron2's checkpoint after the last iteration
+LAST_CHECKPOINT = "last_checkpoint"  # detectron2's pointer to the checkpoint a resume starts from
+KEEP_CHECKPOINTS = ("final", "all", "none")  # trial.keep_checkpoints: what a finished trial keeps
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -43,3 +49,111 @@ def record_failure(trial_dir: Path, cause: str, detail: str = "", **extra) -> No
     """``failure.json``: one line of cause (what the status shows) and the log's tail (what to read next)."""
     record = {"cause": cause, "detail": detail[-4000:], "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
     write_json_atomic(Path(trial_dir) / FAILURE, record)
+
+
+def result_problem(record: object) -> str:
+    """Why ``record`` (a parsed ``result.json``) is not a finished trial's result, or "" when it is one.
+
+    Finished means what collect needs: the setting it measured and a number for every metric."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    setting, metrics = record.get("setting"), record.get("metrics")
+    if not isinstance(setting, dict) or not all(isinstance(setting.get(k), str) for k in SETTING_KEYS):
+        return "no setting"
+    if not isinstance(metrics, dict):
+        return "no metrics"
+    missing = [m for m in METRICS if isinstance(metrics.get(m), bool) or not isinstance(metrics.get(m), int | float)]
+    return f"no number for {', '.join(missing)}" if missing else ""
+
+
+def read_result(trial_dir: Path) -> dict | None:
+    """The trial's result when it is done: ``result.json`` readable, with its setting and metrics.
+
+    This is what "done" means everywhere (launch, plan, status, the SLURM job): a truncated or otherwise
+    damaged file does not count, so the next launch redoes the trial (see :func:`set_aside_damaged`)."""
+    try:
+        record = json.loads((Path(trial_dir) / RESULT).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return None if result_problem(record) else record
+
+
+def damage(trial_dir: Path) -> str:
+    """Why the trial's ``result.json`` is damaged; "" when it is missing or sound."""
+    path = Path(trial_dir) / RESULT
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    try:
+        return result_problem(json.loads(text))
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e}; {len(text)} bytes)" if text else "empty"
+
+
+@dataclass(frozen=True)
+class Redo:
+    """How a trial with a damaged ``result.json`` is redone: where the damaged file went, and from what."""
+
+    cause: str  # why the file was damaged
+    kept_as: Path | None  # the damaged file, set aside (None: not moved yet, a plan)
+    start: str  # what the redo starts from, in words
+
+    def describe(self, name: str) -> str:
+        kept = f"kept as {self.kept_as.name}" if self.kept_as else "the launch keeps it as result.json.damaged-<time>"
+        return f"{RESULT} of {name} is damaged ({self.cause}): {kept}, {self.start}"
+
+
+def redo_start(trial_dir: Path, max_iter: int | None = None) -> str:
+    """What a redo of the trial starts from, in words: its final weights (re-evaluated, not retrained), an
+    earlier checkpoint (training resumes there), or nothing (trained from the start). detectron2 resumes
+    from the checkpoint ``last_checkpoint`` names; ``model_0000499.pth`` stands for 500 iterations done."""
+    last = Path(trial_dir) / LAST_CHECKPOINT
+    name = last.read_text().strip() if last.exists() else ""
+    if not name or not (Path(trial_dir) / name).exists():
+        return "retraining from the start (no checkpoint left)"
+    stem = Path(name).stem
+    done = int(stem.rsplit("_", 1)[1]) + 1 if stem.rsplit("_", 1)[-1].isdigit() else None
+    if stem == "model_final" or (max_iter is not None and done is not None and done >= max_iter):
+        return f"re-evaluating from {name}"
+    return f"resuming training from {name}"
+
+
+def set_aside_damaged(trial_dir: Path, max_iter: int | None = None) -> Redo | None:
+    """Move a damaged ``result.json`` aside (``result.json.damaged-<time>``, never overwriting an earlier
+    one) so the trial runs again and nothing is lost; None when there is nothing damaged."""
+    cause = damage(trial_dir)
+    if not cause:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    kept, n = Path(trial_dir) / f"{RESULT}.damaged-{stamp}", 1
+    while kept.exists():
+        n += 1
+        kept = Path(trial_dir) / f"{RESULT}.damaged-{stamp}-{n}"
+    try:
+        os.replace(Path(trial_dir) / RESULT, kept)
+    except FileNotFoundError:  # another launcher of the sweep set it aside first
+        return None
+    return Redo(cause, kept, redo_start(trial_dir, max_iter))
+
+
+def prune_checkpoints(trial_dir: Path, keep: str) -> list[str]:
+    """Delete what ``keep`` (``trial.keep_checkpoints``) does not keep of a finished trial's checkpoints;
+    returns the names deleted. ``all``: nothing goes. ``final``: the final weights (what re-evaluating a
+    damaged result needs) and ``last_checkpoint``, with the file it names, stay. ``none``: all go."""
+    if keep not in KEEP_CHECKPOINTS:
+        raise ValueError(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(KEEP_CHECKPOINTS)}")
+    if keep == "all":
+        return []
+    trial_dir, kept = Path(trial_dir), set()
+    last = trial_dir / LAST_CHECKPOINT
+    if keep == "final":
+        kept = {FINAL_WEIGHTS, last.read_text().strip()} if last.exists() else {FINAL_WEIGHTS}
+    gone = sorted(p.name for p in trial_dir.glob("model_*.pth") if p.name not in kept)
+    if keep == "none" and last.exists():
+        gone.append(LAST_CHECKPOINT)
+    for name in gone:
+        (trial_dir / name).unlink(missing_ok=True)
+    return gone

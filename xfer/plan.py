@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.files import RESULT, read_json
+from xfer.files import RESULT, read_json, read_result
 from xfer.status import duration, lock_held
 
 
@@ -35,7 +35,7 @@ class Entry:
 
     def progress(self) -> tuple[str, int]:
         """(state, iterations already trained) from the trial's folder."""
-        if (self.dir / RESULT).exists():
+        if read_result(self.dir) is not None:  # a damaged result.json is not done (xfer.files.read_result)
             return "done", self.max_iter
         last = self.dir / "last_checkpoint"
         done = checkpoint_iteration(last.read_text().strip(), self.max_iter) if last.exists() else 0

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.files import FAILURE, LOCK, PROGRESS, RESULT, SLURM_RECORD, read_json
+from xfer.files import FAILURE, LOCK, PROGRESS, SLURM_RECORD, read_json, read_result
 
 STATES = ("queued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
 
@@ -68,7 +68,7 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
             done, spent = progress["iteration"] - progress["start_iter"], progress["updated_at"] - progress["started_at"]
             status.s_per_iter = spent / done if done > 0 and spent > 0 else None
     elif status.state == "done":
-        result = read_json(trial_dir / RESULT) or {}
+        result = read_result(trial_dir) or {}
         status.metrics = result.get("metrics")
         status.max_iter = status.iteration = (result.get("run") or {}).get("max_iter")
     elif status.state == "failed":

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from xfer import collect, devices, local, slurm, status, trial, validate
+from xfer import collect, devices, files, local, slurm, status, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
 
@@ -44,7 +44,8 @@ class PlannedTrial:
 
     @property
     def done(self) -> bool:
-        return (self.dir / RESULT).exists()
+        """A readable result with its metrics; a damaged ``result.json`` does not count (see :func:`redo_damaged`)."""
+        return files.read_result(self.dir) is not None
 
 
 def activate(p: PlannedTrial) -> DictConfig:
@@ -105,6 +106,9 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
         except Exception as e:  # generation of smoke inputs failed: report, don't run
             found.append(f"could not generate the {p.cfg.benchmark.name} inputs: {type(e).__name__}: {e}")
         found += validate.problems(p.cfg, here)
+        keep = OmegaConf.select(p.cfg, "trial.keep_checkpoints", default="final")
+        if keep not in files.KEEP_CHECKPOINTS:
+            found.append(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(files.KEEP_CHECKPOINTS)}.")
         batch = OmegaConf.select(p.cfg, "d2.SOLVER.IMS_PER_BATCH", default=p.cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
         if p.cfg.cluster.name == "slurm":
             found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
@@ -118,12 +122,35 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def max_iter_of(cfg: DictConfig) -> int:
+    return int(OmegaConf.select(cfg, "d2.SOLVER.MAX_ITER", default=cfg.benchmark.d2.SOLVER.MAX_ITER))
+
+
+def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str]:
+    """Trials whose ``result.json`` is damaged (truncated by a full disk, a killed writer) are not done: set
+    each damaged file aside so the trial runs again, and say so. The redo starts from what the trial left:
+    its final weights are re-evaluated, not retrained. ``dry_run`` (plan=true) only says what would happen."""
+    lines = []
+    for p in planned:
+        cause = files.damage(p.dir) if (p.dir / RESULT).exists() else ""
+        if not cause:
+            continue
+        cfg = activate(p)
+        overrides = OmegaConf.select(cfg, "hydra.job.override_dirname", default="")  # none in a single run's config
+        name = status.label(trial.setting_of(cfg, overrides).key, cfg.seed)
+        start = files.redo_start(p.dir, max_iter_of(cfg))
+        redo = files.Redo(cause, None, start) if dry_run else files.set_aside_damaged(p.dir, max_iter_of(cfg))
+        if redo:
+            lines.append(redo.describe(name))
+    return lines
+
+
 def plan_of(planned: list[PlannedTrial]) -> str:
     """The dry run's table and estimate (see ``xfer.plan``)."""
     entries = []
     for p in planned:
         cfg, overrides = activate(p), p.cfg.hydra.job.override_dirname
-        max_iter = OmegaConf.select(cfg, "d2.SOLVER.MAX_ITER", default=cfg.benchmark.d2.SOLVER.MAX_ITER)
+        max_iter = max_iter_of(cfg)
         default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
         entries.append(xfer_plan.Entry(trial.setting_of(cfg, overrides).key, cfg.backbone.name, int(cfg.seed), p.dir,
                                        int(max_iter), default))  # fmt: skip
@@ -139,7 +166,8 @@ def plan_of(planned: list[PlannedTrial]) -> str:
             at_once = len(local.groups(ids, per_trial)) if per_trial else 0
         except (ValueError, TypeError):
             per_trial, at_once = 0, 0  # check() names the problem
-    return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device)
+    damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True))
+    return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device) + damaged
 
 
 def report_problems(found: list[str]) -> None:
@@ -166,6 +194,8 @@ def launch(
     if config.plan:
         print("no problems found: run the same command without plan=true to start")
         return []
+    for line in redo_damaged(planned):
+        print(line)
     if on_slurm:
         submit_to_slurm(planned, config, sweep_dir)
         return []
@@ -225,6 +255,8 @@ def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
     if found:
         report_problems(found)
         raise SystemExit(2)
+    for line in redo_damaged([p]):
+        print(line)
     trial.write_job(p.dir, cfg, overrides)
     job = local.Job(p.dir, status.label(trial.setting_of(cfg, overrides).key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))

@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import d2compat, data, devices, dist, recipe, smoke
-from xfer.files import JOB_CONFIG, RESULT, read_json, write_json_atomic, write_text_atomic
+from xfer import d2compat, data, devices, dist, files, recipe, smoke
+from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.results import Setting, published_record
 from xfer.validate import InputError, problems, weights_of
 
@@ -78,8 +78,9 @@ def versions() -> dict:
     }
 
 
-def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> None:
-    """Body of every process of a trial; rank 0 writes the result. ``stop``: see engine.train_and_evaluate."""
+def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: str = "final") -> None:
+    """Body of every process of a trial; rank 0 writes the result, then drops the checkpoints ``keep``
+    (``trial.keep_checkpoints``) does not keep. ``stop``: see engine.train_and_evaluate."""
     d2compat.ensure()
     from detectron2.config import CfgNode
     from detectron2.utils import comm
@@ -111,6 +112,9 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None) -> Non
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(Path(cfg.OUTPUT_DIR) / RESULT, record)
+        gone = files.prune_checkpoints(Path(cfg.OUTPUT_DIR), keep)
+        if gone:
+            log.info("trial.keep_checkpoints=%s: deleted %s", keep, ", ".join(gone))
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
 
 
 def read_result(out_dir: Path) -> dict | None:
-    return read_json(Path(out_dir) / RESULT)
+    """The finished trial's result; None when it has none or a damaged one (see ``xfer.files.read_result``)."""
+    return files.read_result(Path(out_dir))
 
 
 def write_job(trial_dir: Path, cfg: DictConfig | dict, overrides: str) -> None:
@@ -195,7 +200,12 @@ def run_rank(out_dir: Path, me: Rank, stop=None, run_info: dict | None = None) -
     """One process of a trial, however it was started: read the job, set up (conversion is cached and
     shared), join the process group, train and evaluate; rank 0 writes ``result.json``."""
     job = OmegaConf.load(Path(out_dir) / JOB_CONFIG)
+    if me.rank == 0:  # launchers set a damaged result aside first; a job started otherwise must not lose it
+        redo = files.set_aside_damaged(Path(out_dir))
+        if redo:
+            log.warning("%s", redo.describe(str(out_dir)))
     p = setup(job.cfg, Path(out_dir), job.overrides)
     record = {**p.record, "run": {**p.record["run"], **(run_info or {}), "rendezvous": me.address or None}}
-    args = (p.d2_yaml, p.datasets_root, record, stop)
+    keep = str(OmegaConf.select(job.cfg, "trial.keep_checkpoints", default="final"))
+    args = (p.d2_yaml, p.datasets_root, record, stop, keep)
     dist.join(_rank_main, me.rank, me.world_size, me.local_rank, me.local_size, p.device, me.address, args)
