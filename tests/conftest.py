@@ -40,9 +40,7 @@ class Launch:
         return self.stdout + self.stderr
 
 
-def launch(
-    *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False
-) -> Launch:
+def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False) -> Launch:
     """Run ``python launch.py ARGS`` exactly as a user would; ``gpus``: with this machine's GPUs visible."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch.py"), *args],
