@@ -13,6 +13,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite tests the same paths on every machine, CPU-only or with GPUs visible: no process it starts sees a
+# GPU (launch.py, the trial processes, SLURM jobs: they inherit this environment), and neither does this one,
+# whose torch has not counted devices yet. CUDA's own switch, not a mock: torch.cuda.device_count() is 0.
+# Tests about counting GPUs opt back in with ``host_env()`` (``launch(..., gpus=True)``).
+HOST_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def host_env() -> dict[str, str]:
+    """This process's environment with the machine's own GPUs visible again (as it was before the suite hid them)."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    if HOST_CUDA_VISIBLE_DEVICES is not None:
+        env["CUDA_VISIBLE_DEVICES"] = HOST_CUDA_VISIBLE_DEVICES
+    return env
+
 
 @dataclass
 class Launch:
@@ -25,15 +40,15 @@ class Launch:
         return self.stdout + self.stderr
 
 
-def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> Launch:
-    """Run ``python launch.py ARGS`` exactly as a user would."""
+def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False) -> Launch:
+    """Run ``python launch.py ARGS`` exactly as a user would; ``gpus``: with this machine's GPUs visible."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch.py"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**(host_env() if gpus else os.environ), **(env or {})},
     )
     return Launch(proc.returncode, proc.stdout, proc.stderr)
 

@@ -1,8 +1,16 @@
-"""Checkpoint conversion: every layout users bring, strict completeness, and the result inside detectron2."""
+"""Checkpoint conversion: every layout users bring, strict completeness, and the result inside detectron2.
+
+Independent oracles: the expected names and shapes are those of detectron2's own C4 ResNet (its backbone to res4
+and the ROI head's res5 stage, built by detectron2 from a small config); the source checkpoints are torchvision's
+own ResNet state dicts with every tensor randomised, put by hand into each codebase's container and names (MSRA's
+Caffe2 blob names written out here); where each tensor must land is spelled out here from the two naming schemes.
+"""
 
 from __future__ import annotations
 
+import functools
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +21,7 @@ import torch
 import torchvision
 
 from tests.conftest import REPO
-from xfer import convert, smoke
+from xfer import convert, d2compat
 
 # The seed's convert-pretrain-to-detectron2.py, applied by hand to representative names.
 SEED_NAMES = {
@@ -26,30 +34,129 @@ SEED_NAMES = {
     "layer3.5.bn3.weight": "res4.5.conv3.norm.weight",
     "layer4.2.conv3.weight": "res5.2.conv3.weight",
 }
-# smoke layout -> what auto-detection must call it
+# the container each codebase saves -> what auto-detection must call it
 LAYOUTS = {
     "moco": "moco", "openselfsup": "openselfsup", "densecl_q": "openselfsup",
     "openselfsup_extracted": "torchvision", "torchvision": "torchvision", "wrapped": "torchvision",
     "vissl": "vissl", "detectron2": "detectron2", "msra": "msra",
 }  # fmt: skip
-TINY = {"STEM_OUT_CHANNELS": 16, "RES2_OUT_CHANNELS": 32, "WIDTH_PER_GROUP": 8}
+PICKLED = ("msra", "detectron2")  # saved as plain pickles (.pkl), as those codebases do
+NARROW = convert.Widths(stem=64, res2_out=256, bottleneck=8)  # torchvision's resnet50(width_per_group=8)
+
+
+def randomised(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The module's state dict with every float tensor random (BN too), so any tensor that lands in the wrong
+    place shows; integer buffers (num_batches_tracked) as they are."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v for k, v in model.state_dict().items()}
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return smoke.torchvision_resnet(50, stem=16, res2_out=32, width=8, seed=1)
+def tv() -> dict[str, torch.Tensor]:
+    """torchvision's ResNet-50 with narrow bottlenecks: stem 64, res2 out 256, bottleneck 8 (fc included)."""
+    return randomised(torchvision.models.resnet50(weights=None, width_per_group=8), seed=1)
 
 
-def backbone(tv):
-    return {k: v for k, v in tv.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+@functools.cache
+def detectron2_resnet(depth: int, widths: convert.Widths) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor detectron2's C4 Faster R-CNN takes from a pretrained ResNet: the backbone
+    (stem, res2-res4) and the ROI head's res5, as detectron2 itself builds them (FrozenBN: weight, bias,
+    running mean and variance per norm)."""
+    d2compat.ensure()
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.resnet import BottleneckBlock, ResNet, build_resnet_backbone
+
+    cfg = get_cfg()
+    r = cfg.MODEL.RESNETS
+    r.DEPTH, r.OUT_FEATURES, r.NORM = depth, ["res4"], "FrozenBN"
+    r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS, r.WIDTH_PER_GROUP = widths.stem, widths.res2_out, widths.bottleneck
+    backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict()
+    assert not any(k.startswith("res5.") for k in backbone)  # C4: res5 is the ROI head's
+    res5 = ResNet.make_stage(
+        BottleneckBlock,
+        3,
+        stride_per_block=[2, 1, 1],
+        in_channels=widths.res2_out * 4,
+        bottleneck_channels=widths.bottleneck * 8,
+        out_channels=widths.res2_out * 8,
+        num_groups=1,
+        norm="FrozenBN",
+        stride_in_1x1=True,
+    )  # as Res5ROIHeads builds it
+    head = {f"res5.{k}": v for k, v in torch.nn.Sequential(*res5).state_dict().items()}
+    return {k: tuple(v.shape) for k, v in {**backbone, **head}.items()}
+
+
+def torchvision_name(d2: str) -> str:
+    """Where a detectron2 ResNet tensor sits in torchvision's ResNet: stage resN is layer(N-1), block convK's
+    norm is bnK, the shortcut is downsample.0 (conv) and downsample.1 (norm); the stem is conv1 / bn1."""
+    if d2.startswith("stem.conv1."):
+        return d2.replace("stem.conv1.norm.", "bn1.").replace("stem.conv1.", "conv1.")
+    stage, block, layer, norm, tensor = re.fullmatch(r"res(\d)\.(\d+)\.(conv\d|shortcut)(\.norm)?\.(\w+)", d2).groups()
+    if layer == "shortcut":
+        part = "downsample.1" if norm else "downsample.0"
+    else:
+        part = f"bn{layer[-1]}" if norm else layer
+    return f"layer{int(stage) - 1}.{block}.{part}.{tensor}"
+
+
+def caffe2_name(d2: str) -> str:
+    """MSRA's Caffe2 blob name of a detectron2 ResNet tensor (detectron2's R-50.pkl): resS_B_branch2a/2b/2c
+    for conv1-3, branch1 for the shortcut, _bn_s / _bn_b for the norm's scale and bias, conv1_w / res_conv1_bn_*."""
+    if d2.startswith("stem.conv1."):
+        return {"stem.conv1.weight": "conv1_w", "stem.conv1.norm.weight": "res_conv1_bn_s",
+                "stem.conv1.norm.bias": "res_conv1_bn_b"}[d2]  # fmt: skip
+    stage, block, layer, norm, tensor = re.fullmatch(r"res(\d)\.(\d+)\.(conv\d|shortcut)(\.norm)?\.(\w+)", d2).groups()
+    branch = {"conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c", "shortcut": "branch1"}[layer]
+    suffix = {"weight": "_bn_s", "bias": "_bn_b"}[tensor] if norm else "_w"
+    return f"res{stage}_{block}_{branch}{suffix}"
+
+
+def native(tv: dict[str, torch.Tensor], layout: str) -> object:
+    """The ResNet as each codebase saves it, written by hand (heads, queues and key encoders included)."""
+    backbone = {k: v for k, v in tv.items() if not k.startswith("fc.")}
+    if layout == "moco":  # main_moco.py: {"epoch", "arch", "state_dict" of the DataParallel MoCo, "optimizer"}
+        state = {f"module.encoder_q.{k}": v for k, v in tv.items()}
+        state |= {f"module.encoder_k.{k}": v for k, v in tv.items()} | {"module.queue": torch.zeros(8, 4)}
+        return {"epoch": 200, "arch": "resnet50", "state_dict": state, "optimizer": {}}
+    if layout == "openselfsup":
+        state = {f"backbone.{k}": v for k, v in backbone.items()} | {"neck.mlp.0.weight": torch.zeros(4, 4)}
+        return {"meta": {"epoch": 200}, "state_dict": state}
+    if layout == "densecl_q":  # DenseCL: encoder_q = Sequential(backbone, neck)
+        state = {f"encoder_q.0.{k}": v for k, v in backbone.items()}
+        state |= {f"encoder_k.0.{k}": v for k, v in backbone.items()}
+        state |= {"encoder_q.1.mlp.0.weight": torch.zeros(4, 4), "queue": torch.zeros(4)}
+        return {"meta": {}, "state_dict": state}
+    if layout == "openselfsup_extracted":
+        return {"state_dict": backbone}
+    if layout == "torchvision":
+        return dict(tv)
+    if layout == "wrapped":  # a DataParallel torchvision model inside {"model": ...}
+        return {"model": {f"module.{k}": v for k, v in tv.items()}, "epoch": 90}
+    if layout == "vissl":
+        trunk = {f"_feature_blocks.{k}": v for k, v in backbone.items()}
+        return {"classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": {"0.w": torch.zeros(1)}}}}}
+    depth = {6: 50, 23: 101}[1 + max(int(k.split(".")[1]) for k in tv if k.startswith("layer3."))]
+    widths = convert.Widths(tv["conv1.weight"].shape[0], tv["layer1.0.conv3.weight"].shape[0],
+                            tv["layer1.0.conv1.weight"].shape[0])  # fmt: skip
+    names = detectron2_resnet(depth, widths)
+    if layout == "detectron2":  # a detectron2 model_final.pth: backbone.* and roi_heads.res5.*, heads beside
+        model = {("roi_heads." if d2.startswith("res5.") else "backbone.") + d2: tv[torchvision_name(d2)].numpy()
+                 for d2 in names}  # fmt: skip
+        return {"model": model | {"proposal_generator.rpn_head.conv.weight": np.zeros(1)}, "__author__": "someone"}
+    if layout == "msra":  # Caffe2 blobs: BN statistics folded into scale and bias, so there are none
+        return {"blobs": {caffe2_name(d2): tv[torchvision_name(d2)].numpy() for d2 in names
+                          if not d2.endswith(("running_mean", "running_var"))} | {"fc1000_w": np.zeros(2)}}  # fmt: skip
+    raise ValueError(layout)
 
 
 def saved(tmp_path: Path, tv, layout: str) -> Path:
-    src = tmp_path / (f"{layout}.pkl" if layout in smoke.PICKLED else f"{layout}.pth")
-    if layout in smoke.PICKLED:
-        src.write_bytes(pickle.dumps(smoke.wrap(tv, layout)))
+    src = tmp_path / (f"{layout}.pkl" if layout in PICKLED else f"{layout}.pth")
+    if layout in PICKLED:
+        src.write_bytes(pickle.dumps(native(tv, layout)))
     else:
-        torch.save(smoke.wrap(tv, layout), src)
+        torch.save(native(tv, layout), src)
     return src
 
 
@@ -59,17 +166,31 @@ def converted(path):
     return payload["model"]
 
 
+def assert_is_detectron2s_resnet(model: dict, tv: dict, depth: int, widths: convert.Widths, msra: bool) -> None:
+    """Exactly detectron2's tensor names and shapes, each holding the torchvision tensor it stands for."""
+    want = detectron2_resnet(depth, widths)
+    assert set(model) == set(want), (sorted(set(want) - set(model))[:5], sorted(set(model) - set(want))[:5])
+    assert {k: tuple(v.shape) for k, v in model.items()} == want
+    for d2 in want:
+        if msra and d2.endswith(("running_mean", "running_var")):  # folded: filled as mean 0, variance 1
+            assert (model[d2] == float(d2.endswith("running_var"))).all(), d2
+        else:
+            np.testing.assert_array_equal(model[d2], tv[torchvision_name(d2)].numpy(), err_msg=d2)
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_each_layout_converts_every_backbone_tensor_unchanged(tmp_path, tiny, layout):
-    report = convert.convert_file(saved(tmp_path, tiny, layout), tmp_path / "out.pkl")
-    assert report.layout == LAYOUTS[layout] and report.depth == 50
-    assert report.widths == convert.Widths(16, 32, 8) and report.converted == 265
+def test_each_layout_converts_to_detectron2s_own_resnet(tmp_path, tv, layout):
+    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / "out.pkl")
+    assert report.layout == LAYOUTS[layout] and report.depth == 50 and report.widths == NARROW
     model = converted(tmp_path / "out.pkl")
-    assert set(model) == set(convert.expected_shapes(50, report.widths))
-    for key, value in backbone(tiny).items():
-        np.testing.assert_array_equal(model[convert.rename(key)], value.numpy(), err_msg=key)
-    if layout == "msra":  # statistics are folded into the affine there: filled as mean 0, variance 1
-        assert not model["res3.0.conv2.norm.running_mean"].any() and (model["stem.conv1.norm.running_var"] == 1).all()
+    assert report.converted == len(detectron2_resnet(50, NARROW)) == 265
+    assert_is_detectron2s_resnet(model, tv, 50, NARROW, msra=layout == "msra")
+    # spelled out: the first block's conv and its BN, the stem's BN, the shortcut, the last res5 conv
+    np.testing.assert_array_equal(model["res2.0.conv1.weight"], tv["layer1.0.conv1.weight"].numpy())
+    np.testing.assert_array_equal(model["res2.0.conv1.norm.weight"], tv["layer1.0.bn1.weight"].numpy())
+    np.testing.assert_array_equal(model["stem.conv1.norm.bias"], tv["bn1.bias"].numpy())
+    np.testing.assert_array_equal(model["res3.0.shortcut.weight"], tv["layer2.0.downsample.0.weight"].numpy())
+    np.testing.assert_array_equal(model["res5.2.conv3.weight"], tv["layer4.2.conv3.weight"].numpy())
 
 
 def test_names_follow_the_seed_script():
@@ -77,29 +198,28 @@ def test_names_follow_the_seed_script():
         assert convert.rename(tv_name) == d2_name
 
 
-def test_report_says_what_was_dropped(tmp_path, tiny):
-    report = convert.convert_file(saved(tmp_path, tiny, "moco"), tmp_path / "out.pkl")
-    assert report.dropped == {"fc": 2, "module.encoder_k": 267, "module.queue": 1}
+def test_report_says_what_was_dropped(tmp_path, tv):
+    report = convert.convert_file(saved(tmp_path, tv, "moco"), tmp_path / "out.pkl")
+    counted = [k for k in tv if not k.endswith("num_batches_tracked")]  # BN step counters are not weights
+    assert report.dropped == {"fc": 2, "module.encoder_k": len(counted), "module.queue": 1} and len(counted) == 267
     assert report.convention == "rgb_torchvision" and "module.encoder_q." in report.summary()
     assert convert.read_report(tmp_path / "out.pkl") == report
 
 
 @pytest.fixture(scope="module")
 def full_size():
-    torch.manual_seed(0)
-    return {50: torchvision.models.resnet50().state_dict(), 101: torchvision.models.resnet101().state_dict()}
+    return {50: randomised(torchvision.models.resnet50(), 0), 101: randomised(torchvision.models.resnet101(), 0)}
 
 
-@pytest.mark.parametrize("depth,layout", [(50, layout) for layout in sorted(LAYOUTS)] + [(101, "moco"), (101, "msra")])
+@pytest.mark.parametrize("depth,layout", [(50, "torchvision"), (50, "detectron2"), (50, "msra"), (101, "moco"),
+                                          (101, "msra")])  # fmt: skip
 def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
     tv = full_size[depth]
     report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / "out.pkl")
     assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), LAYOUTS[layout])
     model = converted(tmp_path / "out.pkl")
-    assert len(model) == len(backbone(tv)) == {50: 265, 101: 520}[depth]
-    assert model["res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
-    last = "layer3.22.conv2.weight" if depth == 101 else "layer3.5.conv2.weight"
-    np.testing.assert_array_equal(model[convert.rename(last)], tv[last].numpy())
+    assert len(model) == {50: 265, 101: 520}[depth]
+    assert_is_detectron2s_resnet(model, tv, depth, convert.Widths(), msra=layout == "msra")
 
 
 @pytest.mark.parametrize(
@@ -111,8 +231,8 @@ def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
         (lambda tv: tv.pop("layer3.5.conv1.weight"), "missing: res4.5.conv1.weight"),
     ],
 )
-def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tiny, edit, message):
-    tv = dict(tiny)
+def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tv, edit, message):
+    tv = dict(tv)
     edit(tv)
     with pytest.raises(convert.ConversionError, match="incomplete weights") as e:
         convert.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / "out.pkl")
@@ -120,26 +240,26 @@ def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tiny, edit, mes
     assert not (tmp_path / "out.pkl").exists()
 
 
-def test_forced_format_that_does_not_fit_names_what_the_keys_look_like(tmp_path, tiny):
-    src = saved(tmp_path, tiny, "openselfsup")
+def test_forced_format_that_does_not_fit_names_what_the_keys_look_like(tmp_path, tv):
+    src = saved(tmp_path, tv, "openselfsup")
     with pytest.raises(
         convert.ConversionError, match=r"module\.encoder_q\..*read as moco; its keys look like openselfsup"
     ):
         convert.convert_file(src, tmp_path / "out.pkl", "moco")
 
 
-def test_explicit_prefix_for_other_codebases(tmp_path, tiny):
+def test_explicit_prefix_for_other_codebases(tmp_path, tv):
     src = tmp_path / "other.pth"
-    torch.save({"net": {f"encoder.trunk.{k}": v for k, v in tiny.items()}, "step": 3}, src)
+    torch.save({"net": {f"encoder.trunk.{k}": v for k, v in tv.items()}, "step": 3}, src)
     with pytest.raises(convert.ConversionError, match="cannot tell the layout"):
         convert.convert_file(src, tmp_path / "out.pkl")
-    torch.save({"state_dict": {f"encoder.trunk.{k}": v for k, v in tiny.items()}}, src)
+    torch.save({"state_dict": {f"encoder.trunk.{k}": v for k, v in tv.items()}}, src)
     report = convert.convert_file(src, tmp_path / "out.pkl", prefix="encoder.trunk.")
     assert report.converted == 265 and report.prefix == "encoder.trunk."
 
 
-def test_cache_converts_once_per_file_and_format(tmp_path, tiny):
-    src = saved(tmp_path, tiny, "moco")
+def test_cache_converts_once_per_file_and_format(tmp_path, tv):
+    src = saved(tmp_path, tv, "moco")
     path, report = convert.cached(src, "auto", tmp_path / "cache")
     stamp = path.stat().st_mtime_ns
     again, _ = convert.cached(src, "auto", tmp_path / "cache")
@@ -147,7 +267,7 @@ def test_cache_converts_once_per_file_and_format(tmp_path, tiny):
     assert convert.cached(src, "moco", tmp_path / "cache")[0] != path  # another format: its own conversion
 
 
-def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tiny):
+def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
     from tests.test_recipe import composed
     from xfer import d2compat, engine, recipe
 
@@ -155,22 +275,23 @@ def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tiny):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    convert.convert_file(saved(tmp_path, tiny, "vissl"), tmp_path / "w.pkl")
-    cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom"), tmp_path / "w.pkl", tmp_path, "cpu")
+    convert.convert_file(saved(tmp_path, tv, "vissl"), tmp_path / "w.pkl")
+    widths = ("+d2.MODEL.RESNETS.STEM_OUT_CHANNELS=64", "+d2.MODEL.RESNETS.RES2_OUT_CHANNELS=256")  # NARROW
+    cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom", *widths), tmp_path / "w.pkl", tmp_path, "cpu")
     model = build_model(cfg)
     DetectionCheckpointer(model).load(str(tmp_path / "w.pkl"))
     assert engine.verify_loaded(model, str(tmp_path / "w.pkl")) == 265
     state = model.state_dict()
-    torch.testing.assert_close(state["roi_heads.res5.2.conv3.weight"], tiny["layer4.2.conv3.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(state["backbone.stem.conv1.weight"], tiny["conv1.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(state["roi_heads.res5.2.conv3.weight"], tv["layer4.2.conv3.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(state["backbone.stem.conv1.weight"], tv["conv1.weight"], rtol=0, atol=0)
     with torch.no_grad():
         model.roi_heads.res5[1].conv2.weight.add_(1.0)  # as if detectron2 had placed it wrongly
     with pytest.raises(engine.WeightsNotLoaded, match=r"1 pretrained tensors .*roi_heads\.res5\.1\.conv2\.weight"):
         engine.verify_loaded(model, str(tmp_path / "w.pkl"))
 
 
-def test_convert_command(tmp_path, tiny):
-    src = saved(tmp_path, tiny, "moco")
+def test_convert_command(tmp_path, tv):
+    src = saved(tmp_path, tv, "moco")
     cmd = [sys.executable, "-m", "xfer", "convert", str(src), str(tmp_path / "o.pkl")]
     ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

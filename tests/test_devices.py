@@ -1,21 +1,31 @@
 """The launcher plans and submits without importing torch (``xfer.devices``), and still counts GPUs as
-torch does."""
+torch does: with the machine's GPUs visible, and with the suite's ``CUDA_VISIBLE_DEVICES=""`` (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.conftest import REPO, imported, launch
+import pytest
+
+from tests.conftest import REPO, host_env, imported, launch
+from xfer import devices
+
+TORCH_COUNT = "import torch; print(torch.cuda.device_count())"
 
 
-def test_gpu_count_is_torchs_and_skips_torch_without_a_driver():
+@pytest.mark.parametrize("gpus", [False, True], ids=["gpus-hidden", "machine-gpus"])
+def test_gpu_count_is_torchs_and_skips_torch_without_a_driver(gpus):
     code = ("import sys; from xfer import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
             "import torch; print(n, torch.cuda.device_count(), had, devices._driver_present())")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    env = host_env() if gpus else dict(os.environ)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=env)
     ours, torchs, had, driver = out.stdout.split()
-    assert ours == torchs
+    assert ours == torchs  # torch's answer, whatever this machine has
+    if not gpus:
+        assert ours == "0"  # CUDA_VISIBLE_DEVICES="" hides every GPU from CUDA
     if driver == "False":  # no GPU driver here (CI): the answer came without torch's 1-2 s start-up
         assert had == "False"
 
@@ -29,7 +39,9 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
     assert again.returncode == 0, again.output[-3000:]
     modules = imported(again)
     assert "hydra" in modules and "xfer.sweep" in modules  # the probe works
-    assert not {"torch", "detectron2"} & modules
+    assert "detectron2" not in modules
+    if not devices._driver_present():  # where a GPU driver loads, torch counts the GPUs (README, Performance)
+        assert "torch" not in modules
     assert "8 trials: 8 to run; 1 cpu device(s) per trial" in again.stdout
 
 
@@ -45,3 +57,15 @@ def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
     assert run.returncode == 2, run.output[-3000:]
     assert "pretrain.format='bogus' is not one of" in run.stderr
     assert run.stderr.count("pretrain.format='bogus'") == 1
+
+
+def test_a_local_plan_fills_the_gpus_torch_sees(tmp_path):
+    """With the machine's GPUs visible: one trial per GPU torch counts; none visible: one CPU slot."""
+    count = subprocess.run([sys.executable, "-c", TORCH_COUNT], capture_output=True, text=True, check=True,
+                           env=host_env())  # fmt: skip
+    n = int(count.stdout)
+    run = launch("-m", "benchmark=smoke", "seed=0-1", "cluster.gpus_per_trial=1", "plan=true",
+                 f"output_root={tmp_path}", gpus=True)  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    per_trial = f"1 GPU device(s) per trial, {n} trial(s) at a time" if n else "1 cpu device(s) per trial, 1 trial(s)"
+    assert f"2 trials: 2 to run; {per_trial}" in run.stdout, run.stdout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -21,7 +24,7 @@ def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
     assert f"{tmp_path}/nodata/VOC2007/ImageSets/Main/test.txt" in err and "DETECTRON2_DATASETS" in err
     assert f"weights not found at {tmp_path}/noweights/densecl_r50.pth" in err
     assert f"{tmp_path}/noweights/regioncl_d_r50.pth" in err and "pretrain.weights=" in err
-    assert "torch.cuda.device_count() == 0" in err  # this machine has no GPU
+    assert "torch.cuda.device_count() == 0" in err  # the suite hides any GPU (tests/conftest.py)
     written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert written in ([], ["multirun.yaml"]), written  # Hydra's sweep record at most; no trial folder
 
@@ -76,8 +79,6 @@ def _tiny(depth: int):
          "torchvision weights are trained on rgb_torchvision input, but the pretrain's input is bgr_msra"),
         (lambda: _tiny(50), ["pretrain=supervised"],
          "no ResNet stem and res2 found (0 tensors) (read as msra; its keys look like torchvision)"),
-        (lambda: {"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode()}, ["pretrain=custom"],
-         "refusing to unpickle it"),
         (lambda: {k: v for k, v in _tiny(50).items() if "layer3.2" not in k}, ["pretrain=custom"],
          "incomplete weights; 15 missing: res4.2.conv1.norm.bias"),
     ],
@@ -88,15 +89,34 @@ def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path,
     run = launch("-m", "benchmark=smoke", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
     assert run.returncode == 2, run.output[-3000:]
     assert message in run.stderr, run.stderr
-    assert not (tmp_path / "code-ran").exists()
     assert not list((tmp_path / "out").rglob("metrics.json"))
 
 
 class RunsCode:
+    """Unpickling this runs ``touch MARKER``: an absolute path, whatever the directory the code runs in."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker.resolve())
+
     def __reduce__(self):
         import os
 
-        return (os.system, ("touch code-ran",))
+        return (os.system, (f"touch {shlex.quote(self.marker)}",))
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, trust):
+    """The launch reads the checkpoint (in the launcher, cwd the repo); only pretrain.trust=true runs it."""
+    marker = tmp_path / "code-ran"
+    weights = tmp_path / "w.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode(marker)}, weights)
+    run = launch("-m", "benchmark=smoke", "pretrain=custom", f"pretrain.weights={weights}", f"pretrain.trust={trust}",
+                 f"output_root={tmp_path}/out")  # fmt: skip
+    assert run.returncode == 2, run.output[-3000:]  # one conv1 tensor is no ResNet either way
+    assert marker.exists() == trust, run.stderr  # the marker proves the payload runs when unpickled in full
+    if not trust:
+        assert "refusing to unpickle it: it asks for posix.system" in run.stderr, run.stderr
+    assert not list((tmp_path / "out").rglob("metrics.json"))
 
 
 def test_slurm_without_multirun_is_refused(tmp_path):

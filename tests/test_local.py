@@ -1,6 +1,7 @@
 """Local nodes: trials packed on device groups, crash safety, two launchers, failures.
 
-CPU processes with gloo stand in for GPUs: ``cluster.devices=4`` gives four CPU "devices".
+CPU processes with gloo stand in for GPUs: ``cluster.devices=4`` gives four CPU "devices". The suite hides any
+GPU of the machine (tests/conftest.py), so these trials run on the CPU on a GPU node too.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def test_a_group_that_divides_the_batch_passes():
 
 
 def test_gpus_requested_on_a_machine_without_them_are_refused():
+    assert local.visible_gpus() == []  # CUDA_VISIBLE_DEVICES="" (tests/conftest.py), on a GPU node too
     found = local.problems(cluster(devices=[0, 1]), 16, "cuda")
     assert found and "not visible" in found[0]
 
