@@ -28,9 +28,19 @@ def _driver_present() -> bool:
     return False
 
 
+def _hidden_by_env() -> bool:
+    """``CUDA_VISIBLE_DEVICES`` set but naming no device (``""``, or a list starting with a negative id, where
+    CUDA stops reading): CUDA, and so torch, sees no GPU, whatever the driver."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return False
+    first = value.split(",")[0].strip()
+    return not first or first.startswith("-")
+
+
 def gpu_count() -> int:
     """``torch.cuda.device_count()``: the GPUs visible to this process (``CUDA_VISIBLE_DEVICES`` applies)."""
-    if "torch" not in sys.modules and not _driver_present():
+    if "torch" not in sys.modules and (_hidden_by_env() or not _driver_present()):
         return 0
     import torch
 
