@@ -1,11 +1,12 @@
 """A sweep: compose every trial, check them all, then run them here or submit them, then collect.
 
 Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
-problems are reported together (each once) and the launch exits with status 2. Trials whose
-``result.json`` exists are skipped and need not pass the checks (their inputs may be gone). Each trial
-to run gets its composed config written as ``trial.yaml`` in its folder; ``xfer.local`` runs those
-here, SLURM there. One failing trial does not stop the others; the table is written from whatever
-finished.
+problems are reported together (each once) and the launch exits with status 2. Each trial's folder is
+derived from its identity (``xfer.identity``: setting, weights content, seed), so its weights must be
+there to be found. Trials whose ``result.json`` exists are skipped and need not pass the checks (their
+dataset may be gone). Each trial to run gets its composed config written as ``trial.yaml`` in its
+folder; ``xfer.local`` runs those here, SLURM there. One failing trial does not stop the others; the
+table is written from whatever finished.
 """
 
 from __future__ import annotations
