@@ -155,11 +155,11 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
 def labels(planned: list[PlannedTrial]) -> dict[int, str]:
     """Each trial's setting as the launcher shows it: its key, plus ``w-<weights id>`` where this sweep
     measures the same setting with more than one checkpoint."""
+    settings = {p.idx: p.setting for p in planned}
     ids: dict[str, set[str]] = {}
-    for p in planned:
-        ids.setdefault(p.setting.key, set()).add(p.setting.weights)
-    return {p.idx: p.setting.key + (f" w-{p.setting.weights or '?'}" if len(ids[p.setting.key]) > 1 else "")
-            for p in planned}  # fmt: skip
+    for s in settings.values():
+        ids.setdefault(s.key, set()).add(s.weights)
+    return {i: s.key + (f" w-{s.weights or '?'}" if len(ids[s.key]) > 1 else "") for i, s in settings.items()}
 
 
 def plan_of(planned: list[PlannedTrial]) -> str:
