@@ -169,3 +169,10 @@ def test_an_unfinished_trial_is_listed_with_its_weights(tmp_path):
     (folder / "trial.yaml").write_text(yaml.safe_dump({"cfg": cfg, "overrides": ""}))
     (t,) = results.read_trials([tmp_path])
     assert t.state == "unfinished" and t.setting == results.Setting("smoke", "r50", "mine", "", "333333333333")
+
+
+@pytest.mark.parametrize("sweep", ["trial.evaluator=xfer,detectron2", "cluster.stop_grace_s=10,20"])
+def test_a_sweep_over_how_trials_run_is_refused(tmp_path, sweep):
+    """Such options name no setting, so the jobs of that sweep would share one folder: refused, not run."""
+    run = launch("-m", "benchmark=smoke", "seed=0", sweep, "plan=true", f"output_root={tmp_path}")
+    assert run.returncode == 2 and "cluster.* and trial.* say how the whole sweep runs" in run.stderr, run.output[-2000:]
