@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> dict:
     from xfer import sweep
 
     hc = HydraConfig.get()
-    return sweep.run_single(cfg, hc.runtime.output_dir, hc.job.override_dirname)
+    return sweep.run_single(cfg, hc.runtime.output_dir, hc.overrides.task)
 
 
 if __name__ == "__main__":

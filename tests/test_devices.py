@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from hashlib import sha256
 
 import pytest
 
@@ -45,13 +46,15 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
 
 def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
     """Seeds of a setting are checked once; a finished seed 0 must not let seed 1's problem through."""
-    done = tmp_path / "smoke" / "r50_densecl,pretrain.format=bogus" / "seed0"
-    done.mkdir(parents=True)
+    args = ("-m", "benchmark=smoke", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1", f"output_root={tmp_path}")
+    assert launch(*args, "plan=true").returncode == 2  # makes the smoke weights: their hash is a level of the folder
+    weights = tmp_path / "_cache" / "smoke" / "weights" / "densecl_r50.pth"
+    done = tmp_path / "smoke" / "r50_densecl,pretrain.format=bogus" / f"w-{sha256(weights.read_bytes()).hexdigest()[:12]}"
     done_record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},
                    "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}}  # fmt: skip
-    (done / "result.json").write_text(json.dumps(done_record))
-    run = launch("-m", "benchmark=smoke", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1",
-                 f"output_root={tmp_path}")  # fmt: skip
+    (done / "seed0").mkdir(parents=True)
+    (done / "seed0" / "result.json").write_text(json.dumps(done_record))
+    run = launch(*args)
     assert run.returncode == 2, run.output[-3000:]
     assert "pretrain.format='bogus' is not one of" in run.stderr
     assert run.stderr.count("pretrain.format='bogus'") == 1

@@ -99,7 +99,7 @@ def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     args = ("benchmark=smoke", "pretrain=moco_v2_200ep", "seed=7", f"output_root={tmp_path}",
             "trial.keep_checkpoints=all")  # the periodic checkpoints stay, to simulate a trial killed after one
     assert launch(*args).returncode == 0
-    trial = tmp_path / "smoke" / "r50_moco_v2_200ep" / "seed7"
+    (trial,) = (tmp_path / "smoke" / "r50_moco_v2_200ep").glob("w-*/seed7")
     first = json.loads((trial / "result.json").read_text())
     assert first["weights"]["layout"] == "moco"
     # simulate a trial killed after its iteration-5 checkpoint
@@ -118,9 +118,10 @@ def test_supervised_msra_and_r101(tmp_path):
     assert run.returncode == 0, run.output[-3000:]
     (r,) = results_under(tmp_path).values()
     assert r["setting"]["key"] == "smoke/r101_supervised" and r["weights"]["layout"] == "msra"
-    cfg = (tmp_path / "smoke" / "r101_supervised" / "seed0" / "d2_config.yaml").read_text()
+    (folder,) = (tmp_path / "smoke" / "r101_supervised").glob("w-*/seed0")
+    cfg = (folder / "d2_config.yaml").read_text()
     assert "DEPTH: 101" in cfg and "FORMAT: BGR" in cfg
-    log = (tmp_path / "smoke" / "r101_supervised" / "seed0" / "log.txt").read_text()
+    log = (folder / "log.txt").read_text()
     missing = log.split("not found in the checkpoint:\n")[1].split("\n[")[0].splitlines()
     backbone = [m for m in missing if m.startswith(("backbone.", "roi_heads.res5.")) and ".norm." not in m]
     assert not backbone, backbone  # every conv came from the weights

@@ -211,6 +211,6 @@ def test_a_failing_trial_does_not_stop_the_others_and_shows_its_cause(tmp_path):
 def next_trial_dir(root: Path) -> Path:
     """The folder of the only trial under ``root``, once the launcher has made it."""
     found: list[Path] = []
-    wait_for(lambda: found.extend(root.glob("smoke/*/seed*/trial.yaml")) or found, 120, "the trial folder")
+    wait_for(lambda: found.extend(root.glob("smoke/*/w-*/seed*/trial.yaml")) or found, 120, "the trial folder")
     return found[0].parent
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -79,7 +80,10 @@ def test_checkpoint_names_count_iterations():
 
 @pytest.mark.slow
 def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
-    base = tmp_path / "smoke" / "r50_densecl"
+    args = ("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", f"output_root={tmp_path}")
+    assert launch(*args).returncode == 0  # makes the smoke weights, whose content hash is a level of the folder
+    weights = tmp_path / "_cache" / "smoke" / "weights" / "densecl_r50.pth"
+    base = tmp_path / "smoke" / "r50_densecl" / f"w-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
     done = base / "seed0"
     done.mkdir(parents=True)
     record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},  # done: setting and metrics
@@ -88,8 +92,8 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     (done / "result.json").write_text(json.dumps(record))
     (base / "seed1").mkdir()
     (base / "seed1" / "last_checkpoint").write_text("model_0000004.pth")
-    before = sorted(p for p in tmp_path.rglob("*"))
-    run = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", f"output_root={tmp_path}")
+    before = sorted(p for p in tmp_path.rglob("*") if "_cache" not in p.parts and p.name != "multirun.yaml")
+    run = launch(*args)
     assert run.returncode == 0, run.output[-3000:]
     assert "| smoke/r50_densecl | done | partial 5/10 | to run |" in run.stdout
     assert "3 trials: 1 done, 1 partial, 1 to run; 1 cpu device(s) per trial, 1 trial(s) at a time" in run.stdout

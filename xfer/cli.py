@@ -1,4 +1,4 @@
-"""Command-line glue for launch.py: seed ranges and the resolver that names a setting's folder.
+"""Command-line glue for launch.py: seed ranges (a trial's folder is derived in ``xfer.identity``).
 
 ``seed=0-4`` is the user's shorthand; Hydra knows ``seed=range(0,5)`` and ``seed=0,1,2,3,4``. The
 shorthand is rewritten before Hydra parses the command line, and refused when it is malformed or when
@@ -7,16 +7,12 @@ shorthand is rewritten before Hydra parses the command line, and refused when it
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
-
-from omegaconf import OmegaConf
 
 _SEED = re.compile(r"^(\+{0,2}seed)=(.*)$")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _HYDRA_SWEEP = re.compile(r"^(range|choice|interval|glob)\(|,")
-MAX_SETTING_CHARS = 96
 
 
 class UsageError(Exception):
@@ -47,26 +43,8 @@ def expand_seed_ranges(argv: list[str]) -> list[str]:
     return out
 
 
-def setting_dirname(backbone: str, pretrain: str, overrides: str = "") -> str:
-    """Folder of a setting: ``r50_densecl``, plus the other overrides (hashed when too long)."""
-    name = f"{backbone}_{pretrain}"
-    if overrides:
-        extra = overrides.replace("/", "|")
-        if len(extra) > MAX_SETTING_CHARS:
-            extra = extra[:60] + "~" + hashlib.sha256(overrides.encode()).hexdigest()[:12]
-        name += "," + extra
-    return name
-
-
-def register_resolvers() -> None:
-    """Make ``${xfer_setting:...}`` available to the configs (idempotent)."""
-    if not OmegaConf.has_resolver("xfer_setting"):
-        OmegaConf.register_new_resolver("xfer_setting", lambda b, p, o="": setting_dirname(b, p, o or ""))
-
-
 def prepare_argv(argv: list[str]) -> list[str]:
     """launch.py's argv, ready for Hydra; a usage error exits with its message."""
-    register_resolvers()
     try:
         return expand_seed_ranges(argv)
     except UsageError as e:

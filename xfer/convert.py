@@ -19,7 +19,6 @@ leaving no backbone key unconverted. Layouts:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from xfer import identity
 from xfer.checkpoint import CheckpointError, load
 
 LAYOUTS = ("auto", "moco", "openselfsup", "torchvision", "vissl", "detectron2", "msra")
@@ -303,27 +303,19 @@ def read_report(path: Path) -> Report:
     return Report(**{**raw, "widths": Widths(**raw["widths"])})
 
 
-@functools.cache
-def _digest(path: str, size: int, mtime_ns: int, layout: str, prefix: str | None) -> str:
-    """sha256 of (format, prefix, file content), read once per process for an unchanged file: a sweep asks
-    for the same checkpoint once per trial, and a real one is hundreds of MB."""
-    h = hashlib.sha256(f"{layout}|{prefix}|".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached(
-    src: Path, layout: str, cache_dir: Path, prefix: str | None = None, trust: bool = False
+    src: Path, layout: str, cache_dir: Path, prefix: str | None = None, trust: bool = False,
+    digests: Path | None = None,
 ) -> tuple[Path, Report]:
-    """detectron2 weights for ``src``, converted once per (file content, format, prefix); file-locked."""
+    """detectron2 weights for ``src``, converted once per (file content, format, prefix); file-locked.
+    The content's sha256 is the trial identity's (``xfer.identity``): read once per process, and once at
+    all when ``digests`` keeps it on disk, since a sweep asks for the same checkpoint once per trial."""
     src = Path(src)
     if not src.is_file():
         raise ConversionError(f"weights file not found: {src}")
-    stat = src.stat()
+    content = identity.file_sha256(src, digests)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    dst = cache_dir / f"{_digest(str(src.resolve()), stat.st_size, stat.st_mtime_ns, layout, prefix)[:24]}.pkl"
+    dst = cache_dir / f"{hashlib.sha256(f'{layout}|{prefix}|{content}'.encode()).hexdigest()[:24]}.pkl"
     with FileLock(str(dst) + ".lock"):
         if dst.exists() and dst.with_suffix(".json").exists():
             return dst, read_report(dst)

@@ -83,13 +83,13 @@ def _p(p: float | None) -> str:
 
 def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
     """The table, the trials still missing (by name), and the pairwise comparisons."""
-    out = ["| setting | n | AP50 mean ± std [95% CI] | AP | AP75 | trials (AP50/AP/AP75) | published | Δ ours − published |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = ["| setting | n | AP50 mean ± std [95% CI] | AP | AP75 | trials (AP50/AP/AP75) | published | Δ ours − published "
+           "| weights |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         trials = "; ".join(triple(t.metrics) for t in r.done) or "—"
         published = triple(r.published) if r.published else "—"
         out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in METRICS)} | {trials} "
-                   f"| {published} | {_delta(r)} |")  # fmt: skip
+                   f"| {published} | {_delta(r)} | {r.setting.weights or '?'} |")  # fmt: skip
     out += _flag_notes(rows)
     missing = [t for r in rows for t in r.missing]
     if missing:
@@ -107,7 +107,7 @@ def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
     return "\n".join(out) + "\n"
 
 
-TIDY = ["setting", "benchmark", "backbone", "pretrain", "overrides", "seed", "state", *METRICS,
+TIDY = ["setting", "benchmark", "backbone", "pretrain", "overrides", "weights", "seed", "state", *METRICS,
         *(f"published_{m}" for m in METRICS), "wall_time_s", "max_iter", "world_size", "cause", "path"]  # fmt: skip
 
 
@@ -122,7 +122,7 @@ def tidy_csv(rows: list[Row]) -> str:
             run = t.record.get("run", {})
             w.writerow({
                 "setting": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
-                "pretrain": r.setting.pretrain, "overrides": r.setting.overrides,
+                "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "weights": r.setting.weights,
                 "seed": "" if t.seed is None else t.seed, "state": "conflict" if t.conflict else t.state,
                 **{m: (t.metrics or {}).get(m, "") for m in METRICS},
                 **{f"published_{m}": (r.published or {}).get(m, "") for m in METRICS},
@@ -157,7 +157,8 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
             }  # fmt: skip
         settings.append({
             "key": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
-            "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "label": r.label,
+            "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "weights": r.setting.weights or None,
+            "label": r.label,
             "n": r.n, "expected": r.expected, "metrics": metrics,
             "trials": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path)} for t in r.done],
             "missing": [{"seed": t.seed, "state": t.state, "cause": t.cause, "path": str(t.path)} for t in r.missing],

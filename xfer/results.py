@@ -17,14 +17,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
-from xfer import stats
+from xfer import identity, stats
 from xfer.files import FAILURE, JOB_CONFIG, RESULT
 
 METRICS = ("AP50", "AP", "AP75")
@@ -34,12 +34,15 @@ ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at
 
 @dataclass(frozen=True)
 class Setting:
-    """What a trial measures; trials that differ only by seed share it and are averaged."""
+    """What a trial measures; trials that differ only by seed share it and are averaged. ``weights`` is
+    the short content hash of the checkpoint (``xfer.identity``; "" for results of an older xfer): two
+    checkpoints under one pretrain name are two settings, never pooled."""
 
     benchmark: str
     backbone: str
     pretrain: str
     overrides: str = ""
+    weights: str = ""
 
     @property
     def key(self) -> str:
@@ -47,7 +50,7 @@ class Setting:
 
     @property
     def group(self) -> str:
-        """Settings in one group differ only by pretrain: their methods can be compared."""
+        """Settings in one group differ only by pretrain and weights: their methods can be compared."""
         return f"{self.benchmark}/{self.backbone}" + (f",{self.overrides}" if self.overrides else "")
 
 
@@ -148,8 +151,9 @@ def _from_job(path: Path) -> dict:
     cfg = job["cfg"]
     bench, backbone = cfg["benchmark"]["name"], cfg["backbone"]["name"]
     published = ((cfg["pretrain"].get("published") or {}).get(bench) or {}).get(backbone)
+    weights = identity.weights_id(cfg["pretrain"].get("sha256"))
     return {
-        "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.get("overrides") or ""),
+        "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.get("overrides") or "", weights),
         "seed": cfg["seed"],
         "published": published_record(published, cfg["benchmark"].get("published_std"), cfg["benchmark"].get("trials")),
         "label": cfg["pretrain"].get("label", ""),
@@ -159,7 +163,8 @@ def _from_job(path: Path) -> dict:
 
 def _setting_of(record: dict) -> Setting:
     s = record["setting"]
-    return Setting(s["benchmark"], s["backbone"], s["pretrain"], s.get("overrides") or "")
+    weights = s.get("weights") or identity.weights_id((record.get("weights") or {}).get("sha256"))
+    return Setting(s["benchmark"], s["backbone"], s["pretrain"], s.get("overrides") or "", weights)
 
 
 def _job_or_error(folder: Path) -> tuple[dict | None, str]:
@@ -268,7 +273,7 @@ def summarize(trials: list[Trial]) -> list[Row]:
     for t in one_per_identity(trials):
         groups[t.setting].append(t)
     rows = []
-    for setting in sorted(groups, key=lambda s: s.key):
+    for setting in sorted(groups, key=lambda s: (s.key, s.weights)):
         members = sorted(groups[setting], key=_seed_order)
         conflicts = [t for t in members if t.conflict]
         done = [t for t in members if t.state == "done" and not t.conflict]
@@ -296,10 +301,14 @@ def compare(rows: list[Row]) -> list[Comparison]:
             by_group[r.setting.group].append(r)
     out = []
     for group in sorted(by_group):
-        for a, b in itertools.combinations(sorted(by_group[group], key=lambda r: r.setting.pretrain), 2):
+        members = sorted(by_group[group], key=lambda r: (r.setting.pretrain, r.setting.weights))
+        shared = {p for p, n in Counter(r.setting.pretrain for r in members).items() if n > 1}
+        name = {id(r): r.setting.pretrain + (f" w-{r.setting.weights or '?'}" if r.setting.pretrain in shared else "")
+                for r in members}  # a pretrain measured with two checkpoints: say which is which
+        for a, b in itertools.combinations(members, 2):
             va = {m: [t.metrics[m] for t in a.done] for m in METRICS}
             vb = {m: [t.metrics[m] for t in b.done] for m in METRICS}
-            out.append(Comparison(group, a.setting.pretrain, b.setting.pretrain,
+            out.append(Comparison(group, name[id(a)], name[id(b)],
                                   {m: b.stats[m].mean - a.stats[m].mean for m in METRICS},
                                   {m: stats.welch_p(va[m], vb[m]) for m in METRICS}))  # fmt: skip
     return out

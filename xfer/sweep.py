@@ -1,11 +1,12 @@
 """A sweep: compose every trial, check them all, then run them here or submit them, then collect.
 
 Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
-problems are reported together (each once) and the launch exits with status 2. Trials whose
-``result.json`` exists are skipped and need not pass the checks (their inputs may be gone). Each trial
-to run gets its composed config written as ``trial.yaml`` in its folder; ``xfer.local`` runs those
-here, SLURM there. One failing trial does not stop the others; the table is written from whatever
-finished.
+problems are reported together (each once) and the launch exits with status 2. Each trial's folder is
+derived from its identity (``xfer.identity``: setting, weights content, seed), so its weights must be
+there to be found. Trials whose ``result.json`` exists are skipped and need not pass the checks (their
+dataset may be gone). Each trial to run gets its composed config written as ``trial.yaml`` in its
+folder; ``xfer.local`` runs those here, SLURM there. One failing trial does not stop the others; the
+table is written from whatever finished.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
-from xfer import collect, devices, files, local, slurm, status, trial, validate
+from xfer import collect, devices, files, identity, local, slurm, status, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
+from xfer.results import Setting
 
 log = logging.getLogger(__name__)
 SEED = re.compile(r"^seed=\d+$")
@@ -41,11 +44,18 @@ class PlannedTrial:
     cfg: DictConfig
     dir: Path
     seed: int | None = None  # set when ``cfg`` is shared with the job's other seeds
+    sha256: str | None = None  # content hash of the trial's weights; None when unreadable (check says why)
+    inputs_error: str = ""  # generating the benchmark's inputs failed (check reports it)
 
     @property
     def done(self) -> bool:
         """A readable result with its metrics; a damaged ``result.json`` does not count (see :func:`redo_damaged`)."""
         return files.read_result(self.dir) is not None
+
+    @property
+    def setting(self) -> Setting:
+        """What the trial measures: its setting (named by the overrides that change results) and weights."""
+        return trial.setting_of(self.cfg, identity.setting_overrides(self.overrides), self.sha256)
 
 
 def activate(p: PlannedTrial) -> DictConfig:
@@ -62,6 +72,27 @@ def activate(p: PlannedTrial) -> DictConfig:
     return cfg
 
 
+def inputs(cfg: DictConfig) -> tuple[str | None, str]:
+    """(content hash of the trial's weights or None, error): a generated benchmark's inputs are made first
+    (its weights must exist to be hashed). Missing weights get no hash; check() names the problem."""
+    try:
+        trial.prepare(cfg)
+    except Exception as e:  # generation of smoke inputs failed: report, don't run
+        return None, f"could not generate the {cfg.benchmark.name} inputs: {type(e).__name__}: {e}"
+    try:
+        return trial.weights_sha256(cfg), ""
+    except (OSError, OmegaConfBaseException):
+        return None, ""
+
+
+def locate(p: PlannedTrial, sweep_dir: Path) -> PlannedTrial:
+    """Set the trial's folder from its identity (``xfer.identity``): setting, weights content, seed."""
+    s = p.setting
+    p.dir = identity.trial_dir(sweep_dir, identity.setting_dirname(s.backbone, s.pretrain, s.overrides), p.sha256,
+                               p.cfg.seed)  # fmt: skip
+    return p
+
+
 def plan(
     ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
 ) -> list[PlannedTrial]:
@@ -70,22 +101,24 @@ def plan(
     Jobs that differ only by an integer ``seed=N`` compose identically but for that value (the seed is a
     plain top-level number that nothing in the defaults list depends on), so each such family is composed
     by Hydra once, and its seeds share that config (see :func:`activate`): a 5-seed sweep composes a fifth
-    as often, and Hydra's node, the bulk of a config, is never copied per trial."""
+    as often, and Hydra's node, the bulk of a config, is never copied per trial. A family's weights are
+    made (smoke) and hashed once too, before its folders are known."""
     planned, families = [], {}
     for idx, overrides in enumerate(job_overrides, start=first):
         seeds = [o for o in overrides if SEED.match(o)]
         family = tuple(o for o in overrides if not SEED.match(o)) if len(seeds) == 1 else None
-        cfg = families.get(family) if family is not None else None
-        if cfg is None:
+        known = families.get(family) if family is not None else None
+        if known is None:
             cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
             HydraConfig.instance().set_config(cfg)  # ${hydra:...} reads this; the same for the whole family
+            known = (cfg, *inputs(cfg))
             if family is not None:
-                families[family] = cfg
+                families[family] = known
+        cfg, sha256, error = known
         seed = int(seeds[0].split("=", 1)[1]) if family is not None else None
-        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed)
+        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed, sha256, error)
         activate(p)
-        p.dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        planned.append(p)
+        planned.append(locate(p, Path(str(cfg.hydra.sweep.dir))))
     return planned
 
 
@@ -101,11 +134,12 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
             continue
         checked.add(id(p.cfg))
         activate(p)
-        try:
-            trial.prepare(p.cfg)
-        except Exception as e:  # generation of smoke inputs failed: report, don't run
-            found.append(f"could not generate the {p.cfg.benchmark.name} inputs: {type(e).__name__}: {e}")
-        found += validate.problems(p.cfg, here)
+        mine = [p.inputs_error] if p.inputs_error else []
+        mine += validate.problems(p.cfg, here)
+        if p.sha256 is None and not mine:  # validate names missing weights; anything else that stops hashing:
+            mine.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "
+                        "content hash names the trial's folder).")  # fmt: skip
+        found += mine
         keep = OmegaConf.select(p.cfg, "trial.keep_checkpoints", default="final")
         if keep not in files.KEEP_CHECKPOINTS:
             found.append(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(files.KEEP_CHECKPOINTS)}.")
@@ -136,8 +170,7 @@ def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str
         if not cause:
             continue
         cfg = activate(p)
-        overrides = OmegaConf.select(cfg, "hydra.job.override_dirname", default="")  # none in a single run's config
-        name = status.label(trial.setting_of(cfg, overrides).key, cfg.seed)
+        name = status.label(p.setting.key, cfg.seed)
         start = files.redo_start(p.dir, max_iter_of(cfg))
         redo = files.Redo(cause, None, start) if dry_run else files.set_aside_damaged(p.dir, max_iter_of(cfg))
         if redo:
@@ -145,15 +178,25 @@ def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str
     return lines
 
 
+def labels(planned: list[PlannedTrial]) -> dict[int, str]:
+    """Each trial's setting as the launcher shows it: its key, plus ``w-<weights id>`` where this sweep
+    measures the same setting with more than one checkpoint."""
+    settings = {p.idx: p.setting for p in planned}
+    ids: dict[str, set[str]] = {}
+    for s in settings.values():
+        ids.setdefault(s.key, set()).add(s.weights)
+    return {i: s.key + (f" w-{s.weights or '?'}" if len(ids[s.key]) > 1 else "") for i, s in settings.items()}
+
+
 def plan_of(planned: list[PlannedTrial]) -> str:
     """The dry run's table and estimate (see ``xfer.plan``)."""
-    entries = []
+    entries, names = [], labels(planned)
     for p in planned:
-        cfg, overrides = activate(p), p.cfg.hydra.job.override_dirname
+        cfg = activate(p)
         max_iter = max_iter_of(cfg)
         default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
-        entries.append(xfer_plan.Entry(trial.setting_of(cfg, overrides).key, cfg.backbone.name, int(cfg.seed), p.dir,
-                                       int(max_iter), default))  # fmt: skip
+        entries.append(xfer_plan.Entry(names[p.idx], cfg.backbone.name, int(cfg.seed), p.dir, int(max_iter),
+                                       default))  # fmt: skip
     cfg = planned[0].cfg
     if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
         device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
@@ -215,17 +258,18 @@ def task_config(p: PlannedTrial) -> dict:
     """The trial's own config without Hydra's node, resolved into plain values (so the next seed of its
     family cannot change it)."""
     cfg = activate(p)
-    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-            for k, v in cfg.items() if k != "hydra"}  # fmt: skip
+    out = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+           for k, v in cfg.items() if k != "hydra"}  # fmt: skip
+    out["pretrain"]["sha256"] = p.sha256  # the content this folder is for; the trial checks it still is
+    return out
 
 
 def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
     """Hand the trials to this node's queue: each folder gets its ``trial.yaml``, then they run."""
-    jobs = []
+    jobs, names = [], labels(todo)
     for p in todo:
-        overrides = p.cfg.hydra.job.override_dirname
-        trial.write_job(p.dir, task_config(p), overrides)
-        jobs.append(local.Job(p.dir, status.label(trial.setting_of(p.cfg, overrides).key, p.cfg.seed)))
+        trial.write_job(p.dir, task_config(p), p.setting.overrides)
+        jobs.append(local.Job(p.dir, status.label(names[p.idx], p.cfg.seed)))
     return local.run(jobs, cfg.cluster, devices.resolve(cfg.trial.device))
 
 
@@ -242,12 +286,12 @@ def exit_with(outcome: local.Outcome | None) -> None:
         raise SystemExit(1)
 
 
-def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
+def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> dict:
     """``python launch.py ...`` without ``-m``: the same checks and local queue, for one trial."""
-    p = PlannedTrial(0, [], cfg, Path(out_dir))
     if cfg.cluster.name != "local":
         report_problems([f"cluster={cfg.cluster.name} submits sweeps: add -m (one trial: -m seed={cfg.seed})."])
         raise SystemExit(2)
+    p = locate(PlannedTrial(0, list(overrides), cfg, Path(), None, *inputs(cfg)), Path(sweep_dir))
     if p.done:
         log.info("trial done already, skipping: %s", p.dir / RESULT)
         return trial.read_result(p.dir)
@@ -257,8 +301,10 @@ def run_single(cfg: DictConfig, out_dir: Path, overrides: str) -> dict:
         raise SystemExit(2)
     for line in redo_damaged([p]):
         print(line)
-    trial.write_job(p.dir, cfg, overrides)
-    job = local.Job(p.dir, status.label(trial.setting_of(cfg, overrides).key, cfg.seed))
+    with open_dict(cfg):
+        cfg.pretrain.sha256 = p.sha256
+    trial.write_job(p.dir, cfg, p.setting.overrides)
+    job = local.Job(p.dir, status.label(p.setting.key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))
     return trial.read_result(p.dir)
 
@@ -273,7 +319,7 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
     )
     if not todo:
         return
-    jobs = [(p.dir, task_config(p), p.cfg.hydra.job.override_dirname) for p in todo]
+    jobs = [(p.dir, task_config(p), p.setting.overrides) for p in todo]
     sub = slurm.submit(jobs, config.cluster, sweep_dir)
     ids = ",".join([sub.array_id, sub.collect_id])
     print(

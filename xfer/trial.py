@@ -3,7 +3,8 @@
 The launcher writes the composed config as ``trial.yaml`` into the trial's folder; every process of
 the trial (started by ``xfer.local`` or by SLURM) reads it there and runs :func:`run_rank`.
 
-A trial's folder is fixed by its setting and seed, so running the same command again finds it:
+A trial's folder is fixed by its setting, its weights' content and its seed (``xfer.identity``), so running
+the same command again finds it:
 a ``result.json`` means done (skipped), detectron2's ``last_checkpoint`` means resume from there.
 ``result.json`` is written last and atomically; it carries the metrics and everything needed to
 trust them later (recipe hash, versions, devices, wall time, iterations, weights).
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import d2compat, data, devices, dist, files, recipe, smoke
+from xfer import d2compat, data, devices, dist, files, identity, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.results import Setting, published_record
 from xfer.validate import InputError, problems, weights_of
@@ -33,8 +34,14 @@ from xfer.validate import InputError, problems, weights_of
 log = logging.getLogger(__name__)
 
 
-def setting_of(cfg: DictConfig, overrides: str = "") -> Setting:
-    return Setting(cfg.benchmark.name, cfg.backbone.name, cfg.pretrain.name, overrides)
+def setting_of(cfg: DictConfig, overrides: str = "", sha256: str | None = None) -> Setting:
+    """What the trial measures: its setting (overrides as ``xfer.identity`` derives them) and weights."""
+    return Setting(cfg.benchmark.name, cfg.backbone.name, cfg.pretrain.name, overrides, identity.weights_id(sha256))
+
+
+def weights_sha256(cfg: DictConfig) -> str:
+    """The content hash of the trial's weights (digests kept under ``paths.cache``); OSError when unreadable."""
+    return identity.file_sha256(Path(cfg.pretrain.weights), Path(cfg.paths.cache) / identity.DIGESTS)
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -136,13 +143,19 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     found = problems(cfg)
     if found:
         raise InputError(found)
+    sha256 = weights_sha256(cfg)
+    planned = cfg.pretrain.get("sha256")
+    if planned and sha256 != planned:  # the folder was chosen for other content: training here would mix them
+        raise InputError([f"pretrain {cfg.pretrain.name}: {cfg.pretrain.weights} changed since the launch (sha256 "
+                          f"{identity.weights_id(planned)} then, {identity.weights_id(sha256)} now), and this "
+                          f"trial's folder is for the old content; launch again to run the new weights."])  # fmt: skip
     device = devices.resolve(cfg.trial.device)
     weights, report = weights_of(cfg)
     d2cfg = recipe.build(cfg, weights, out_dir, device)
     d2_yaml = d2cfg.dump()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "d2_config.yaml", d2_yaml)
-    setting = setting_of(cfg, overrides)
+    setting = setting_of(cfg, overrides, sha256)
     record = {
         "setting": {**asdict(setting), "key": setting.key, "label": str(cfg.pretrain.get("label", ""))},
         "trials_expected": int(cfg.benchmark.trials),
@@ -151,6 +164,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
         "weights": {
             "source": str(cfg.pretrain.weights),
+            "sha256": sha256,  # the content measured; its first 12 digits are setting.weights and the folder's w-
             "converted": str(weights),
             "layout": report.layout,
             "depth": report.depth,
@@ -176,7 +190,8 @@ def read_result(out_dir: Path) -> dict | None:
 
 
 def write_job(trial_dir: Path, cfg: DictConfig | dict, overrides: str) -> None:
-    """The launcher's hand-over to the trial runner: the composed config (resolved) and its overrides.
+    """The launcher's hand-over to the trial runner: the composed config (resolved; ``pretrain.sha256``
+    holds the content hash the trial's folder was chosen for) and the overrides that name its setting.
     Plain YAML (libyaml when there): OmegaConf's own dumper was most of the time to submit a sweep."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import convert, data, devices
+from xfer import convert, data, devices, identity
 from xfer.convert import LAYOUTS
 
 
@@ -41,8 +41,8 @@ def _weights_problem(cfg: DictConfig) -> str | None:
 
 def weights_of(cfg: DictConfig) -> tuple[Path, convert.Report]:
     """The trial's converted weights (converted now if not cached): raises ConversionError."""
-    p = cfg.pretrain
-    return convert.cached(Path(p.weights), p.format, Path(cfg.paths.cache) / "converted", p.prefix, p.trust)
+    p, cache = cfg.pretrain, Path(cfg.paths.cache)
+    return convert.cached(Path(p.weights), p.format, cache / "converted", p.prefix, p.trust, cache / identity.DIGESTS)
 
 
 def _conversion_problems(cfg: DictConfig) -> list[str]:

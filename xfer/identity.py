@@ -1,0 +1,124 @@
+"""A trial's identity: what changes its result names its folder, and nothing else does.
+
+A trial lives at ``<output_root>/<benchmark>/<setting>/w-<weights id>/seed<N>/``.
+
+- The setting is ``<backbone>_<pretrain.name>`` plus every command-line override that can change what is
+  measured (``+d2.*``, ``benchmark.*`` keys, ``backbone.*``, ``pretrain.format``, ``input@pretrain.input``,
+  ``+experiment=amp``, keys xfer does not know), sorted. Left out, by rule rather than by a list kept by
+  hand: what says how or where a trial runs (``cluster`` and ``cluster.*``, ``trial.*``, ``paths.*``,
+  ``hydra.*``, ``output_root``, ``plan``), the seed (a level of its own), the group choices the name shows
+  already (``benchmark``, ``backbone``, ``pretrain``) and the pretrain's descriptive keys (``name``,
+  ``label``, ``source``, ``weights``, ``trust``, ``sha256``, ``published*``). A new ``cluster.*`` or
+  ``trial.*`` option thus never renames a setting, and anything unknown stays in the name (a needless
+  retrain is better than a pooled result).
+- The weights id is the start of the checkpoint's sha256: its content, not its path, is what was
+  measured. A copy of the file elsewhere is the same trial (nothing retrains); another checkpoint under
+  the same pretrain is another trial, which never reuses or pools the first one's results or checkpoints.
+
+A real checkpoint is hundreds of MB, so its digest is read once per process and kept on disk (under
+``paths.cache``), keyed by the file's resolved path, size and modification time: planning a sweep again
+reads no checkpoint. This module imports neither torch nor OmegaConf (the launcher, collect and the
+conversion cache share it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from xfer.files import write_text_atomic
+
+ID_CHARS = 12  # hex digits of the sha256 in folder names and tables (48 bits: no collision in practice)
+DIGESTS = "sha256"  # folder under paths.cache holding one digest per (resolved path, size, mtime_ns)
+UNREADABLE = "w-unknown"  # folder level of weights that cannot be hashed; such trials never run (see sweep.check)
+MAX_SETTING_CHARS = 96
+
+RUNS_HOW = {"cluster", "trial", "paths", "hydra", "output_root", "plan", "seed"}  # top-level keys and namespaces
+NAMED = {"benchmark", "backbone", "pretrain"}  # group choices the setting's name shows
+DESCRIPTIVE = {"name", "label", "source", "weights", "trust", "sha256"}  # pretrain keys that describe, or are
+# the weights level; ``published*`` too
+_OVERRIDE = re.compile(r"^(?:~|\+\+|\+)?([^=]+?)(?:=.*)?$", re.DOTALL)
+
+
+def override_key(line: str) -> str:
+    """The config path an override sets: ``++cluster.sbatch.qos=x`` -> ``cluster.sbatch.qos``; a group
+    choice with a package, ``input@pretrain.input=bgr_msra``, -> ``pretrain.input`` (where it lands)."""
+    m = _OVERRIDE.match(line.strip())
+    key = m.group(1).strip() if m else line
+    return key.split("@", 1)[1] if "@" in key else key
+
+
+def changes_result(key: str) -> bool:
+    """Whether an override of ``key`` can change what a trial measures (conservative: unknown keys can)."""
+    parts = key.split(".")
+    if parts[0] in RUNS_HOW or key in NAMED:
+        return False
+    return not (parts[0] == "pretrain" and len(parts) > 1 and (parts[1] in DESCRIPTIVE
+                                                             or parts[1].startswith("published")))  # fmt: skip
+
+
+def setting_overrides(task: Iterable[str]) -> str:
+    """The overrides that name a setting, as Hydra writes an override dirname: sorted, comma-joined."""
+    return ",".join(sorted(line for line in task if changes_result(override_key(line))))
+
+
+def setting_dirname(backbone: str, pretrain: str, overrides: str = "") -> str:
+    """Folder of a setting: ``r50_densecl``, plus the overrides that name it (hashed when too long)."""
+    name = f"{backbone}_{pretrain}"
+    if overrides:
+        extra = overrides.replace("/", "|")
+        if len(extra) > MAX_SETTING_CHARS:
+            extra = extra[:60] + "~" + hashlib.sha256(overrides.encode()).hexdigest()[:12]
+        name += "," + extra
+    return name
+
+
+def weights_id(sha256: str | None) -> str:
+    """The short weights id of tables and folders ("" when unknown, e.g. a result of an older xfer)."""
+    return (sha256 or "")[:ID_CHARS]
+
+
+def weights_dirname(sha256: str | None) -> str:
+    return f"w-{weights_id(sha256)}" if sha256 else UNREADABLE
+
+
+def trial_dir(sweep_dir: Path, setting: str, sha256: str | None, seed: object) -> Path:
+    """``<sweep_dir>/<setting>/w-<weights id>/seed<N>``: the one place a trial's folder is derived."""
+    return Path(sweep_dir) / setting / weights_dirname(sha256) / f"seed{seed}"
+
+
+_SEEN: dict[tuple[str, int, int], str] = {}  # this process's digests
+
+
+def file_sha256(path: Path, store: Path | None = None) -> str:
+    """sha256 of a file's content, read at most once per process for an unchanged file, and at most once
+    at all when ``store`` (a folder) keeps digests between processes. An unchanged file is one with the
+    same resolved path, size and modification time (ns); rewriting a file updates its mtime."""
+    resolved = Path(path).resolve()
+    st = resolved.stat()  # FileNotFoundError: the caller says where the weights were looked for
+    key = (str(resolved), st.st_size, st.st_mtime_ns)
+    if key in _SEEN:
+        return _SEEN[key]
+    entry = Path(store) / hashlib.sha256(repr(key).encode()).hexdigest()[:32] if store else None
+    digest = _read_digest(entry) if entry else None
+    if digest is None:
+        h = hashlib.sha256()
+        with open(resolved, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+        if entry:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(entry, f"{digest} {key[1]} {key[2]} {key[0]}\n")
+    _SEEN[key] = digest
+    return digest
+
+
+def _read_digest(entry: Path) -> str | None:
+    try:
+        digest = entry.read_text().split(" ", 1)[0]
+    except OSError:
+        return None
+    return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
