@@ -116,12 +116,18 @@ def plan_row(output: str) -> str:
     return row
 
 
+def the_trial(root: Path) -> Path:
+    """The one smoke densecl seed-0 trial under ``root`` (its weights id is a level of the folder)."""
+    (trial,) = root.glob("smoke/r50_densecl/w-*/seed0")
+    return trial
+
+
 @pytest.mark.slow
 def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     args = [*SMOKE, f"output_root={tmp_path}"]
-    trial = tmp_path / "smoke" / "r50_densecl" / "seed0"
     first = launch(*args)
     assert first.returncode == 0, first.output[-3000:]
+    trial = the_trial(tmp_path)
     assert {"model_final.pth", "last_checkpoint"} <= checkpoints(trial)
     text = (trial / "result.json").read_text()
     original = json.loads(text)
@@ -172,6 +178,6 @@ def test_keep_checkpoints_decides_what_a_finished_trial_keeps(tmp_path, keep, le
     """The default keeps the final weights only; the option is not part of the setting."""
     run = launch(*SMOKE, f"output_root={tmp_path}", *([f"trial.keep_checkpoints={keep}"] if keep else []))
     assert run.returncode == 0, run.output[-3000:]
-    trial = tmp_path / "smoke" / "r50_densecl" / "seed0"  # the same folder as the default's: not part of the setting
+    trial = the_trial(tmp_path)  # the default's setting folder: the option is not part of the setting
     assert checkpoints(trial) == left
     assert json.loads((trial / "result.json").read_text())["run"]["iterations_run"] == 10
