@@ -460,3 +460,13 @@ def test_collect_cli_combines_sweeps_and_names_a_bad_readme(sweep):
     assert Path("combined/results.json").exists() and not Path("combined/ap.png").exists()
     proc = run_collect(str(sweep), "--readme", "nope.md")
     assert proc.returncode == 2 and "--readme nope.md: no such file" in proc.stderr
+
+
+def test_an_unreadable_trial_is_named_after_its_setting_folder_not_its_weights_level(tmp_path):
+    """A truncated result.json and no trial.yaml: the row is named after <setting>/w-<id>/seed<N> by hand."""
+    folder = tmp_path / "smoke" / "r50_densecl" / "w-0123456789ab" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text('{"metrics": {"AP50": 1')
+    (t,) = results.read_trials([tmp_path])
+    assert t.state == "corrupt"
+    assert (t.setting.pretrain, t.setting.weights) == ("r50_densecl", "0123456789ab")

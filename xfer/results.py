@@ -177,10 +177,18 @@ def _job_or_error(folder: Path) -> tuple[dict | None, str]:
         return None, f"unreadable {JOB_CONFIG}: {type(e).__name__}: {e}"
 
 
+def _unknown_setting(folder: Path) -> Setting:
+    """A trial that describes nothing: named after its folders, ``<setting>/w-<weights id>/seed<N>``."""
+    parent = folder.parent
+    if parent.name.startswith("w-"):
+        return Setting("?", "?", parent.parent.name, weights=parent.name[2:])
+    return Setting("?", "?", parent.name)
+
+
 def read_trial(folder: Path) -> Trial:
     """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason.
     ``result.json`` alone describes a finished trial; ``trial.yaml`` is read only for the others."""
-    unknown = Setting("?", "?", folder.parent.name)
+    unknown = _unknown_setting(folder)
     if (folder / RESULT).exists():
         try:
             r = _load(folder / RESULT)
