@@ -68,6 +68,12 @@ def job_id(trial: Path) -> str:
     return json.loads((trial / "slurm.json").read_text())["job_id"]
 
 
+def queue_of(*jobs: str) -> list[str]:
+    """The queue's lines of these jobs (and of their array's tasks) only: other tests' jobs come and go."""
+    arrays = {j.split("_")[0] for j in jobs}
+    return [line for line in squeue().splitlines() if line.split("|")[0].split("_")[0] in arrays]
+
+
 def queued_ids() -> set[str]:
     return {line.split("|")[0] for line in squeue().splitlines()}
 
@@ -272,12 +278,22 @@ def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_
     first = launch(*slurm_args, env=ENV)  # held: stays pending, so it is still queued at every relaunch below
     assert first.returncode == 0 and "1 to submit" in first.stdout, first.output[-3000:]
     (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
-    job, queue, broken = job_id(trial), squeue(), failing_squeue(tmp_path)
+    job, collect_id, broken = job_id(trial), first.stdout.split("; job ")[1].split(" ")[0], failing_squeue(tmp_path)
+    try:
+        relaunch_with_an_unreadable_queue(slurm_args, trial_args, trial, [job, collect_id], broken)
+    finally:
+        subprocess.run(["scancel", job, collect_id], check=True)
+    wait_for(lambda: not queue_of(job, collect_id), "the jobs to leave the queue")
+
+
+def relaunch_with_an_unreadable_queue(slurm_args: list[str], trial_args: list[str], trial: Path, jobs: list[str],
+                                      broken: dict) -> None:  # fmt: skip
+    job, queue = jobs[0], queue_of(*jobs)
     again = launch(*slurm_args, env=broken)
     assert again.returncode == 2, again.output[-3000:]
     assert "could not read SLURM's queue" in again.stderr and "Socket timed out on send/recv" in again.stderr
     assert "Nothing was submitted; try again when the controller answers." in again.stderr
-    assert "submitted" not in again.stdout and squeue() == queue and job_id(trial) == job
+    assert "submitted" not in again.stdout and queue_of(*jobs) == queue and job_id(trial) == job
     again = launch(*slurm_args, env=ENV)
     assert "1 trials, 0 done, 1 queued already, 0 to submit" in again.stdout, again.output[-3000:]
     here = launch("-m", *trial_args, env=ENV)  # cluster=local: SLURM has the trial, so not here
@@ -286,9 +302,7 @@ def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_
     assert not (trial / "log.txt").exists() and not (trial / "result.json").exists()
     here = launch("-m", *trial_args, env=broken)
     assert here.returncode == 2 and "Nothing was run; try again when the controller answers." in here.stderr
-    assert not (trial / "log.txt").exists() and squeue() == queue
-    subprocess.run(["scancel", job, first.stdout.split("; job ")[1].split(" ")[0]], check=True)  # and the collect job
-    wait_for(lambda: not squeue().strip(), "the queue to drain")
+    assert not (trial / "log.txt").exists() and queue_of(*jobs) == queue
 
 
 def test_a_slurm_job_leaves_a_trial_that_a_local_launcher_trains(slurm, tmp_path):
@@ -337,4 +351,4 @@ def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_
         assert "#SBATCH --comment=xfer-item-7" in text and "#SBATCH --partition=other" in text
     assert f"#SBATCH --dependency=afterany:{array}" in scripts[collect_id]
     subprocess.run(["scancel", array, collect_id], check=True)
-    wait_for(lambda: not squeue().strip(), "the queue to drain")
+    wait_for(lambda: not queue_of(array, collect_id), "the jobs to leave the queue")

@@ -64,7 +64,11 @@ def _run(cmd: list[str]) -> str:
 
 class QueueUnreadable(RuntimeError):
     """SLURM's queue could not be read: which trials still run is unknown, so nothing may be submitted
-    (or run here) on a guess; the message says what failed."""
+    (or run here) on a guess. The message says what failed; ``fix`` what to do."""
+
+    def __init__(self, message: str, fix: str = "try again when the controller answers") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 SQUEUE_TIMEOUT_S = 120
@@ -76,7 +80,9 @@ def queued(job_ids: list[str]) -> set[str]:
     if not job_ids:
         return set()
     if shutil.which("squeue") is None:
-        raise QueueUnreadable("squeue is not on PATH, so whether SLURM still runs these trials cannot be known")
+        raise QueueUnreadable("squeue is not on PATH, so whether SLURM still runs these trials cannot be known",
+                              "launch where SLURM's commands are, or delete the slurm.json of trials whose jobs "
+                              "have ended")  # fmt: skip
     cmd = ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(job_ids)]
     shown = f"`squeue -h -r -o %i -j <{len(job_ids)} job id(s)>`"
     try:

@@ -272,7 +272,7 @@ def queued_on_slurm(todo: list[PlannedTrial], nothing: str) -> dict[Path, str]:
         return slurm.queued_trials([p.dir for p in todo])
     except slurm.QueueUnreadable as e:
         print(f"error: could not read SLURM's queue to see which trials it still runs: {e}. {nothing.capitalize()}; "
-              "try again when the controller answers.", file=sys.stderr)  # fmt: skip
+              f"{e.fix}.", file=sys.stderr)  # fmt: skip
         raise SystemExit(2) from None
 
 
