@@ -7,6 +7,7 @@ GPU of the machine (tests/conftest.py), so these trials run on the CPU on a GPU 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -214,3 +215,51 @@ def next_trial_dir(root: Path) -> Path:
     wait_for(lambda: found.extend(root.glob("smoke/*/w-*/seed*/trial.yaml")) or found, 120, "the trial folder")
     return found[0].parent
 
+
+
+# ---- a rank that fails after result.json is written (issue 12, item 8) ---------------------------------
+
+
+def test_a_trial_is_done_once_its_result_is_written_whatever_the_exit_codes(tmp_path):
+    (tmp_path / "result.json").write_text(json.dumps({
+        "setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl", "overrides": ""}, "seed": 0,
+        "metrics": {"AP50": 1.5, "AP": 0.5, "AP75": 0.25}}))  # fmt: skip
+    assert local.verdict(tmp_path, [0, 1], stopping=False) == "done"
+    assert local.verdict(tmp_path, [-9, 0], stopping=True) == "done"
+    (tmp_path / "result.json").write_text('{"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "den')
+    assert local.verdict(tmp_path, [0, 1], stopping=False) == "failed"  # a truncated result is no result
+    (tmp_path / "result.json").unlink()
+    assert local.verdict(tmp_path, [0, 1], stopping=False) == "failed"
+    assert local.verdict(tmp_path, [0, 75], stopping=False) == "stopped"  # 75: a rank stopped on request
+    assert local.verdict(tmp_path, [-9, -9], stopping=True) == "stopped"
+
+
+TEARDOWN_FAILS = """\
+import atexit, os, pathlib, sys, time
+
+def _fail_after_the_result():
+    trial = pathlib.Path(sys.argv[-1])
+    while not (trial / "result.json").exists():
+        time.sleep(0.05)
+    os._exit(3)
+
+if os.environ.get("RANK") == "1" and os.environ.get("XFER_LAUNCHER_PID"):
+    atexit.register(_fail_after_the_result)
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_failing_in_teardown_after_the_result_leaves_the_trial_done(tmp_path):
+    """Rank 1 of a real 2-process trial exits with status 3 as it shuts down, once result.json exists (a
+    ``sitecustomize`` on PYTHONPATH, which Python imports at start-up, registers that exit)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(TEARDOWN_FAILS)
+    run = launch(*SMOKE, "seed=0", "cluster.devices=2", "cluster.gpus_per_trial=2", "+d2.SOLVER.MAX_ITER=4",
+                 f"output_root={tmp_path / 'out'}", env={"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}"})  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    ((path, r),) = results_under(tmp_path / "out").items()
+    assert "after result.json was written; the trial is done" in run.stdout and ", 3] after" in run.stdout
+    assert not (path.parent / "failure.json").exists() and r["run"]["world_size"] == 2
+    rows = status.scan([tmp_path / "out"])
+    assert [s.state for s in rows] == ["done"]

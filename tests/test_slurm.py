@@ -11,21 +11,51 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import imported, launch, results_under
+from tests.conftest import REPO, imported, launch, results_under
+from xfer import status
 
 pytestmark = pytest.mark.slow
 CPU = ["cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
 LONG = "benchmark.d2.SOLVER.MAX_ITER=300"
+# One OpenMP thread per task, as the local launcher gives each process: jobs inherit the launch's environment,
+# and two tasks spinning two threads each on 2 cores trained 12 times slower (4.7 s/iteration vs 0.38).
+ENV = {"OMP_NUM_THREADS": "1"}
+STALL_S = 180  # a wait fails when nothing it watches changed for this long, whatever the machine's pace
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def snapshot(trial: Path | None) -> tuple:
+    """What moves while SLURM and a trial make progress: the queue (job states, restarts) and the trial
+    folder's files (names, sizes, times: metrics.json, progress.json, checkpoints, logs)."""
+    files = []
+    for path in sorted(trial.iterdir()) if trial is not None and trial.exists() else []:
+        try:
+            files.append((path.name, path.stat().st_size, path.stat().st_mtime_ns))
+        except FileNotFoundError:  # a temporary file renamed meanwhile
+            pass
+    return squeue(), tuple(files)
+
+
+def wait_for(predicate, what: str, trial: Path | None = None, stall_s: float = STALL_S):
+    """Poll ``predicate`` until it gives a true value and return that. Fail when neither the queue nor the
+    trial's files changed for ``stall_s`` seconds, or when the trial's job left the queue without a result
+    and the predicate still does not hold: the wait follows progress, not a clock."""
+    seen, since = None, time.time()
+    while True:
         value = predicate()
         if value:
             return value
+        now = snapshot(trial)
+        if now != seen:
+            seen, since = now, time.time()
+        elif time.time() - since > stall_s:
+            raise AssertionError(f"no progress for {stall_s} s waiting for {what}; queue:\n{now[0]}")
+        if trial is not None and (trial / "slurm.json").exists() and job_id(trial) not in queued_ids():
+            value = predicate()  # it may have come true just before the job ended
+            if not value and not (trial / "result.json").exists():
+                raise AssertionError(f"job {job_id(trial)} left the queue without a result, waiting for {what}")
+            if value:
+                return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def last_iteration(trial: Path) -> int:
@@ -38,12 +68,24 @@ def job_id(trial: Path) -> str:
     return json.loads((trial / "slurm.json").read_text())["job_id"]
 
 
+def queue_of(*jobs: str) -> list[str]:
+    """The queue's lines of these jobs (and of their array's tasks) only: other tests' jobs come and go."""
+    arrays = {j.split("_")[0] for j in jobs}
+    return [line for line in squeue().splitlines() if line.split("|")[0].split("_")[0] in arrays]
+
+
+def queued_ids() -> set[str]:
+    return {line.split("|")[0] for line in squeue().splitlines()}
+
+
 def squeue() -> str:
-    return subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True).stdout
+    return subprocess.run(["squeue", "-h", "-r", "-O", "JobArrayID:|,State:|,RestartCnt:|"], capture_output=True,
+                          text=True).stdout  # fmt: skip
 
 
 def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
-    run = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", "cluster.wait=true", f"output_root={tmp_path}")
+    run = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", "cluster.wait=true", f"output_root={tmp_path}",
+                 env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
     assert "4 to submit" in run.stdout and "submitted 4 trials as SLURM job array" in run.stdout
     array = run.stdout.split("job array ")[1].split(";")[0]
@@ -54,13 +96,13 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     collect_log = next((tmp_path / "smoke" / "_slurm" / collect_id).glob("*_log.out")).read_text()
     for setting in ("smoke/r50_densecl | 2/5 |", "smoke/r50_regioncl_d | 2/5 |"):
         assert setting in collect_log and setting in (tmp_path / "smoke" / "table.md").read_text()
-    again = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", f"output_root={tmp_path}")
+    again = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", f"output_root={tmp_path}", env=ENV)
     assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
 
 
 def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path):
     run = launch("-m", *CPU, "cluster.tasks_per_node=2", "pretrain=densecl", "seed=0", "cluster.wait=true",
-                 f"output_root={tmp_path}")  # fmt: skip
+                 f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
     (result,) = results_under(tmp_path).values()
     assert result["run"]["world_size"] == 2
@@ -69,13 +111,13 @@ def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path):
 
 def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
     t0 = time.time()
-    run = launch("-m", *CPU, "pretrain=densecl", "seed=0", LONG, f"output_root={tmp_path}")
+    run = launch("-m", *CPU, "pretrain=densecl", "seed=0", LONG, f"output_root={tmp_path}", env=ENV)
     assert run.returncode == 0, run.output[-4000:]
     (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
-    wait_for(lambda: last_iteration(trial) >= 59, 120, "training to pass iteration 59")
+    wait_for(lambda: last_iteration(trial) >= 59, "training to pass iteration 59", trial)
     t_signal = time.time()
     subprocess.run(["scancel", "--signal=USR2", job_id(trial)], check=True)
-    result = wait_for(lambda: results_under(tmp_path), 240, "the requeued trial to finish")
+    result = wait_for(lambda: results_under(tmp_path), "the requeued trial to finish", trial)
     t_done = time.time()
     (r,) = result.values()
     log = (trial / "log.txt").read_text()  # the trial's log, across requeues
@@ -90,12 +132,12 @@ def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
 
 def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_path):
     run = launch("-m", *CPU, "pretrain=densecl", "seed=0", LONG, "cluster.checkpoint_period=50",
-                 f"output_root={tmp_path}")  # fmt: skip
+                 f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
     (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
-    wait_for(lambda: (trial / "model_0000099.pth").exists(), 120, "the iteration-100 checkpoint")
+    wait_for(lambda: (trial / "model_0000099.pth").exists(), "the iteration-100 checkpoint", trial)
     subprocess.run(["scontrol", "requeue", job_id(trial)], check=True)
-    (r,) = wait_for(lambda: results_under(tmp_path), 240, "the requeued trial to finish").values()
+    (r,) = wait_for(lambda: results_under(tmp_path), "the requeued trial to finish", trial).values()
     start = r["run"]["start_iter"]
     assert start > 0 and start % 50 == 0 and f"resuming from iteration {start}" in (trial / "log.txt").read_text()
     assert r["run"]["max_iter"] == 300
@@ -103,22 +145,22 @@ def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_pat
 
 def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path):
     args = ["-m", *CPU, "pretrain=densecl", "seed=0,1", LONG, f"output_root={tmp_path}"]
-    assert launch(*args).returncode == 0
+    assert launch(*args, env=ENV).returncode == 0
     trials = {p.parent.name: p.parent for p in tmp_path.rglob("slurm.json")}
-    wait_for(lambda: last_iteration(trials["seed1"]) >= 0, 120, "seed 1 to start training")
+    wait_for(lambda: last_iteration(trials["seed1"]) >= 0, "seed 1 to start training", trials["seed1"])
     cancelled = job_id(trials["seed1"])
     subprocess.run(["scancel", cancelled], check=True)
-    wait_for(lambda: not squeue().strip(), 300, "the array and the collect job to end")
+    wait_for(lambda: not squeue().strip(), "the array and the collect job to end", trials["seed0"])
     failure = json.loads((trials["seed1"] / "failure.json").read_text())
     assert failure["cause"].startswith("terminated (SIGTERM")
     assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke" / "table.md").read_text()
     kept = job_id(trials["seed0"])
-    again = launch(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    again = launch(*args, env={**ENV, "PYTHONPROFILEIMPORTTIME": "1"})
     assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]
     assert "submitit" in imported(again) and "torch" not in imported(again)  # conversions cached: no torch start-up
     assert job_id(trials["seed0"]) == kept and job_id(trials["seed1"]) != cancelled
     subprocess.run(["scancel", "-u", "root"], check=False)
-    wait_for(lambda: not squeue().strip(), 60, "the queue to drain")
+    wait_for(lambda: not squeue().strip(), "the queue to drain")
 
 
 def test_bad_submissions_are_refused_before_anything_is_queued(slurm, tmp_path):
@@ -141,3 +183,172 @@ def test_bad_submissions_are_refused_before_anything_is_queued(slurm, tmp_path):
     plan = launch("-m", "cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=2", "seed=0-1", "plan=true",
                   f"output_root={tmp_path}")  # fmt: skip
     assert plan.returncode == 0 and "2 trials: 2 to run; 2 GPU device(s) per trial" in plan.stdout, plan.output[-3000:]
+
+
+def progress(trial: Path) -> dict:
+    path = trial / "progress.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def lock_is_held(trial: Path) -> bool:
+    """Asked of the OS through filelock itself: can this process take the trial's lock now?"""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(trial / ".lock"))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+RANK_0_STARTS_LATE = """\
+import os, time
+
+if os.environ.get("SLURM_PROCID") == "0" and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+    time.sleep(15)
+"""
+
+
+def test_two_task_trial_requeued_twice_rejoins_and_trains_exactly_max_iter(slurm, tmp_path):
+    """A requeued job keeps its id: each run must rendezvous afresh (issue 12, item 2); while SLURM has the
+    job again, status says requeued or running, never failed (item 6); its rank 0 holds the lock (item 3).
+
+    In every requeued run rank 0 starts 15 s after rank 1 (a slow node: a ``sitecustomize`` on PYTHONPATH,
+    which Python imports at start-up), so rank 1 always looks for the address before rank 0 publishes it."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(RANK_0_STARTS_LATE)
+    env = {**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}"}
+    run = launch("-m", *CPU, "cluster.tasks_per_node=2", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX_ITER=100",
+                 "cluster.checkpoint_period=20", f"output_root={tmp_path / 'out'}", env=env)  # fmt: skip
+    assert run.returncode == 0, run.output[-4000:]
+    (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
+    job = job_id(trial)
+    shown = []  # the status of the trial each time it was asked while the SIGTERM's failure.json was on disk
+    resumes = []  # where each requeued run must resume: after the last checkpoint on disk when it was killed
+    locked = []  # whether the trial's lock was held while the job trained, before each requeue
+    for n, at in ((1, 25), (2, 65)):  # each time a few iterations after a checkpoint (every 20 iterations)
+        wait_for(lambda at=at: progress(trial).get("iteration", 0) >= at, f"run {n} to pass iteration {at}", trial)
+        locked.append(lock_is_held(trial))
+        subprocess.run(["scontrol", "requeue", job], check=True)
+        wait_for(lambda: (trial / "failure.json").exists(), f"run {n} to end", trial)
+        resumes.append(int((trial / "last_checkpoint").read_text().strip()[len("model_") : -len(".pth")]) + 1)
+        while (trial / "failure.json").exists() and job in queued_ids():
+            shown.append({s.label: s.state for s in status.scan([tmp_path])})
+            time.sleep(0.5)
+        wait_for(lambda: progress(trial).get("start_iter") == resumes[-1], f"run {n + 1} to resume", trial)
+    (r,) = wait_for(lambda: results_under(tmp_path), "the twice requeued trial to finish", trial).values()
+    log = (trial / "log.txt").read_text()
+    assert [int(line.split("resuming from iteration ")[1].split()[0]) for line in log.splitlines()
+            if "resuming from iteration" in line] == resumes  # fmt: skip
+    assert 0 < resumes[0] < resumes[1] and r["run"]["start_iter"] == resumes[1]
+    assert r["run"]["world_size"] == 2
+    assert r["run"]["start_iter"] + r["run"]["iterations_run"] == r["run"]["max_iter"] == 100
+    assert last_iteration(trial) == 99 and len(results_under(tmp_path)) == 1
+    assert "Restarts=2" in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    assert not (trial / "failure.json").exists() and locked == [True, True]  # the job held the trial's lock
+    assert len(list((trial / ".rendezvous").iterdir())) == 1  # the earlier runs' addresses are gone
+    states = {state for row in shown for state in row.values()}
+    assert shown and "failed" not in states and states <= {"requeued", "queued", "running"}, shown
+
+
+def failing_squeue(tmp_path: Path) -> dict:
+    """PATH with an squeue in front of the real one that fails as a busy controller does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "squeue"
+    fake.write_text("#!/bin/sh\necho 'squeue: error: slurm_receive_msg: Socket timed out on send/recv operation' >&2\n"
+                    "exit 1\n")  # fmt: skip
+    fake.chmod(0o755)
+    return {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path):
+    """Issue 12, item 3: squeue failing must not read as an empty queue."""
+    from xfer import slurm as xfer_slurm
+
+    assert xfer_slurm.queued(["999999"]) == set()  # one job SLURM does not know: squeue exits 1, yet it is no error
+    trial_args = ["benchmark=smoke", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
+    slurm_args = ["-m", *CPU, *trial_args]
+    first = launch(*slurm_args, env=ENV)  # held: stays pending, so it is still queued at every relaunch below
+    assert first.returncode == 0 and "1 to submit" in first.stdout, first.output[-3000:]
+    (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
+    job, collect_id, broken = job_id(trial), first.stdout.split("; job ")[1].split(" ")[0], failing_squeue(tmp_path)
+    try:
+        relaunch_with_an_unreadable_queue(slurm_args, trial_args, trial, [job, collect_id], broken)
+    finally:
+        subprocess.run(["scancel", job, collect_id], check=True)
+    wait_for(lambda: not queue_of(job, collect_id), "the jobs to leave the queue")
+
+
+def relaunch_with_an_unreadable_queue(slurm_args: list[str], trial_args: list[str], trial: Path, jobs: list[str],
+                                      broken: dict) -> None:  # fmt: skip
+    job, queue = jobs[0], queue_of(*jobs)
+    again = launch(*slurm_args, env=broken)
+    assert again.returncode == 2, again.output[-3000:]
+    assert "could not read SLURM's queue" in again.stderr and "Socket timed out on send/recv" in again.stderr
+    assert "Nothing was submitted; try again when the controller answers." in again.stderr
+    assert "submitted" not in again.stdout and queue_of(*jobs) == queue and job_id(trial) == job
+    again = launch(*slurm_args, env=ENV)
+    assert "1 trials, 0 done, 1 queued already, 0 to submit" in again.stdout, again.output[-3000:]
+    here = launch("-m", *trial_args, env=ENV)  # cluster=local: SLURM has the trial, so not here
+    assert here.returncode == 0, here.output[-3000:]
+    assert f"1 trial(s) still queued or running on SLURM (job {job}): not run here" in here.stdout
+    assert not (trial / "log.txt").exists() and not (trial / "result.json").exists()
+    here = launch("-m", *trial_args, env=broken)
+    assert here.returncode == 2 and "Nothing was run; try again when the controller answers." in here.stderr
+    assert not (trial / "log.txt").exists() and queue_of(*jobs) == queue
+
+
+def test_a_slurm_job_leaves_a_trial_that_a_local_launcher_trains(slurm, tmp_path):
+    """Issue 12, item 3: the SLURM job takes the trial's lock too; when a local launcher holds it, the job
+    exits cleanly (both tasks, no failure.json) and the trial trains once."""
+    trial_args = ["benchmark=smoke", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX_ITER=200", f"output_root={tmp_path}"]
+    here = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *trial_args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **ENV})  # fmt: skip
+    try:
+        found: list[Path] = []
+        wait_for(lambda: found.extend(p.parent for p in tmp_path.rglob("progress.json")) or found, "local training")
+        trial = found[0]
+        run = launch("-m", *CPU, "cluster.tasks_per_node=2", *trial_args, env=ENV)
+        assert run.returncode == 0 and "1 to submit" in run.stdout, run.output[-3000:]
+        job = job_id(trial)
+        wait_for(lambda: job not in queued_ids(), "the SLURM job to end")
+        assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1, "trained twice at once"
+        assert "another launcher holds the trial's lock" in (trial / "job.log").read_text()
+        assert not (trial / "failure.json").exists()
+        out, _ = here.communicate(timeout=600)
+    finally:
+        here.kill()
+    assert here.returncode == 0, out[-3000:]
+    (r,) = results_under(tmp_path).values()
+    assert r["run"]["start_iter"] == 0 and r["run"]["iterations_run"] == 200 and "slurm_job_id" not in r["run"]
+    assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1
+    logs = [p.read_text() for p in (tmp_path / "smoke" / "_slurm" / job.split("_")[0]).glob("*_log.out")]
+    assert len(logs) == 2 and all("Exiting after successful completion" in text for text in logs)  # both tasks
+    assert any("rank 0 does not train this run of the job" in text for text in logs)  # rank 1 did not wait
+
+
+def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path):
+    """Issue 12, item 7: the collect job must be able to run where the array runs."""
+    run = launch("-m", *CPU, "pretrain=densecl", "seed=0", "cluster.partition=other", "+cluster.sbatch.hold=true",
+                 "+cluster.sbatch.comment=xfer-item-7", f"output_root={tmp_path}", env=ENV)  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    array = run.stdout.split("job array ")[1].split(";")[0]
+    collect_id = run.stdout.split("; job ")[1].split(" ")[0]
+    for job in (array, collect_id):
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        assert "Partition=other" in shown and "Comment=xfer-item-7" in shown, shown
+        assert "JobState=PENDING Reason=JobHeldUser" in shown
+    scripts = {p.parent.name: p.read_text() for p in (tmp_path / "smoke" / "_slurm").glob("*/*_submission.sh")}
+    assert set(scripts) == {array, collect_id}
+    for text in scripts.values():
+        assert "#SBATCH --comment=xfer-item-7" in text and "#SBATCH --partition=other" in text
+    assert f"#SBATCH --dependency=afterany:{array}" in scripts[collect_id]
+    subprocess.run(["scancel", array, collect_id], check=True)
+    wait_for(lambda: not queue_of(array, collect_id), "the jobs to leave the queue")

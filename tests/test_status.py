@@ -104,3 +104,14 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     bad = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", "cluster.devices=4",
                  "cluster.gpus_per_trial=3", f"output_root={tmp_path}")  # fmt: skip
     assert bad.returncode == 2 and "| smoke/r50_densecl |" in bad.stdout and "cannot share the global batch" in bad.stderr
+
+
+def test_slurm_speaks_first_while_it_has_the_job(every_state):
+    """Issue 12, item 6: a requeue's SIGTERM leaves failure.json; SLURM still has the job, so it is not failed."""
+    failed = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed3"  # has failure.json
+    assert status.on_slurm(status.JobState("PENDING", restarts=1), failed) == "requeued"
+    assert status.on_slurm(status.JobState("PENDING"), failed) == "queued"
+    assert status.on_slurm(status.JobState("RUNNING", restarts=2), failed) == "running"
+    for ended in ("CANCELLED", "FAILED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", ""):
+        assert status.on_slurm(status.JobState(ended), failed) == ""  # the folder's word then
+    assert status.on_slurm(None, failed) == ""

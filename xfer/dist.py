@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from xfer.files import write_text_atomic
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port the OS just handed out (on the loopback interface unless told otherwise)."""
@@ -40,26 +42,46 @@ def _set_local_group(world_size: int, local_size: int | None = None, rank: int =
             comm._LOCAL_PROCESS_GROUP = group
 
 
-def rendezvous(folder: Path, job_id: str, rank: int, timeout_s: float = 600) -> str:
-    """``tcp://host:port`` for a job whose processes were started by someone else (SLURM).
+SKIPPED = "skipped"  # what rank 0 publishes instead of an address when this run of the job does not train
+
+
+def _published(folder: Path, job_id: str, run: str) -> Path:
+    return Path(folder) / f"rendezvous-{job_id}.{run}"
+
+
+def publish(folder: Path, job_id: str, run: str, text: str) -> None:
+    """Rank 0: make ``text`` (an address, or :data:`SKIPPED`) this run's rendezvous, and remove what earlier
+    runs of the job published, so nothing can ever read them."""
+    path = _published(folder, job_id, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"rendezvous-{job_id}.*"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    write_text_atomic(path, text)
+
+
+def rendezvous(folder: Path, job_id: str, run: str, rank: int, timeout_s: float = 600) -> str | None:
+    """``tcp://host:port`` for a job whose processes were started by someone else (SLURM); None when rank 0
+    published :data:`SKIPPED` (this run trains nothing: the others return too, none waits for it).
 
     Rank 0 takes a port the OS hands out on its own node and publishes it in a file on the shared
-    file system; the others wait for that file. No fixed port, so jobs sharing a node never collide."""
-    path = Path(folder) / f"rendezvous-{job_id}"
+    file system; the others wait for that file. No fixed port, so jobs sharing a node never collide.
+    ``run`` tells this run of the job from its earlier ones: a requeued SLURM job keeps its id, and an
+    address its previous run published points at a process that is gone (the others would wait on it
+    forever), so each run has its own file and rank 0 removes the earlier ones."""
+    path = _published(folder, job_id, run)
     if rank == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
         host = socket.gethostname()
         address = f"tcp://{host}:{free_port(host)}"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(address)
-        tmp.replace(path)
+        publish(folder, job_id, run, address)
         return address
     deadline = time.time() + timeout_s
     while not path.exists():
         if time.time() > deadline:
             raise TimeoutError(f"rank {rank}: no rendezvous address from rank 0 in {path} after {timeout_s} s")
         time.sleep(0.2)
-    return path.read_text()
+    text = path.read_text()
+    return None if text == SKIPPED else text
 
 
 def join(fn: Callable, rank: int, world_size: int, local_rank: int, local_size: int, device: str, address: str,

@@ -6,8 +6,8 @@ processes (``python -m xfer.rank``, one per GPU, pinned to the group's GPUs, wit
 rendezvous port); a queue hands a freed group the next trial at once. The global batch is the
 recipe's whatever the group size: detectron2's IMS_PER_BATCH is global.
 
-Safety. A launcher runs a trial only while it holds the lock in the trial's folder, so two launchers
-on one sweep never run a trial twice; the lock dies with its holder. The trial's processes die with
+Safety. A launcher runs a trial only while it holds the lock in the trial's folder (``xfer.locks``, which
+a SLURM job takes too), so two launchers on one sweep never run a trial twice; the lock dies with its holder. The trial's processes die with
 the launcher, even a ``kill -9``-ed one, and the same command resumes from detectron2's last checkpoint
 and skips finished trials. Ctrl-C asks running trials to checkpoint and stop, waits
 ``cluster.stop_grace_s``, then kills; a second Ctrl-C kills at once. A failing trial stops only itself.
@@ -25,14 +25,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from omegaconf import DictConfig, ListConfig
 
 import xfer
 from xfer import status as st
 from xfer.devices import visible_gpus
 from xfer.dist import free_port
-from xfer.files import FAILURE, LOCK, PROGRESS, RESULT, read_json, record_failure
+from xfer.files import FAILURE, PROGRESS, RESULT, read_json, record_failure
+from xfer.locks import take_lock
 from xfer.rank import INTERRUPTED
 
 POLL_S = 0.5
@@ -148,6 +149,17 @@ def diagnose(trial_dir: Path, codes: list[int]) -> tuple[str, str]:
     return error_line(text) or f"rank {rank} exited with status {code}", text
 
 
+def verdict(trial_dir: Path, codes: list[int], stopping: bool) -> str:
+    """How a trial whose processes all ended stands: done once its ``result.json`` is written and readable,
+    whatever the exit codes (a rank failing in teardown does not undo it); stopped when asked to stop or
+    every rank exited cleanly; otherwise failed."""
+    if st.finished(trial_dir):
+        return "done"
+    if stopping or all(c in (0, INTERRUPTED) for c in codes):
+        return "stopped"
+    return "failed"
+
+
 class Runner:
     """The queue, the device groups and the running trials of one launcher on this node."""
 
@@ -214,10 +226,8 @@ class Runner:
             if not self.free:
                 return
             status = self.statuses[job.dir]
-            lock = FileLock(str(job.dir / LOCK))
-            try:
-                lock.acquire(blocking=False)
-            except Timeout:
+            lock = take_lock(job.dir)
+            if lock is None:  # another launcher, or a SLURM job, trains it
                 status.state = "elsewhere"
                 continue
             self.queue.remove(job)
@@ -292,14 +302,14 @@ class Runner:
         self.free.append(run.devices)
         self.free.sort(key=lambda g: g[0])
         job, status = run.job, self.statuses[run.job.dir]
-        if read_json(job.dir / RESULT) is not None and not any(codes):
-            status.state = "done"
-        elif self.stopping or all(c in (0, INTERRUPTED) for c in codes):
-            status.state = "stopped"
-        else:
+        status.state = verdict(job.dir, codes, self.stopping)
+        if status.state == "done" and any(codes):
+            self.view.event(f"warning {job.label}: a process exited with status {codes} after result.json was "
+                            "written; the trial is done")  # fmt: skip
+        elif status.state == "failed":
             cause, text = diagnose(job.dir, codes)
             record_failure(job.dir, cause, text, exit_codes=codes, devices=list(run.devices))
-            status.state, status.cause = "failed", cause
+            status.cause = cause
         run.lock.release()
         self.view.finished(job, st.refresh(status, job.dir), time.time() - run.started)
 

@@ -4,9 +4,12 @@ Submission returns at once. Each array task is one trial: ``nodes x tasks_per_no
 GPU, joined into one process group from SLURM's environment (rendezvous address published on the shared
 file system, so jobs sharing a node never collide). On SLURM's warning signal (preemption or time limit)
 every rank finishes its iteration, rank 0 saves a detectron2 checkpoint there, and the job requeues
-itself; a requeue without warning resumes from the last periodic checkpoint. A failed or cancelled trial
-leaves ``failure.json`` with the cause; launching the same command again submits only trials that have no
-``result.json`` and are not already queued.
+itself; a requeue without warning resumes from the last periodic checkpoint. Each run of a job (each
+requeue) publishes its own rendezvous address. Rank 0 holds the trial's lock (``xfer.locks``) while the job
+trains, so a local launcher never trains the same folder meanwhile; if one already does, the job leaves
+the trial to it. A failed or cancelled trial leaves ``failure.json`` with the cause, unless its
+``result.json`` was written first (then it is done). Launching the same command again submits only trials
+that have no ``result.json`` and are not still queued; when SLURM's queue cannot be read it submits nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xfer.files import FAILURE, SLURM_RECORD, record_failure
+from xfer.files import FAILURE, SLURM_RECORD, read_json, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +62,49 @@ def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
+class QueueUnreadable(RuntimeError):
+    """SLURM's queue could not be read: which trials still run is unknown, so nothing may be submitted
+    (or run here) on a guess. The message says what failed; ``fix`` what to do."""
+
+    def __init__(self, message: str, fix: str = "try again when the controller answers") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+SQUEUE_TIMEOUT_S = 120
+
+
 def queued(job_ids: list[str]) -> set[str]:
-    """Those of ``job_ids`` SLURM still has pending or running."""
+    """Those of ``job_ids`` SLURM still has pending or running; :class:`QueueUnreadable` when ``squeue`` does
+    not answer (an empty answer would send trials that still run to be trained again)."""
     if not job_ids:
         return set()
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(job_ids)], capture_output=True, text=True)
-    return set(out.stdout.split()) & set(job_ids) if out.returncode == 0 else set()
+    if shutil.which("squeue") is None:
+        raise QueueUnreadable("squeue is not on PATH, so whether SLURM still runs these trials cannot be known",
+                              "launch where SLURM's commands are, or delete the slurm.json of trials whose jobs "
+                              "have ended")  # fmt: skip
+    cmd = ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(job_ids)]
+    shown = f"`squeue -h -r -o %i -j <{len(job_ids)} job id(s)>`"
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise QueueUnreadable(f"{shown} gave no answer in {SQUEUE_TIMEOUT_S} s") from None
+    if out.returncode != 0:
+        if "Invalid job id specified" in out.stderr:
+            return set()  # asked for one job, which SLURM has forgotten: it ended long ago
+        raise QueueUnreadable(f"{shown} exited with status {out.returncode}: {out.stderr.strip() or 'no message'}")
+    return set(out.stdout.split()) & set(job_ids)
 
 
-def queued_trials(trial_dirs: list[Path]) -> set[Path]:
-    """Trial folders whose latest submission is still in the queue (so must not be submitted again)."""
+def queued_trials(trial_dirs: list[Path]) -> dict[Path, str]:
+    """Trial folders whose latest submission (``slurm.json``) SLURM still has pending or running, with its job
+    id: they must not be submitted or trained again. SLURM is asked only when some folder has a record."""
     ids = {}
     for d in trial_dirs:
-        record = Path(d) / SLURM_RECORD
-        if record.exists():
-            ids[json.loads(record.read_text())["job_id"]] = Path(d)
-    return {ids[j] for j in queued(list(ids))}
+        record = read_json(Path(d) / SLURM_RECORD)
+        if record and record.get("job_id"):
+            ids[record["job_id"]] = Path(d)
+    return {ids[j]: j for j in sorted(queued(list(ids)))}
 
 
 def _executor(folder: Path, cluster: DictConfig, **params):
@@ -121,9 +151,18 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
     array_id = jobs[0].job_id.split("_")[0]
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
                           tasks_per_node=1, cpus_per_task=1,
-                          slurm_additional_parameters={"dependency": f"afterany:{array_id}"})  # fmt: skip
+                          slurm_additional_parameters=collect_options(cluster, array_id))  # fmt: skip
     collect_job = collector.submit(collect, str(sweep_dir.resolve()))
     return Submission(array_id, [j.job_id for j in jobs], collect_job.job_id, folder)
+
+
+def collect_options(cluster: DictConfig, array_id: str) -> dict:
+    """The collect job's extra sbatch options: the user's (``cluster.sbatch``: a reservation, a comment, ...,
+    which it may need to run at all) and its dependency on the array, joined with the user's own if any."""
+    options = dict(cluster.sbatch)
+    after = f"afterany:{array_id}"
+    options["dependency"] = f"{after},{options['dependency']}" if options.get("dependency") else after
+    return options
 
 
 def collect(sweep_dir: str) -> str:
@@ -135,10 +174,26 @@ def collect(sweep_dir: str) -> str:
     return report.markdown
 
 
-def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
-    """Block until SLURM has none of ``job_ids`` pending or running."""
-    while queued(job_ids):
+def wait(job_ids: list[str], poll_s: float = 2.0, unreadable_max: int = 30) -> None:
+    """Block until SLURM has none of ``job_ids`` pending or running. A queue that cannot be read is asked
+    again; :class:`QueueUnreadable` after ``unreadable_max`` failures in a row."""
+    failures = 0
+    while True:
+        try:
+            if not queued(job_ids):
+                return
+            failures = 0
+        except QueueUnreadable:
+            failures += 1
+            if failures >= unreadable_max:
+                raise
         time.sleep(poll_s)
+
+
+def this_run() -> str:
+    """What tells this run of the job from its earlier ones: a requeued job keeps its id, but SLURM counts its
+    restarts, and each run's job step has its own launcher (srun) port."""
+    return f"{os.environ.get('SLURM_RESTART_COUNT', '0')}.{os.environ.get('SLURM_STEP_LAUNCHER_PORT', '0')}"
 
 
 class TrialJob:
@@ -152,6 +207,8 @@ class TrialJob:
         import submitit
 
         from xfer import dist, engine, trial
+        from xfer.locks import take_lock
+        from xfer.status import finished
 
         env = submitit.JobEnvironment()
         out = Path(self.trial_dir)
@@ -161,29 +218,51 @@ class TrialJob:
             handlers.append(logging.FileHandler(out / "job.log"))
         logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s r{rank}] %(name)s: %(message)s",
                             handlers=handlers, force=True)  # fmt: skip
-        if trial.read_result(out) is not None:
-            log.info("trial done already: %s", out)
-            return str(out)
-        if rank == 0:
+        run = this_run()
+        lock = None
+        if rank == 0:  # rank 0 decides for the whole job whether this run trains; the others follow it
+            lock = take_lock(out)
+            skip = ("another launcher holds the trial's lock (it trains the trial); this job leaves it alone"
+                    if lock is None else "trial done already" if finished(out) else "")  # fmt: skip
+            if skip:
+                log.warning("%s: %s", skip, out)
+                if env.num_tasks > 1:
+                    dist.publish(out / ".rendezvous", env.job_id, run, dist.SKIPPED)
+                if lock is not None:
+                    lock.release()
+                return str(out)
             (out / FAILURE).unlink(missing_ok=True)
         stop = threading.Event()
         signal.signal(env._usr_sig(), lambda *_: stop.set())  # preemption / time-limit warning
         signal.signal(signal.SIGTERM, self._terminated)
         try:
-            address = dist.rendezvous(out / ".rendezvous", env.job_id, rank) if env.num_tasks > 1 else ""
+            address = dist.rendezvous(out / ".rendezvous", env.job_id, run, rank) if env.num_tasks > 1 else ""
+            if address is None:
+                log.info("rank 0 does not train this run of the job (see its log); nothing to do")
+                return str(out)
             me = trial.Rank(rank, env.num_tasks, env.local_rank, env.num_tasks // env.num_nodes, address)
-            trial.run_rank(out, me, stop.is_set, {"slurm_job_id": env.job_id})
+            info = {"slurm_job_id": env.job_id, "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
+            trial.run_rank(out, me, stop.is_set, info)
         except engine.Interrupted as e:
             self._requeue(env, rank, e.iteration)
         except Exception as e:
+            if finished(out):  # a rank failed in teardown, after result.json was written: the trial is done
+                log.warning("trial done (result.json written), then: %s: %s", type(e).__name__, e)
+                return str(out)
             if rank == 0:
                 record_failure(out, f"{type(e).__name__}: {e}", traceback.format_exc(), job_id=env.job_id)
             raise
+        finally:
+            if lock is not None:
+                lock.release()
         return str(out)
 
     def _terminated(self, signum, frame) -> None:
-        record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
-                       job_id=os.environ.get("SLURM_JOB_ID"))
+        from xfer.status import finished
+
+        if not finished(Path(self.trial_dir)):  # a requeue sends it too: status asks SLURM before it reads this
+            record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
+                           job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
         sys.exit(143)
 
     def _requeue(self, env, rank: int, iteration: int) -> None:

@@ -3,7 +3,8 @@
 A trial's folder says it all: ``result.json`` (done, with its AP), ``failure.json`` (failed, with the
 cause), ``progress.json`` (iteration and phase, kept current by rank 0 while it trains). The local
 launcher's live view and the ``status`` command both read these files, so they agree with each other
-and with a launcher that died.
+and with a launcher that died. For a trial submitted to SLURM (``slurm.json``) whose job SLURM still
+has, SLURM's word comes before the folder's: a requeued job is queued again, not failed.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.files import FAILURE, LOCK, PROGRESS, SLURM_RECORD, read_json, read_result
+from xfer.files import FAILURE, PROGRESS, SLURM_RECORD, read_json, read_result
+from xfer.locks import lock_held
 
-STATES = ("queued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
+STATES = ("queued", "requeued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
 
 
 @dataclass
 class TrialStatus:
     """One row of the view; ``state`` is one of :data:`STATES` (elsewhere: another launcher runs it;
-    partial: started once, has a checkpoint, nothing runs it now)."""
+    partial: started once, has a checkpoint, nothing runs it now; requeued: SLURM queued its job again)."""
 
     label: str
     state: str = "queued"
@@ -59,7 +61,7 @@ def eta_s(progress: dict, now: float) -> float | None:
 def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> TrialStatus:
     """Fill a running trial's iteration, phase and ETA, a done trial's AP, a failed trial's cause."""
     now = time.time() if now is None else now
-    if status.state in ("running", "elsewhere", "stopped", "partial"):
+    if status.state in ("running", "elsewhere", "stopped", "partial", "requeued"):
         progress = read_json(trial_dir / PROGRESS)
         if progress:
             status.iteration, status.max_iter = progress["iteration"], progress["max_iter"]
@@ -102,7 +104,7 @@ def describe(s: TrialStatus) -> str:
         return f"{s.iteration}/{s.max_iter}{pace}{eta}{where}"
     if s.state == "elsewhere":
         return "running (another launcher)"
-    if s.state in ("stopped", "partial") and s.iteration is not None:
+    if s.state in ("stopped", "partial", "requeued") and s.iteration is not None:
         return f"{s.state} at {s.iteration}/{s.max_iter} (resumable)"
     return s.state
 
@@ -117,7 +119,7 @@ def table(statuses: list[TrialStatus], title: str = "") -> Table:
     for name in shown:
         t.add_column(name, overflow="fold")
     colours = {"done": "green", "failed": "red", "corrupt": "red", "running": "cyan", "stopped": "yellow",
-               "partial": "yellow"}  # fmt: skip
+               "partial": "yellow", "requeued": "yellow"}  # fmt: skip
     for i, s in enumerate(statuses):
         cells = [Text(columns[name][i]) for name in shown]  # Text: a label's [brackets] are not markup
         cells[1].stylize(colours.get(s.state, ""))
@@ -139,42 +141,69 @@ def console(stdout=None) -> Console:
     return out
 
 
-def lock_held(trial_dir: Path) -> bool:
-    """Whether a launcher holds the trial's lock now (so it is running, on this machine or one sharing
-    the file system)."""
-    from filelock import FileLock, Timeout
+def finished(trial_dir: Path) -> bool:
+    """Whether the trial is done: its ``result.json`` is there and readable, with its metrics (what collect
+    counts). Then nothing that happens to its processes afterwards (a rank failing in teardown, a signal)
+    makes it a failed trial."""
+    from xfer import results
 
-    path = trial_dir / LOCK
-    if not path.exists():
-        return False
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(blocking=False)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    return results.read_trial(Path(trial_dir)).state == "done"
 
 
-def slurm_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM's word for each job (PENDING, RUNNING, ..., and from sacct COMPLETED, FAILED, ...), where
-    the commands exist and answer; jobs they do not know are left out."""
-    found: dict[str, str] = {}
-    for cmd in (["squeue", "-h", "-r", "-o", "%i %T", "-j"], ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j"]):
+@dataclass(frozen=True)
+class JobState:
+    """What SLURM says of one job: its state word (PENDING, RUNNING, ..., from sacct COMPLETED, FAILED, ...)
+    and how often it was requeued (known for the jobs in the queue)."""
+
+    state: str
+    restarts: int = 0
+
+    @property
+    def active(self) -> bool:
+        """SLURM still has the job: it will run (again), so whatever its folder says is not final."""
+        return self.state in ACTIVE
+
+
+# SLURM job states of a job that is still queued, running or about to run again (squeue's states other than
+# the ended ones); a requeued job is PENDING again, REQUEUED only for a moment.
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+          "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")  # fmt: skip
+RUNNING = ("CONFIGURING", "RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT")
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, JobState]:
+    """SLURM's word for each job, asked from ``squeue`` first (with the restart count), then ``sacct`` for the
+    jobs that left the queue; where the commands exist and answer. Jobs they do not know are left out."""
+    found: dict[str, JobState] = {}
+    queries = (["squeue", "-h", "-r", "-O", "JobArrayID:|,State:|,RestartCnt:|", "-j"],
+               ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j"])  # fmt: skip
+    for cmd in queries:
         todo = [j for j in job_ids if j not in found]
         if not todo or shutil.which(cmd[0]) is None:
             continue
         out = subprocess.run([*cmd, ",".join(todo)], capture_output=True, text=True)
         for line in out.stdout.splitlines() if out.returncode == 0 else []:
-            job, _, state = line.replace("|", " ").partition(" ")
-            if job in todo:
-                found[job] = state.split()[0] if state.split() else ""
+            fields = [f.strip() for f in line.split("|")]
+            if len(fields) >= 2 and fields[0] in todo:
+                restarts = fields[2] if len(fields) > 2 and fields[2].isdigit() else "0"
+                found[fields[0]] = JobState(fields[1].split()[0] if fields[1] else "", int(restarts))
     return found
 
 
+def on_slurm(job: JobState | None, trial_dir: Path) -> str:
+    """The state of a trial whose SLURM job is still active: SLURM's word comes first, whatever the folder
+    holds (a requeue leaves the SIGTERM's ``failure.json`` until the job runs again)."""
+    if job is None or not job.active:
+        return ""
+    if job.state in RUNNING or lock_held(trial_dir):
+        return "running"
+    return "requeued" if job.restarts else "queued"
+
+
 def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
-    """Every trial under ``dirs`` from its files: done, failed, corrupt, running (its lock is held, or
-    SLURM runs it), partial (a checkpoint, nothing running) or queued; sorted by setting and seed."""
+    """Every trial under ``dirs``: done (from its files); else what SLURM says while it has the trial's job
+    (queued, requeued, running); else from its files: failed, corrupt, running (its lock is held), partial
+    (a checkpoint, nothing running) or queued. Sorted by setting and seed."""
     from xfer import results
 
     trials = sorted(results.read_trials(dirs), key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
@@ -183,15 +212,17 @@ def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
     out = []
     for t in trials:
         s = TrialStatus(label(t.setting.key, t.seed) if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
-        job = jobs[t.path]
-        slurm_state = states.get(job, "") if job else ""
-        s.job = f"{job} {slurm_state}".strip() if job else ""
-        if t.state in ("done", "failed", "corrupt"):  # results.read_trial read their files already
+        job = states.get(jobs[t.path]) if jobs[t.path] else None
+        s.job = f"{jobs[t.path]} {job.state if job else ''}".strip() if jobs[t.path] else ""
+        slurm_says = on_slurm(job, t.path) if t.state != "done" else ""
+        if slurm_says:
+            s.state, s.cause = slurm_says, ""
+        elif t.state in ("done", "failed", "corrupt"):  # results.read_trial read their files already
             s.state, s.metrics = t.state, t.metrics
             s.max_iter = s.iteration = (t.record.get("run") or {}).get("max_iter")
             out.append(s)
             continue
-        if lock_held(t.path) or slurm_state in ("RUNNING", "COMPLETING"):
+        elif lock_held(t.path):
             s.state = "running"
         elif (t.path / "last_checkpoint").exists():
             s.state = "partial"

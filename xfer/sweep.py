@@ -243,9 +243,9 @@ def launch(
         submit_to_slurm(planned, config, sweep_dir)
         return []
     todo = [p for p in planned if not p.done]
-    log.info(
-        "sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), len(planned) - len(todo), len(todo)
-    )
+    done = len(planned) - len(todo)
+    todo = skip_queued_on_slurm(todo)
+    log.info("sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), done, len(todo))
     outcome = run_here(todo, planned[0].cfg) if todo else None
     report = collect.collect([sweep_dir])
     print(report.markdown, end="")
@@ -299,6 +299,8 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     if found:
         report_problems(found)
         raise SystemExit(2)
+    if not skip_queued_on_slurm([p]):
+        return trial.read_result(p.dir)
     for line in redo_damaged([p]):
         print(line)
     with open_dict(cfg):
@@ -311,7 +313,7 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: Path) -> None:
     """Submit the trials that have no result and are not queued already; print how to follow them."""
-    waiting = slurm.queued_trials([p.dir for p in planned if not p.done])
+    waiting = queued_on_slurm([p for p in planned if not p.done], "nothing was submitted")
     todo = [p for p in planned if not p.done and p.dir not in waiting]
     done = sum(p.done for p in planned)
     print(
@@ -331,5 +333,32 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
         f"  table:   python -m xfer collect {sweep_dir.resolve()}   (job {sub.collect_id} writes table.md when the array ends)"
     )
     if config.cluster.wait:
-        slurm.wait([sub.array_id, sub.collect_id])
+        try:
+            slurm.wait([sub.array_id, sub.collect_id])
+        except slurm.QueueUnreadable as e:
+            print(f"error: the trials were submitted (above), but SLURM's queue could not be read to wait for them: {e}",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(2) from None
         print(collect.collect([sweep_dir]).markdown, end="")
+
+
+def queued_on_slurm(todo: list[PlannedTrial], nothing: str) -> dict[Path, str]:
+    """The trials of ``todo`` whose SLURM submission (``slurm.json``) SLURM still has, with their job ids. When
+    its queue cannot be read, the launch stops here with one message (exit status 2): which trials still run
+    is unknown, so none may be submitted or trained on a guess. ``nothing``: what did not happen."""
+    try:
+        return slurm.queued_trials([p.dir for p in todo])
+    except slurm.QueueUnreadable as e:
+        print(f"error: could not read SLURM's queue to see which trials it still runs: {e}. {nothing.capitalize()}; "
+              f"{e.fix}.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
+
+
+def skip_queued_on_slurm(todo: list[PlannedTrial]) -> list[PlannedTrial]:
+    """A local run leaves alone the trials SLURM still has queued or running: they would train twice."""
+    waiting = queued_on_slurm(todo, "nothing was run")
+    if waiting:
+        ids = ", ".join(waiting.values())
+        print(f"{len(waiting)} trial(s) still queued or running on SLURM (job {ids}): not run here; "
+              "python -m xfer status shows them")  # fmt: skip
+    return [p for p in todo if p.dir not in waiting]
