@@ -145,9 +145,7 @@ def finished(trial_dir: Path) -> bool:
     """Whether the trial is done: its ``result.json`` is there and readable, with its metrics (what collect
     counts). Then nothing that happens to its processes afterwards (a rank failing in teardown, a signal)
     makes it a failed trial."""
-    from xfer import results
-
-    return results.read_trial(Path(trial_dir)).state == "done"
+    return read_result(Path(trial_dir)) is not None
 
 
 @dataclass(frozen=True)
