@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
-from xfer import plan, status
+from xfer import files, status
 
 
 @pytest.fixture
@@ -73,9 +73,9 @@ def test_status_command_prints_the_table(every_state):
 
 
 def test_checkpoint_names_count_iterations():
-    assert plan.checkpoint_iteration("model_0000499.pth", 24000) == 500
-    assert plan.checkpoint_iteration("model_final.pth", 24000) == 24000
-    assert plan.checkpoint_iteration("garbage", 24000) == 0
+    assert files.checkpoint_iteration("model_0000499.pth", 24000) == 500
+    assert files.checkpoint_iteration("model_final.pth", 24000) == 24000
+    assert files.checkpoint_iteration("garbage", 24000) == 0
 
 
 @pytest.mark.slow

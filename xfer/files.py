@@ -106,6 +106,23 @@ class Redo:
         return f"{RESULT} of {name} is damaged ({self.cause}): {kept}, {self.start}"
 
 
+def finished(trial_dir: Path) -> bool:
+    """Whether the trial is done (:func:`read_result`). Then nothing that happens to its processes afterwards
+    (a rank failing in teardown, a signal) makes it a failed trial."""
+    return read_result(trial_dir) is not None
+
+
+def checkpoint_iteration(name: str, max_iter: int) -> int:
+    """Iterations a detectron2 checkpoint name stands for: ``model_0000499.pth`` -> 500, final -> max."""
+    stem = Path(name).stem
+    if stem == "model_final":
+        return max_iter
+    try:
+        return int(stem.rsplit("_", 1)[1]) + 1
+    except (IndexError, ValueError):
+        return 0
+
+
 def redo_start(trial_dir: Path, max_iter: int | None = None) -> str:
     """What a redo of the trial starts from, in words: its final weights (re-evaluated, not retrained), an
     earlier checkpoint (training resumes there), or nothing (trained from the start). detectron2 resumes
@@ -114,9 +131,7 @@ def redo_start(trial_dir: Path, max_iter: int | None = None) -> str:
     name = last.read_text().strip() if last.exists() else ""
     if not name or not (Path(trial_dir) / name).exists():
         return "retraining from the start (no checkpoint left)"
-    stem = Path(name).stem
-    done = int(stem.rsplit("_", 1)[1]) + 1 if stem.rsplit("_", 1)[-1].isdigit() else None
-    if stem == "model_final" or (max_iter is not None and done is not None and done >= max_iter):
+    if Path(name).stem == "model_final" or (max_iter is not None and checkpoint_iteration(name, max_iter) >= max_iter):
         return f"re-evaluating from {name}"
     return f"resuming training from {name}"
 

@@ -7,9 +7,9 @@ rendezvous port); a queue hands a freed group the next trial at once. The global
 recipe's whatever the group size: detectron2's IMS_PER_BATCH is global.
 
 Safety. A launcher runs a trial only while it holds the lock in the trial's folder (``xfer.locks``, which
-a SLURM job takes too), so two launchers on one sweep never run a trial twice; the lock dies with its holder. The trial's processes die with
-the launcher, even a ``kill -9``-ed one, and the same command resumes from detectron2's last checkpoint
-and skips finished trials. Ctrl-C asks running trials to checkpoint and stop, waits
+a SLURM job takes too), so two launchers on one sweep never run a trial twice; the lock dies with its
+holder. The trial's processes die with the launcher, even a ``kill -9``-ed one, and the same command
+resumes from detectron2's last checkpoint and skips finished trials. Ctrl-C asks running trials to checkpoint and stop, waits
 ``cluster.stop_grace_s``, then kills; a second Ctrl-C kills at once. A failing trial stops only itself.
 """
 
@@ -32,7 +32,7 @@ import xfer
 from xfer import status as st
 from xfer.devices import visible_gpus
 from xfer.dist import free_port
-from xfer.files import FAILURE, PROGRESS, RESULT, read_json, record_failure
+from xfer.files import FAILURE, PROGRESS, finished, read_json, record_failure
 from xfer.locks import take_lock
 from xfer.rank import INTERRUPTED
 
@@ -153,7 +153,7 @@ def verdict(trial_dir: Path, codes: list[int], stopping: bool) -> str:
     """How a trial whose processes all ended stands: done once its ``result.json`` is written and readable,
     whatever the exit codes (a rank failing in teardown does not undo it); stopped when asked to stop or
     every rank exited cleanly; otherwise failed."""
-    if st.finished(trial_dir):
+    if finished(trial_dir):
         return "done"
     if stopping or all(c in (0, INTERRUPTED) for c in codes):
         return "stopped"
@@ -231,7 +231,7 @@ class Runner:
                 status.state = "elsewhere"
                 continue
             self.queue.remove(job)
-            if (job.dir / RESULT).exists():  # finished by another launcher meanwhile
+            if finished(job.dir):  # finished by another launcher meanwhile
                 lock.release()
                 status.state = "done"
                 self.view.finished(job, st.refresh(status, job.dir))

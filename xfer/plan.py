@@ -18,8 +18,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.files import RESULT, read_json, read_result
-from xfer.status import duration, lock_held
+from xfer.files import RESULT, checkpoint_iteration, read_json, read_result
+from xfer.locks import lock_held
+from xfer.status import duration
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,6 @@ class Entry:
             return "running", done
         return ("partial", done) if done else ("to run", 0)
 
-
-def checkpoint_iteration(name: str, max_iter: int) -> int:
-    """Iterations a detectron2 checkpoint name stands for: ``model_0000499.pth`` -> 500, final -> max."""
-    stem = Path(name).stem
-    if stem == "model_final":
-        return max_iter
-    try:
-        return int(stem.rsplit("_", 1)[1]) + 1
-    except (IndexError, ValueError):
-        return 0
 
 
 def measured(entries: list[Entry]) -> dict[str, tuple[float, int]]:

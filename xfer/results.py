@@ -25,9 +25,8 @@ from pathlib import Path
 import yaml
 
 from xfer import identity, stats
-from xfer.files import FAILURE, JOB_CONFIG, RESULT
+from xfer.files import FAILURE, JOB_CONFIG, METRICS, RESULT
 
-METRICS = ("AP50", "AP", "AP75")
 STATES = ("done", "failed", "unfinished", "corrupt")
 ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
 

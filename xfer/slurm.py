@@ -29,7 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xfer.files import FAILURE, SLURM_RECORD, read_json, record_failure
+from xfer.files import FAILURE, SLURM_RECORD, finished, read_json, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,6 @@ class TrialJob:
 
         from xfer import dist, engine, trial
         from xfer.locks import take_lock
-        from xfer.status import finished
 
         env = submitit.JobEnvironment()
         out = Path(self.trial_dir)
@@ -258,8 +257,6 @@ class TrialJob:
         return str(out)
 
     def _terminated(self, signum, frame) -> None:
-        from xfer.status import finished
-
         if not finished(Path(self.trial_dir)):  # a requeue sends it too: status asks SLURM before it reads this
             record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
                            job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip

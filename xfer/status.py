@@ -141,12 +141,6 @@ def console(stdout=None) -> Console:
     return out
 
 
-def finished(trial_dir: Path) -> bool:
-    """Whether the trial is done: its ``result.json`` is there and readable, with its metrics (what collect
-    counts). Then nothing that happens to its processes afterwards (a rank failing in teardown, a signal)
-    makes it a failed trial."""
-    return read_result(Path(trial_dir)) is not None
-
 
 @dataclass(frozen=True)
 class JobState:

@@ -3,7 +3,7 @@
 Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
 problems are reported together (each once) and the launch exits with status 2. Each trial's folder is
 derived from its identity (``xfer.identity``: setting, weights content, seed), so its weights must be
-there to be found. Trials whose ``result.json`` exists are skipped and need not pass the checks (their
+there to be found. Trials with a readable ``result.json`` are skipped and need not pass the checks (their
 dataset may be gone). Each trial to run gets its composed config written as ``trial.yaml`` in its
 folder; ``xfer.local`` runs those here, SLURM there. One failing trial does not stop the others; the
 table is written from whatever finished.
@@ -166,15 +166,15 @@ def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str
     its final weights are re-evaluated, not retrained. ``dry_run`` (plan=true) only says what would happen."""
     lines = []
     for p in planned:
-        cause = files.damage(p.dir) if (p.dir / RESULT).exists() else ""
+        cause = files.damage(p.dir)
         if not cause:
             continue
         cfg = activate(p)
-        name = status.label(p.setting.key, cfg.seed)
-        start = files.redo_start(p.dir, max_iter_of(cfg))
-        redo = files.Redo(cause, None, start) if dry_run else files.set_aside_damaged(p.dir, max_iter_of(cfg))
+        max_iter = max_iter_of(cfg)
+        redo = files.Redo(cause, None, files.redo_start(p.dir, max_iter)) if dry_run else \
+            files.set_aside_damaged(p.dir, max_iter)
         if redo:
-            lines.append(redo.describe(name))
+            lines.append(redo.describe(status.label(p.setting.key, cfg.seed)))
     return lines
 
 
