@@ -19,7 +19,6 @@ import hashlib
 import logging
 import platform
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,15 +44,9 @@ def weights_sha256(cfg: DictConfig) -> str:
 
 
 def prepare(cfg: DictConfig) -> None:
-    """Generate what a generated benchmark (smoke) needs: its tiny dataset and this pretrain's weights."""
-    if not cfg.benchmark.generate:
-        return
-    gen = cfg.benchmark.smoke
-    smoke.ensure_dataset(Path(cfg.benchmark.datasets_root), gen.images, tuple(gen.image_size))
-    layout = gen.layouts.get(cfg.pretrain.name, "torchvision")
-    depth = cfg.backbone.d2.MODEL.RESNETS.DEPTH
-    seed = zlib.crc32(cfg.pretrain.name.encode())  # each method its own weights, stable across runs
-    smoke.ensure_weights(Path(cfg.pretrain.weights), layout, depth, cfg.benchmark.d2.MODEL.RESNETS, seed)
+    """Generate what a generated benchmark (smoke) needs: its dataset and this pretrain's weights."""
+    if cfg.benchmark.generate:
+        smoke.prepare(cfg)
 
 
 def published(cfg: DictConfig) -> dict | None:

@@ -1,99 +1,20 @@
-"""Tiny generated inputs for the smoke benchmark: a VOC-format dataset and pretrained checkpoints.
+"""The smoke's checkpoints in each method's native file layout, from one torchvision-named ResNet.
 
-The smoke sweep must exercise the real pipeline on a CPU without downloads: detectron2's VOC loader
-and evaluator read the same files as for real VOC, and every pretrain's checkpoint comes in its
-method's native layout (so conversion is exercised too). Everything is deterministic, generated once
-into the cache and marked complete only after it is fully written. torch is imported only to make
-weights: a launcher finding them made already need not pay its start-up (see ``xfer.devices``).
+Every pretrain of the smoke gets its codebase's own container and key names (MoCo's ``module.encoder_q.*``,
+OpenSelfSup's ``backbone.*``, Caffe2 blobs, ...), so a smoke sweep exercises the same conversion as real
+checkpoints. The tensors come from :func:`torchvision_resnet` (random, narrow) or from the smoke's cached
+pretraining (``xfer.smoke.pretraining``).
 """
 
 from __future__ import annotations
 
-import pickle
-import random
-import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
-from xml.etree import ElementTree as ET
-
-from filelock import FileLock
-from PIL import Image, ImageDraw
-
-from xfer import data
-from xfer.data import VOC_CLASSES
 
 if TYPE_CHECKING:
     import torch
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-DONE = ".complete"
-
-
-def _annotation(file_id: str, width: int, height: int, objects: list[tuple[str, int, tuple]]) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "filename").text = f"{file_id}.jpg"
-    size = ET.SubElement(root, "size")
-    for tag, value in (("width", width), ("height", height), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(value)
-    for cls, difficult, (x0, y0, x1, y1) in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = cls
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = str(difficult)
-        box = ET.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x0, y0, x1, y1), strict=True):
-            ET.SubElement(box, tag).text = str(value)
-    return ET.tostring(root)
-
-
-def _write_split(root: Path, year: str, split: str, count: int, size: tuple[int, int], rng: random.Random) -> None:
-    """``count`` images with 2-3 coloured boxes each; classes cycle, and an object is marked difficult only
-    when its class already has a plain one in the split (VOC's AP is undefined for a class without)."""
-    voc = root / f"VOC{year}"
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (voc / sub).mkdir(parents=True, exist_ok=True)
-    ids, next_class, plain = [], 0, set()
-    for i in range(count):
-        file_id = f"{split}_{i:06d}"
-        w, h = rng.randint(*size), rng.randint(*size)
-        img = Image.new("RGB", (w, h), tuple(rng.randint(0, 80) for _ in range(3)))
-        draw = ImageDraw.Draw(img)
-        objects = []
-        for k in range(rng.randint(2, 3)):
-            bw, bh = rng.randint(w // 5, w // 2), rng.randint(h // 5, h // 2)
-            x0, y0 = rng.randint(1, w - bw - 1), rng.randint(1, h - bh - 1)
-            cls = next_class % len(VOC_CLASSES)
-            next_class += 1
-            draw.rectangle((x0, y0, x0 + bw, y0 + bh), fill=(40 + 10 * cls, 255 - 10 * cls, 120))
-            difficult = k == 2 and cls in plain
-            plain |= set() if difficult else {cls}
-            objects.append((VOC_CLASSES[cls], int(difficult), (x0, y0, x0 + bw, y0 + bh)))
-        img.save(voc / "JPEGImages" / f"{file_id}.jpg", quality=90)
-        (voc / "Annotations" / f"{file_id}.xml").write_bytes(_annotation(file_id, w, h, objects))
-        ids.append(file_id)
-    with open(voc / "ImageSets/Main" / f"{split}.txt", "a") as f:
-        f.write("".join(f"{i}\n" for i in ids))
-
-
-def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int], seed: int = 0) -> Path:
-    """Generate the tiny VOC07+12 under ``root`` unless a complete copy is there."""
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root) + ".lock"):
-        if (root / DONE).exists():
-            return root
-        tmp = root.with_name(root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        rng = random.Random(seed)
-        for name, count in images.items():
-            year, split = data.parse(name)
-            _write_split(tmp, year, split, int(count), tuple(size), rng)
-        (tmp / DONE).touch()
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    return root
 
 
 def torchvision_resnet(depth: int, stem: int, res2_out: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -193,26 +114,3 @@ def wrap(tv: Mapping[str, torch.Tensor], layout: str) -> object:
 
 
 PICKLED = ("msra", "detectron2")  # layouts saved as plain pickles (.pkl), not torch files
-
-
-def ensure_weights(path: Path, layout: str, depth: int, resnets: Mapping[str, int], seed: int = 0) -> Path:
-    """Write a tiny checkpoint of ``layout`` at ``path`` unless it exists."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            return path
-        import torch
-
-        tv = torchvision_resnet(
-            depth, resnets["STEM_OUT_CHANNELS"], resnets["RES2_OUT_CHANNELS"], resnets["WIDTH_PER_GROUP"], seed
-        )
-        tmp = path.with_name(path.name + ".partial")
-        obj = wrap(tv, layout)
-        if layout in PICKLED:
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f)
-        else:
-            torch.save(obj, tmp)
-        tmp.replace(path)
-    return path
