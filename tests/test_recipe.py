@@ -116,7 +116,8 @@ def test_every_combination_composes_into_a_detectron2_config(benchmark, backbone
     built = recipe.build(cfg, Path("w.pkl"), Path("out"), "cpu")
     assert built.MODEL.RESNETS.DEPTH == cfg.backbone.d2.MODEL.RESNETS.DEPTH
     assert built.INPUT.FORMAT == cfg.pretrain.input.d2.INPUT.FORMAT
-    assert cfg.pretrain.format in ("moco", "openselfsup", "torchvision", "msra", "auto")
+    assert cfg.pretrain.format in ("moco", "openselfsup", "torchvision", "msra", "auto") or \
+        (cfg.pretrain.format == "none" and cfg.pretrain.weights is None)  # scratch: random init, no checkpoint
     pub = cfg.pretrain.published.get("voc0712_c4_24k", {})
     assert set(pub) <= {"r50", "r101"}
     for numbers in pub.values():

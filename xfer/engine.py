@@ -190,6 +190,8 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer") -> dict:
     start, trained = trainer.start_iter, 0
     if start == 0 and cfg.MODEL.WEIGHTS.endswith(".pkl"):  # fresh from the pretrained weights
         log.info("verified: all %d pretrained tensors loaded", verify_loaded(trainer.model, cfg.MODEL.WEIGHTS))
+    elif start == 0 and not cfg.MODEL.WEIGHTS:  # pretrain.weights null: nothing was loaded, on purpose
+        log.info("random init: no pretrained weights (MODEL.WEIGHTS ''), training from detectron2's own initialisation")
     if start >= cfg.SOLVER.MAX_ITER:  # e.g. its result.json was damaged: evaluate the final weights again
         log.info("training already finished (checkpoint at iteration %d); evaluating, 0 iterations to train", start)
         if progress is not None:  # no training hooks run: say so for the launcher's view and status

@@ -14,6 +14,8 @@ A trial lives at ``<output_root>/<benchmark>/<setting>/w-<weights id>/seed<N>/``
 - The weights id is the start of the checkpoint's sha256: its content, not its path, is what was
   measured. A copy of the file elsewhere is the same trial (nothing retrains); another checkpoint under
   the same pretrain is another trial, which never reuses or pools the first one's results or checkpoints.
+- A trial without a checkpoint (random init, ``pretrain.weights`` null) has the weights id
+  :data:`NO_WEIGHTS`, where a digest would be: its folder is ``w-none`` and its table's weights say ``none``.
 
 A real checkpoint is hundreds of MB, so its digest is read once per process and kept on disk (under
 ``paths.cache``), keyed by the file's resolved path, size and modification time: planning a sweep again
@@ -32,6 +34,8 @@ from xfer.files import write_text_atomic
 
 ID_CHARS = 12  # hex digits of the sha256 in folder names and tables (48 bits: no collision in practice)
 DIGESTS = "sha256"  # folder under paths.cache holding one digest per (resolved path, size, mtime_ns)
+NO_WEIGHTS = "none"  # the digest and weights id of a trial without weights (random init); not hex, so no
+# checkpoint's id is ever this
 UNREADABLE = "w-unknown"  # folder level of weights that cannot be hashed; such trials never run (see sweep.check)
 MAX_SETTING_CHARS = 96
 

@@ -23,15 +23,16 @@ def d2_parts(cfg: DictConfig) -> list[dict]:
     return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
 
 
-def build(cfg: DictConfig, weights: Path, output_dir: Path, device: str):
-    """detectron2 CfgNode for one trial: recipe, seed, weights, output dir and device."""
+def build(cfg: DictConfig, weights: Path | None, output_dir: Path, device: str):
+    """detectron2 CfgNode for one trial: recipe, seed, weights, output dir and device. ``weights`` None: random
+    init, detectron2's own initialisation (its ``MODEL.WEIGHTS ''`` loads nothing)."""
     d2compat.ensure()
     from detectron2.config import CfgNode, get_cfg
 
     d2 = get_cfg()
     for part in d2_parts(cfg):
         d2.merge_from_other_cfg(CfgNode(part))
-    d2.MODEL.WEIGHTS = str(weights)
+    d2.MODEL.WEIGHTS = "" if weights is None else str(weights)
     d2.OUTPUT_DIR = str(output_dir)
     d2.SEED = int(cfg.seed)
     d2.MODEL.DEVICE = device

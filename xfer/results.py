@@ -301,14 +301,19 @@ def summarize(trials: list[Trial]) -> list[Row]:
 
 
 def compare(rows: list[Row]) -> list[Comparison]:
-    """Every pair of methods within a group (same benchmark, backbone and other overrides)."""
+    """Every pair of methods within a group (same benchmark, backbone and other overrides), as ``b − a``.
+
+    A row without weights (random init, weights id ``identity.NO_WEIGHTS``) is always ``a``: the baseline, so
+    its comparisons read "pretrained − scratch" (``densecl − scratch``), the gain a paper reports. Other
+    pairs are in pretrain order."""
     by_group: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         if r.n:
             by_group[r.setting.group].append(r)
     out = []
     for group in sorted(by_group):
-        members = sorted(by_group[group], key=lambda r: (r.setting.pretrain, r.setting.weights))
+        members = sorted(by_group[group], key=lambda r: (r.setting.weights != identity.NO_WEIGHTS, r.setting.pretrain,
+                                                         r.setting.weights))  # fmt: skip
         shared = {p for p, n in Counter(r.setting.pretrain for r in members).items() if n > 1}
         name = {id(r): r.setting.pretrain + (f" w-{r.setting.weights or '?'}" if r.setting.pretrain in shared else "")
                 for r in members}  # a pretrain measured with two checkpoints: say which is which

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from xfer import d2compat, data, devices, dist, files, identity, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.results import Setting, published_record
-from xfer.validate import InputError, problems, weights_of
+from xfer.validate import InputError, no_weights, problems, weights_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ def setting_of(cfg: DictConfig, overrides: str = "", sha256: str | None = None) 
 
 
 def weights_sha256(cfg: DictConfig) -> str:
-    """The content hash of the trial's weights (digests kept under ``paths.cache``); OSError when unreadable."""
+    """The content hash of the trial's weights (digests kept under ``paths.cache``); OSError when unreadable.
+    A trial without weights (random init) reads no file: its id is ``identity.NO_WEIGHTS``."""
+    if no_weights(cfg):
+        return identity.NO_WEIGHTS
     return identity.file_sha256(Path(cfg.pretrain.weights), Path(cfg.paths.cache) / identity.DIGESTS)
 
 
@@ -143,7 +146,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
                           f"{identity.weights_id(planned)} then, {identity.weights_id(sha256)} now), and this "
                           f"trial's folder is for the old content; launch again to run the new weights."])  # fmt: skip
     device = devices.resolve(cfg.trial.device)
-    weights, report = weights_of(cfg)
+    weights, described, summary = _weights(cfg, sha256)
     d2cfg = recipe.build(cfg, weights, out_dir, device)
     d2_yaml = d2cfg.dump()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,15 +158,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "seed": int(cfg.seed),
         "published": published(cfg),
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
-        "weights": {
-            "source": str(cfg.pretrain.weights),
-            "sha256": sha256,  # the content measured; its first 12 digits are setting.weights and the folder's w-
-            "converted": str(weights),
-            "layout": report.layout,
-            "depth": report.depth,
-            "tensors": report.converted,
-            "dropped": report.dropped,
-        },
+        "weights": described,
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),
         "run": {
@@ -173,8 +168,30 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
             "device_count": torch.cuda.device_count() if device == "cuda" else 0,
         },
     }
-    log.info("trial %s seed %d on %s; weights: %s", setting.key, cfg.seed, device, report.summary())
+    log.info("trial %s seed %d on %s; weights: %s", setting.key, cfg.seed, device, summary)
     return Prepared(d2_yaml, str(cfg.benchmark.datasets_root), record, device)
+
+
+def _weights(cfg: DictConfig, sha256: str) -> tuple[Path | None, dict, str]:
+    """The trial's converted weights (None: random init), their record in ``result.json`` and a log summary.
+
+    Without weights the record still says what was measured, unmistakably: no source, digest
+    ``identity.NO_WEIGHTS``, layout ``none`` and 0 tensors (collect reads the weights id from it)."""
+    if no_weights(cfg):
+        record = {"source": None, "sha256": sha256, "converted": None, "layout": identity.NO_WEIGHTS, "depth": None,
+                  "tensors": 0, "dropped": {}}  # fmt: skip
+        return None, record, "none, random init (detectron2's own initialisation, MODEL.WEIGHTS '')"
+    weights, report = weights_of(cfg)
+    record = {
+        "source": str(cfg.pretrain.weights),
+        "sha256": sha256,  # the content measured; its first 12 digits are setting.weights and the folder's w-
+        "converted": str(weights),
+        "layout": report.layout,
+        "depth": report.depth,
+        "tensors": report.converted,
+        "dropped": report.dropped,
+    }
+    return weights, record, report.summary()
 
 
 def read_result(out_dir: Path) -> dict | None:

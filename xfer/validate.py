@@ -23,6 +23,22 @@ class InputError(Exception):
         self.problems = problems
 
 
+NO_FORMAT = "none"  # the ``pretrain.format`` of a pretrain without weights (``conf/pretrain/scratch.yaml``)
+
+
+def no_weights(cfg: DictConfig) -> bool:
+    """Whether the trial has no checkpoint and trains from detectron2's own initialisation (random init).
+
+    The one rule, so that every stage agrees: ``pretrain.weights`` is null (``pretrain=scratch``, or any
+    pretrain with ``pretrain.weights=null``). Such a trial is hashed, converted and checked for nothing; its
+    weights id is ``identity.NO_WEIGHTS``. A path that cannot be resolved is not "no weights": the checks
+    name it instead of training from random init by mistake."""
+    try:
+        return cfg.pretrain.weights is None
+    except OmegaConfBaseException:
+        return False
+
+
 def _weights_problem(cfg: DictConfig) -> str | None:
     pretrain = cfg.pretrain
     try:
@@ -106,10 +122,16 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
                      "refuses to run on CPU. Drop it here, or run on a GPU node.")  # fmt: skip
     if cfg.trial.evaluator not in EVALUATORS:
         found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(EVALUATORS)}.")
-    if cfg.pretrain.format not in LAYOUTS:
-        found.append(f"pretrain.format={cfg.pretrain.format!r} is not one of {', '.join(LAYOUTS)}.")
     names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
     found += data.problems(Path(cfg.benchmark.datasets_root), names)
+    if no_weights(cfg):  # random init: no checkpoint to find, hash or convert, whatever its format says
+        return found
+    if cfg.pretrain.format == NO_FORMAT:
+        found.append(f"pretrain {cfg.pretrain.name}: pretrain.format={NO_FORMAT} means no checkpoint (random init), "
+                     "but pretrain.weights names a checkpoint: pass pretrain.weights=null to train from random "
+                     f"init, or give the checkpoint's format ({', '.join(LAYOUTS)}).")  # fmt: skip
+    elif cfg.pretrain.format not in LAYOUTS:
+        found.append(f"pretrain.format={cfg.pretrain.format!r} is not one of {', '.join(LAYOUTS)}.")
     weights = _weights_problem(cfg)
     if weights:
         found.append(weights)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer.smoke import layouts, pretraining, scenes
 from xfer.smoke.scenes import ensure_dataset
+from xfer.validate import no_weights
 
 __all__ = ["ensure_dataset", "ensure_weights", "layouts", "prepare", "pretraining", "scenes"]
 
@@ -63,7 +64,7 @@ def prepare(cfg: DictConfig) -> None:
     """Make the dataset and, unless the pretrain is scratch (no weights), the pretrain's checkpoint."""
     gen = cfg.benchmark.smoke
     ensure_dataset(Path(cfg.benchmark.datasets_root), gen.images, tuple(gen.image_size))
-    if cfg.pretrain.weights is None:
+    if no_weights(cfg):  # scratch: random init, no checkpoint to make
         return
     layout = gen.layouts.get(cfg.pretrain.name, "torchvision")
     depth = int(cfg.backbone.d2.MODEL.RESNETS.DEPTH)
