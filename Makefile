@@ -23,7 +23,7 @@ slurm-packages:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq munge slurmctld slurmd slurm-client
 
 smoke: setup
-	$(PY) launch.py -m benchmark=smoke pretrain=densecl,regioncl seed=0-4
+	$(PY) launch.py -m benchmark=smoke pretrain=scratch,densecl,regioncl seed=0-4 cluster.devices=2 cluster.gpus_per_trial=1
 
 test: setup
 	$(PY) -m pytest

@@ -31,8 +31,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("torchvision", "moco", "openselfsup", "vissl", "msra"):
             src = Path(tmp) / f"{layout}.ckpt"
-            obj = smoke.wrap(tv, layout)
-            if layout in smoke.PICKLED:
+            obj = smoke.layouts.wrap(tv, layout)
+            if layout in smoke.layouts.PICKLED:
                 src.write_bytes(pickle.dumps(obj))
             else:
                 torch.save(obj, src)

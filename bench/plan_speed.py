@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP = ["-m", "benchmark=smoke", "backbone=r50,r101",
+SWEEP = ["-m", "benchmark=smoke_fast", "backbone=r50,r101",
          "pretrain=supervised,moco_v1,moco_v2_200ep,moco_v2_800ep,densecl,regioncl_d", "seed=0-4"]  # fmt: skip
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xfer-plan-") as tmp:
         out = [f"output_root={tmp}", f"paths.cache={tmp}/cache"]
         timed_launch([*SWEEP, "plan=true", *out])  # warm-up: generates the smoke data and weights once
-        one = statistics.median(timed_launch(["-m", "benchmark=smoke", "seed=0", "plan=true", *out])
+        one = statistics.median(timed_launch(["-m", "benchmark=smoke_fast", "seed=0", "plan=true", *out])
                                 for _ in range(args.repeats))  # fmt: skip
         plan = statistics.median(timed_launch([*SWEEP, "plan=true", *out]) for _ in range(args.repeats))
         print(f"median of {args.repeats}: plan of 1 trial {one:.2f} s | plan of 60 trials {plan:.2f} s "

@@ -46,8 +46,9 @@ def synthetic_inputs(root: Path) -> list[str]:
     data = smoke.ensure_dataset(
         root / "datasets", {"voc_2007_trainval": 96, "voc_2012_trainval": 96, "voc_2007_test": 32}, (480, 800)
     )
-    widths = {"STEM_OUT_CHANNELS": 64, "RES2_OUT_CHANNELS": 256, "WIDTH_PER_GROUP": 64}
-    weights = smoke.ensure_weights(root / "weights" / "r50_tv.pth", "torchvision", 50, widths)
+    widths = (64, 256, 64)  # stem, res2 out, width per group: the full R50
+    weights = smoke.ensure_weights(root / "weights" / "r50_tv.pth", "torchvision", {"random": [50, *widths]},
+                                   lambda: smoke.layouts.torchvision_resnet(50, *widths))  # fmt: skip
     return [f"paths.datasets={data}", "pretrain=supervised_tv", f"pretrain.weights={weights}"]
 
 
@@ -131,7 +132,7 @@ def main() -> None:
         if not devices.gpu_count():
             parser.error("--amp needs a GPU: detectron2's AMPTrainer refuses to run on CPU")
     work = args.work or Path(tempfile.mkdtemp(prefix="xfer-bench-"))
-    extra = synthetic_inputs(work / "inputs") if args.benchmark != "smoke" else []
+    extra = synthetic_inputs(work / "inputs") if not args.benchmark.startswith("smoke") else []
     launch_s, bare_s, amp_s, trial = [], [], [], None
     for i in range(args.repeats):
         s, trial = via_launch(args.benchmark, args.iters, work / f"launch{i}", extra)

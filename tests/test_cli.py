@@ -35,12 +35,12 @@ def test_bad_ranges_are_refused(argv, message):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["benchmark=smoke", "seed=0-4"], "seed=0-4 is a sweep of 5 trials: add -m"),
-        (["-m", "benchmark=smoke", "seed=4-0"], "bad seed range '4-0'"),
-        (["-m", "benchmark=smoke", "seed=a-b"], "bad seed range 'a-b'"),
-        (["benchmark=smoke", "seed=0,1"], "multirun"),
-        (["-m", "benchmark=smoke", "seed=x"], "seed='x': a seed is a non-negative integer"),
-        (["-m", "benchmark=smoke", "pretrain=nosuch"], "Could not find 'pretrain/nosuch'"),
+        (["benchmark=smoke_fast", "seed=0-4"], "seed=0-4 is a sweep of 5 trials: add -m"),
+        (["-m", "benchmark=smoke_fast", "seed=4-0"], "bad seed range '4-0'"),
+        (["-m", "benchmark=smoke_fast", "seed=a-b"], "bad seed range 'a-b'"),
+        (["benchmark=smoke_fast", "seed=0,1"], "multirun"),
+        (["-m", "benchmark=smoke_fast", "seed=x"], "seed='x': a seed is a non-negative integer"),
+        (["-m", "benchmark=smoke_fast", "pretrain=nosuch"], "Could not find 'pretrain/nosuch'"),
     ],
 )
 def test_launch_refuses_bad_command_lines_before_running(tmp_path, args, message):

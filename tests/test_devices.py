@@ -32,7 +32,7 @@ def test_gpu_count_is_torchs_and_skips_torch_without_a_driver(gpus):
 
 
 def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
-    sweep = ["-m", "benchmark=smoke", "backbone=r50,r101", "pretrain=densecl,moco_v1", "seed=0-1", "plan=true",
+    sweep = ["-m", "benchmark=smoke_fast", "backbone=r50,r101", "pretrain=densecl,moco_v1", "seed=0-1", "plan=true",
              f"output_root={tmp_path}"]  # fmt: skip
     first = launch(*sweep)  # generates the smoke data and weights and converts them: needs torch
     assert first.returncode == 0, first.output[-3000:]
@@ -46,11 +46,11 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
 
 def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
     """Seeds of a setting are checked once; a finished seed 0 must not let seed 1's problem through."""
-    args = ("-m", "benchmark=smoke", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1", f"output_root={tmp_path}")
+    args = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1", f"output_root={tmp_path}")
     assert launch(*args, "plan=true").returncode == 2  # makes the smoke weights: their hash is a level of the folder
-    weights = tmp_path / "_cache" / "smoke" / "weights" / "densecl_r50.pth"
-    done = tmp_path / "smoke" / "r50_densecl,pretrain.format=bogus" / f"w-{sha256(weights.read_bytes()).hexdigest()[:12]}"
-    done_record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},
+    weights = tmp_path / "_cache" / "smoke_fast" / "weights" / "densecl_r50.pth"
+    done = tmp_path / "smoke_fast" / "r50_densecl,pretrain.format=bogus" / f"w-{sha256(weights.read_bytes()).hexdigest()[:12]}"
+    done_record = {"setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "densecl"},
                    "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}}  # fmt: skip
     (done / "seed0").mkdir(parents=True)
     (done / "seed0" / "result.json").write_text(json.dumps(done_record))
@@ -65,7 +65,7 @@ def test_a_local_plan_fills_the_gpus_torch_sees(tmp_path):
     count = subprocess.run([sys.executable, "-c", TORCH_COUNT], capture_output=True, text=True, check=True,
                            env=host_env())  # fmt: skip
     n = int(count.stdout)
-    run = launch("-m", "benchmark=smoke", "seed=0-1", "cluster.gpus_per_trial=1", "plan=true",
+    run = launch("-m", "benchmark=smoke_fast", "seed=0-1", "cluster.gpus_per_trial=1", "plan=true",
                  f"output_root={tmp_path}", gpus=True)  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]
     per_trial = f"1 GPU device(s) per trial, {n} trial(s) at a time" if n else "1 cpu device(s) per trial, 1 trial(s)"

@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import REPO, launch, results_under
 from xfer import collect, results
 
-SMOKE = ("-m", "benchmark=smoke", "pretrain=densecl", "seed=0")
+SMOKE = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0")
 
 
 def sha(path: Path) -> str:
@@ -48,7 +48,7 @@ def test_another_checkpoint_trains_anew_and_a_copy_of_the_first_is_done_already(
     ((path_a, a),) = results_under(tmp_path).items()
     weights_a = Path(a["weights"]["source"])
     assert a["weights"]["sha256"] == sha(weights_a) and a["setting"]["weights"] == sha(weights_a)[:12]
-    assert path_a.parent == tmp_path / "smoke" / "r50_densecl" / f"w-{sha(weights_a)[:12]}" / "seed0"
+    assert path_a.parent == tmp_path / "smoke_fast" / "r50_densecl" / f"w-{sha(weights_a)[:12]}" / "seed0"
 
     copy = shutil.copy(weights_a, tmp_path / "elsewhere.pth")
     again = launch(*SMOKE, f"pretrain.weights={copy}", out)
@@ -67,10 +67,10 @@ def test_another_checkpoint_trains_anew_and_a_copy_of_the_first_is_done_already(
     assert b["run"]["start_iter"] == 0 and "resuming" not in (path_b.parent / "log.txt").read_text()
     assert json.loads((path_a).read_text()) == a  # the first weights' result is untouched
 
-    rows = results.summarize(results.read_trials([tmp_path / "smoke"]))
+    rows = results.summarize(results.read_trials([tmp_path / "smoke_fast"]))
     assert sorted((r.key, r.setting.weights, r.n) for r in rows) == sorted(
-        [("smoke/r50_densecl", sha(weights_a)[:12], 1), ("smoke/r50_densecl", sha(b_file)[:12], 1)])
-    table = (tmp_path / "smoke" / "table.md").read_text()
+        [("smoke_fast/r50_densecl", sha(weights_a)[:12], 1), ("smoke_fast/r50_densecl", sha(b_file)[:12], 1)])
+    table = (tmp_path / "smoke_fast" / "table.md").read_text()
     assert f"| {sha(weights_a)[:12]} |" in table and f"| {sha(b_file)[:12]} |" in table
 
     # The trial runner checks the content its folder was chosen for: weights rewritten after the launch
@@ -174,5 +174,5 @@ def test_an_unfinished_trial_is_listed_with_its_weights(tmp_path):
 @pytest.mark.parametrize("sweep", ["trial.evaluator=xfer,detectron2", "cluster.stop_grace_s=10,20"])
 def test_a_sweep_over_how_trials_run_is_refused(tmp_path, sweep):
     """Such options name no setting, so the jobs of that sweep would share one folder: refused, not run."""
-    run = launch("-m", "benchmark=smoke", "seed=0", sweep, "plan=true", f"output_root={tmp_path}")
+    run = launch("-m", "benchmark=smoke_fast", "seed=0", sweep, "plan=true", f"output_root={tmp_path}")
     assert run.returncode == 2 and "cluster.* and trial.* say how the whole sweep runs" in run.stderr, run.output[-2000:]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from tests.conftest import launch
+from tests.conftest import REPO, launch
 
 
 def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
@@ -30,34 +31,35 @@ def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
 
 
 def test_custom_pretrain_without_weights_names_the_fix(tmp_path):
-    run = launch("-m", "benchmark=smoke", "pretrain=custom", "pretrain.name=mine", "benchmark.generate=false",
+    run = launch("-m", "benchmark=smoke_fast", "pretrain=custom", "pretrain.name=mine", "benchmark.generate=false",
                  f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode == 2
     assert "pretrain mine (r50): weights not found" in run.stderr and "pretrain.weights=" in run.stderr
 
 
 def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path):
-    run = launch("-m", "benchmark=smoke", "cluster.devices=4", "cluster.gpus_per_trial=3", f"output_root={tmp_path}")
+    run = launch("-m", "benchmark=smoke_fast", "cluster.devices=4", "cluster.gpus_per_trial=3", f"output_root={tmp_path}")
     assert run.returncode == 2
     assert "cluster.gpus_per_trial=3 cannot share the global batch 2 evenly" in run.stderr
     assert "use one of [1, 2]" in run.stderr
-    assert not (tmp_path / "smoke" / "r50_densecl").exists()  # nothing was started
+    assert not (tmp_path / "smoke_fast" / "r50_densecl").exists()  # nothing was started
 
 
 def test_malformed_annotations_are_named_before_anything_runs(tmp_path):
     from xfer import smoke
 
-    voc = smoke.ensure_dataset(tmp_path / "_cache/smoke/datasets", {"voc_2007_trainval": 4, "voc_2012_trainval": 4,
-                               "voc_2007_test": 4}, (64, 96)) / "VOC2007"  # fmt: skip
+    gen = yaml.safe_load((REPO / "conf/benchmark/smoke_fast.yaml").read_text())["smoke"]  # made as the launch would
+    voc = smoke.ensure_dataset(tmp_path / "_cache/smoke_fast/datasets", gen["images"], tuple(gen["image_size"])) / "VOC2007"
+    test, trainval = gen["images"]["voc_2007_test"], gen["images"]["voc_2007_trainval"]
     (voc / "Annotations/test_000001.xml").write_text("<annotation><size><width>")
     xml = voc / "Annotations/trainval_000002.xml"
     xml.write_text(xml.read_text().replace("<name>", "<name>x", 1))
     (voc / "JPEGImages/trainval_000003.jpg").unlink()
-    run = launch("-m", "benchmark=smoke", "seed=0,1", f"output_root={tmp_path}")
+    run = launch("-m", "benchmark=smoke_fast", "seed=0,1", f"output_root={tmp_path}")
     assert run.returncode == 2, run.output[-3000:]
     err = run.stderr
-    assert "dataset voc_2007_test: 1 of 4 images" in err and "test_000001.xml: not well-formed XML" in err
-    assert "dataset voc_2007_trainval: 2 of 4 images" in err
+    assert f"dataset voc_2007_test: 1 of {test} images" in err and "test_000001.xml: not well-formed XML" in err
+    assert f"dataset voc_2007_trainval: 2 of {trainval} images" in err
     assert "trainval_000002.xml: object class 'x" in err and "not one of the 20 VOC classes" in err
     assert "trainval_000003.jpg missing" in err and "remove their ids from" in err
     assert "voc_2012_trainval" not in err
@@ -67,7 +69,7 @@ def test_malformed_annotations_are_named_before_anything_runs(tmp_path):
 def _tiny(depth: int):
     from xfer import smoke
 
-    return smoke.torchvision_resnet(depth, stem=16, res2_out=32, width=8)
+    return smoke.layouts.torchvision_resnet(depth, stem=16, res2_out=32, width=8)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +88,7 @@ def _tiny(depth: int):
 def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, make, args, message):
     weights = tmp_path / "w.pth"
     torch.save(make(), weights)
-    run = launch("-m", "benchmark=smoke", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
+    run = launch("-m", "benchmark=smoke_fast", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
     assert run.returncode == 2, run.output[-3000:]
     assert message in run.stderr, run.stderr
     assert not list((tmp_path / "out").rglob("metrics.json"))
@@ -110,7 +112,7 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, trust):
     marker = tmp_path / "code-ran"
     weights = tmp_path / "w.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode(marker)}, weights)
-    run = launch("-m", "benchmark=smoke", "pretrain=custom", f"pretrain.weights={weights}", f"pretrain.trust={trust}",
+    run = launch("-m", "benchmark=smoke_fast", "pretrain=custom", f"pretrain.weights={weights}", f"pretrain.trust={trust}",
                  f"output_root={tmp_path}/out")  # fmt: skip
     assert run.returncode == 2, run.output[-3000:]  # one conv1 tensor is no ResNet either way
     assert marker.exists() == trust, run.stderr  # the marker proves the payload runs when unpickled in full
@@ -120,5 +122,5 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, trust):
 
 
 def test_slurm_without_multirun_is_refused(tmp_path):
-    run = launch("benchmark=smoke", "cluster=slurm", f"output_root={tmp_path}")
+    run = launch("benchmark=smoke_fast", "cluster=slurm", f"output_root={tmp_path}")
     assert run.returncode == 2 and "cluster=slurm submits sweeps: add -m (one trial: -m seed=0)" in run.stderr

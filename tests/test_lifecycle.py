@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import launch
 from xfer import files
 
-SMOKE = ["-m", "benchmark=smoke", "pretrain=densecl", "seed=0"]
+SMOKE = ["-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0"]
 # detectron2's PeriodicCheckpointer with the smoke recipe's CHECKPOINT_PERIOD 5 and MAX_ITER 10 saves after
 # iterations 5 and 10 (0-based 4 and 9, the number in the name) and model_final.pth after the last one.
 EVERY_CHECKPOINT = {"model_0000004.pth", "model_0000009.pth", "model_final.pth", "last_checkpoint"}
@@ -20,7 +20,7 @@ EVERY_CHECKPOINT = {"model_0000004.pth", "model_0000009.pth", "model_final.pth",
 
 def record() -> dict:
     """A result.json as a trial writes it, written here by hand."""
-    return {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl", "overrides": "", "key": "k"},
+    return {"setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "densecl", "overrides": "", "key": "k"},
             "seed": 0, "metrics": {"AP50": 1.5, "AP": 0.5, "AP75": 0.0}, "run": {"max_iter": 10}}  # fmt: skip
 
 
@@ -112,7 +112,7 @@ def test_an_unknown_keep_checkpoints_value_is_refused_before_anything_runs(tmp_p
 
 
 def plan_row(output: str) -> str:
-    (row,) = [line for line in output.splitlines() if line.startswith("| smoke/r50_densecl |")]
+    (row,) = [line for line in output.splitlines() if line.startswith("| smoke_fast/r50_densecl |")]
     return row
 
 
@@ -137,14 +137,14 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     (trial / "result.json").write_text(cut)  # a writer killed half way, on a file system without atomic renames
     plan = launch(*args, "plan=true")
     assert plan.returncode == 0, plan.output[-3000:]
-    assert plan_row(plan.stdout) == "| smoke/r50_densecl | partial 10/10 |"  # not done; nothing left to train
-    assert "result.json of smoke/r50_densecl seed0 is damaged (not JSON" in plan.stdout
+    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | partial 10/10 |"  # not done; nothing left to train
+    assert "result.json of smoke_fast/r50_densecl seed0 is damaged (not JSON" in plan.stdout
     assert "re-evaluating from model_final.pth" in plan.stdout
     assert (trial / "result.json").read_text() == cut  # a plan changes nothing
 
     again = launch(*args)
     assert again.returncode == 0, again.output[-3000:]
-    said = re.search(r"result\.json of smoke/r50_densecl seed0 is damaged \(not JSON.*\): kept as "
+    said = re.search(r"result\.json of smoke_fast/r50_densecl seed0 is damaged \(not JSON.*\): kept as "
                      r"(result\.json\.damaged-\S+), re-evaluating from model_final\.pth", again.stdout)  # fmt: skip
     assert said, again.output[-3000:]
     assert (trial / said.group(1)).read_text() == cut
@@ -158,11 +158,11 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     assert (progress["phase"], progress["iteration"], progress["start_iter"]) == ("evaluating", 10, 10)
 
     # damaged again, and this time the checkpoints are gone too: the trial trains from the start
-    (trial / "result.json").write_text('{"setting": {"benchmark": "smoke"')
+    (trial / "result.json").write_text('{"setting": {"benchmark": "smoke_fast"')
     for name in checkpoints(trial):
         (trial / name).unlink()
     plan = launch(*args, "plan=true")
-    assert plan_row(plan.stdout) == "| smoke/r50_densecl | to run |", plan.output[-3000:]
+    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | to run |", plan.output[-3000:]
     third = launch(*args)
     assert third.returncode == 0, third.output[-3000:]
     assert "retraining from the start (no checkpoint left)" in third.stdout

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from tests.conftest import REPO, launch, results_under
 from xfer import local, status
 
-SMOKE = ["benchmark=smoke", "pretrain=densecl"]
+SMOKE = ["benchmark=smoke_fast", "pretrain=densecl"]
 
 
 def start_launcher(*args: str) -> subprocess.Popen:
@@ -189,7 +189,7 @@ def test_two_launchers_on_one_sweep_train_each_trial_once(tmp_path):
         assert starts == 1 and r["run"]["start_iter"] == 0, path
     assert sum(out.count("\nstart   ") for out in outs) == 3
     for out in outs:
-        assert "| smoke/r50_densecl | 3/5 |" in out  # each launcher waits for the other's trials, then tabulates
+        assert "| smoke_fast/r50_densecl | 3/5 |" in out  # each launcher waits for the other's trials, then tabulates
 
 
 @pytest.mark.slow
@@ -199,7 +199,7 @@ def test_a_failing_trial_does_not_stop_the_others_and_shows_its_cause(tmp_path):
     assert run.returncode == 1, run.output[-3000:]
     (r,) = results_under(tmp_path).values()  # the good trial finished and is in the table
     assert r["setting"]["overrides"] == "+d2.SOLVER.BASE_LR=0.01"
-    assert "smoke/r50_densecl,+d2.SOLVER.BASE_LR=0.01 | 1/5 |" in (tmp_path / "smoke" / "table.md").read_text()
+    assert "smoke/r50_densecl,+d2.SOLVER.BASE_LR=0.01 | 1/5 |" in (tmp_path / "smoke_fast" / "table.md").read_text()
     (failure_file,) = tmp_path.rglob("failure.json")
     failure = json.loads(failure_file.read_text())
     assert failure["cause"].startswith("FloatingPointError: ")  # the loss or the boxes diverged
@@ -222,11 +222,11 @@ def next_trial_dir(root: Path) -> Path:
 
 def test_a_trial_is_done_once_its_result_is_written_whatever_the_exit_codes(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({
-        "setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl", "overrides": ""}, "seed": 0,
+        "setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "densecl", "overrides": ""}, "seed": 0,
         "metrics": {"AP50": 1.5, "AP": 0.5, "AP75": 0.25}}))  # fmt: skip
     assert local.verdict(tmp_path, [0, 1], stopping=False) == "done"
     assert local.verdict(tmp_path, [-9, 0], stopping=True) == "done"
-    (tmp_path / "result.json").write_text('{"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "den')
+    (tmp_path / "result.json").write_text('{"setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "den')
     assert local.verdict(tmp_path, [0, 1], stopping=False) == "failed"  # a truncated result is no result
     (tmp_path / "result.json").unlink()
     assert local.verdict(tmp_path, [0, 1], stopping=False) == "failed"

@@ -92,7 +92,7 @@ def test_global_batch_and_schedule_do_not_follow_the_process_count(tmp_path):
 
     trained = {}
     for world in (1, 2):
-        run = launch("benchmark=smoke", "seed=0", "+d2.SOLVER.MAX_ITER=2", f"cluster.devices={world}",
+        run = launch("benchmark=smoke_fast", "seed=0", "+d2.SOLVER.MAX_ITER=2", f"cluster.devices={world}",
                      f"cluster.gpus_per_trial={world}", f"paths.cache={tmp_path / 'cache'}",
                      f"output_root={tmp_path / str(world)}")  # fmt: skip
         assert run.returncode == 0, run.output[-3000:]
@@ -151,7 +151,7 @@ def test_user_detectron2_overrides_merge_last_and_unknown_keys_fail():
 NAMES_NO_SETTING = ["+cluster.sbatch.reservation=myres", "++cluster.sbatch.qos=high", "~cluster.sbatch.comment",
                     "cluster=slurm", "cluster.gpus_per_trial=2", "trial.evaluator=detectron2",
                     "+trial.keep_checkpoints=false", "paths.datasets=/data", "paths.cache=/c", "output_root=/o",
-                    "plan=true", "seed=3", "hydra.verbose=true", "benchmark=smoke", "backbone=r101", "pretrain=custom",
+                    "plan=true", "seed=3", "hydra.verbose=true", "benchmark=smoke_fast", "backbone=r101", "pretrain=custom",
                     "pretrain.name=mine", "pretrain.label=Mine", "pretrain.source=me", "pretrain.weights=/w.pth",
                     "pretrain.trust=true", "+pretrain.published.voc0712_c4_24k.r50.AP50=80"]  # fmt: skip
 NAMES_A_SETTING = ["+d2.SOLVER.BASE_LR=0.01", "~d2.SOLVER.AMP", "benchmark.d2.SOLVER.MAX_ITER=300",
@@ -174,16 +174,16 @@ def test_setting_names_are_sorted_and_long_ones_hashed_without_slashes():
 
 def planned(tmp_path: Path, *overrides: str) -> sweep.PlannedTrial:
     """The trial the launcher plans for these overrides (the smoke weights are made, then hashed)."""
-    cfg = composed("benchmark=smoke", f"output_root={tmp_path}", *overrides)
+    cfg = composed("benchmark=smoke_fast", f"output_root={tmp_path}", *overrides)
     sha256, error = sweep.inputs(cfg)
     assert sha256 and not error, error
-    return sweep.locate(sweep.PlannedTrial(0, list(overrides), cfg, Path(), None, sha256), tmp_path / "smoke")
+    return sweep.locate(sweep.PlannedTrial(0, list(overrides), cfg, Path(), None, sha256), tmp_path / "smoke_fast")
 
 
 def test_trial_folder_follows_what_changes_the_result(tmp_path):
     base = planned(tmp_path, "seed=0")
     weights = Path(base.cfg.pretrain.weights)
-    assert base.dir == tmp_path / "smoke" / "r50_densecl" / f"w-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}" / "seed0"
+    assert base.dir == tmp_path / "smoke_fast" / "r50_densecl" / f"w-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}" / "seed0"
     same = [("cluster=slurm", "+cluster.sbatch.reservation=myres"), ("trial.evaluator=detectron2",),
             ("cluster.devices=2", "cluster.gpus_per_trial=1"), ("paths.datasets=/nowhere",),
             ("paths.cache=" + str(tmp_path / "other_cache"),)]  # the smoke weights made again there: same content
@@ -199,29 +199,29 @@ def test_trial_folder_follows_what_changes_the_result(tmp_path):
 def test_own_method_is_compared_with_the_baselines(tmp_path):
     mine = planned(tmp_path, "pretrain=custom", "pretrain.name=mine").setting
     dense = planned(tmp_path, "pretrain=densecl").setting
-    assert mine.key == "smoke/r50_mine" and mine.group == dense.group == "smoke/r50"
+    assert mine.key == "smoke_fast/r50_mine" and mine.group == dense.group == "smoke_fast/r50"
     assert mine.weights != dense.weights  # custom's smoke weights are generated with another seed
-    run = launch("-m", "benchmark=smoke", "pretrain=custom", "pretrain.name=mine", "seed=0", "plan=true",
+    run = launch("-m", "benchmark=smoke_fast", "pretrain=custom", "pretrain.name=mine", "seed=0", "plan=true",
                  f"output_root={tmp_path}")  # fmt: skip
-    assert run.returncode == 0 and "| smoke/r50_mine | to run |" in run.stdout, run.output[-2000:]
+    assert run.returncode == 0 and "| smoke_fast/r50_mine | to run |" in run.stdout, run.output[-2000:]
 
 
 def test_a_reservation_is_not_part_of_the_setting(tmp_path):
-    run = launch("-m", "cluster=slurm", "cluster.gpus_per_node=0", "benchmark=smoke", "seed=0",
+    run = launch("-m", "cluster=slurm", "cluster.gpus_per_node=0", "benchmark=smoke_fast", "seed=0",
                  "+cluster.sbatch.reservation=myres", "plan=true", f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode in (0, 2), run.output[-2000:]  # 2 where no sbatch is on PATH: the plan prints first
-    assert "| smoke/r50_densecl | to run |" in run.stdout, run.output[-2000:]
+    assert "| smoke_fast/r50_densecl | to run |" in run.stdout, run.output[-2000:]
 
 
 def test_amp_is_an_explicit_setting_of_its_own(tmp_path):
     cfg = composed("+experiment=amp")
     assert d2("+experiment=amp").SOLVER.AMP.ENABLED is True and d2().SOLVER.AMP.ENABLED is False
     assert cfg.trial.evaluator == "xfer"  # the fast evaluator is the default
-    run = launch("-m", "benchmark=smoke", "+experiment=amp", "trial.device=cuda", "plan=true",
+    run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", "trial.device=cuda", "plan=true",
                  f"output_root={tmp_path}")  # fmt: skip
-    assert "| smoke/r50_densecl,+experiment=amp |" in run.stdout  # its own row, never averaged with fp32
+    assert "| smoke_fast/r50_densecl,+experiment=amp |" in run.stdout  # its own row, never averaged with fp32
 
 
 def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path):
-    run = launch("-m", "benchmark=smoke", "+experiment=amp", f"output_root={tmp_path}")
+    run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", f"output_root={tmp_path}")
     assert run.returncode == 2 and "mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA" in run.stderr

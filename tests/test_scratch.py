@@ -18,7 +18,7 @@ from tests.conftest import REPO, launch, results_under
 from xfer import d2compat, identity, results, trial, validate
 from xfer.formats import markdown
 
-SWEEP = ("-m", "benchmark=smoke", "pretrain=scratch,densecl", "seed=0")
+SWEEP = ("-m", "benchmark=smoke_fast", "pretrain=scratch,densecl", "seed=0")
 
 
 def composed(*overrides: str):
@@ -117,7 +117,7 @@ def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
     (densecl,) = (smoke / "r50_densecl").glob("w-*/seed0")
     assert "verified: all 265 pretrained tensors loaded" in (densecl / "log.txt").read_text()
     cache = scratch_sweep / "_cache"
-    made = sorted(p.name for p in (cache / "smoke" / "weights").iterdir() if not p.name.endswith(".lock"))
+    made = sorted(p.name for p in (cache / "smoke_fast" / "weights").iterdir() if not p.name.endswith(".lock"))
     assert made == ["densecl_r50.pth"]  # no checkpoint generated for scratch
     assert len(list((cache / "converted").glob("*.pkl"))) == 1  # densecl's, nothing for scratch
     # Same seed, same heads (built alike), another backbone: the first iteration's losses differ.
@@ -128,9 +128,9 @@ def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
 def test_the_table_compares_densecl_with_scratch_and_shows_weights_none(scratch_sweep):
     smoke = scratch_sweep / "smoke"
     table = (smoke / "table.md").read_text()
-    assert "| smoke/r50 | densecl − scratch |" in table
-    (row,) = [line for line in table.splitlines() if line.startswith("| smoke/r50_scratch |")]
-    assert row.startswith("| smoke/r50_scratch | 1/5 |") and row.endswith("| — | — | none |")
+    assert "| smoke_fast/r50 | densecl − scratch |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| smoke_fast/r50_scratch |")]
+    assert row.startswith("| smoke_fast/r50_scratch | 1/5 |") and row.endswith("| — | — | none |")
     everything = json.loads((smoke / "results.json").read_text())
     assert [(c["b"], c["a"]) for c in everything["comparisons"]] == [("densecl", "scratch")]
     (setting,) = [s for s in everything["settings"] if s["pretrain"] == "scratch"]
@@ -146,9 +146,9 @@ def test_scratch_launched_again_trains_nothing_and_plans_the_next_seed(scratch_s
     assert again.returncode == 0, again.output[-3000:]
     assert "2 trials, 2 done already, 0 to run" in again.output and "Starting training" not in again.output
     assert len(results_under(scratch_sweep)) == 2
-    planned = launch("-m", "benchmark=smoke", "pretrain=scratch,densecl", "seed=0-1", "plan=true", out)
+    planned = launch("-m", "benchmark=smoke_fast", "pretrain=scratch,densecl", "seed=0-1", "plan=true", out)
     assert planned.returncode == 0, planned.output[-3000:]
-    assert "| smoke/r50_scratch | done | to run |" in planned.output
+    assert "| smoke_fast/r50_scratch | done | to run |" in planned.output
     assert "4 trials: 2 done, 2 to run" in planned.output
 
 
@@ -156,7 +156,7 @@ def test_scratch_launched_again_trains_nothing_and_plans_the_next_seed(scratch_s
 def test_a_scratch_trial_starts_from_detectron2s_own_initialisation(tmp_path):
     """Oracle: detectron2's ``build_model`` after ``seed_all_rng(SEED)``, as its trainers do. With the learning
     rate 0, training leaves every conv weight as it started, so ``model_final.pth`` holds the initial ones."""
-    run = launch("-m", "benchmark=smoke", "pretrain=scratch", "seed=3", "+d2.SOLVER.BASE_LR=0.0",
+    run = launch("-m", "benchmark=smoke_fast", "pretrain=scratch", "seed=3", "+d2.SOLVER.BASE_LR=0.0",
                  f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
     ((path, _),) = results_under(tmp_path).items()

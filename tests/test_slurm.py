@@ -15,7 +15,7 @@ from tests.conftest import REPO, imported, launch, results_under
 from xfer import status
 
 pytestmark = pytest.mark.slow
-CPU = ["cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
+CPU = ["cluster=slurm", "benchmark=smoke_fast", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
 LONG = "benchmark.d2.SOLVER.MAX_ITER=300"
 # One OpenMP thread per task, as the local launcher gives each process: jobs inherit the launch's environment,
 # and two tasks spinning two threads each on 2 cores trained 12 times slower (4.7 s/iteration vs 0.38).
@@ -93,9 +93,9 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     trials = [p.parent for p in results_under(tmp_path)]
     assert len(trials) == 4
     assert sorted(job_id(t) for t in trials) == [f"{array}_{i}" for i in range(4)]  # one array, one task each
-    collect_log = next((tmp_path / "smoke" / "_slurm" / collect_id).glob("*_log.out")).read_text()
-    for setting in ("smoke/r50_densecl | 2/5 |", "smoke/r50_regioncl_d | 2/5 |"):
-        assert setting in collect_log and setting in (tmp_path / "smoke" / "table.md").read_text()
+    collect_log = next((tmp_path / "smoke_fast" / "_slurm" / collect_id).glob("*_log.out")).read_text()
+    for setting in ("smoke_fast/r50_densecl | 2/5 |", "smoke_fast/r50_regioncl_d | 2/5 |"):
+        assert setting in collect_log and setting in (tmp_path / "smoke_fast" / "table.md").read_text()
     again = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", f"output_root={tmp_path}", env=ENV)
     assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
 
@@ -153,7 +153,7 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path)
     wait_for(lambda: not squeue().strip(), "the array and the collect job to end", trials["seed0"])
     failure = json.loads((trials["seed1"] / "failure.json").read_text())
     assert failure["cause"].startswith("terminated (SIGTERM")
-    assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke" / "table.md").read_text()
+    assert "smoke/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke_fast" / "table.md").read_text()
     kept = job_id(trials["seed0"])
     again = launch(*args, env={**ENV, "PYTHONPROFILEIMPORTTIME": "1"})
     assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]
@@ -179,8 +179,8 @@ def test_bad_submissions_are_refused_before_anything_is_queued(slurm, tmp_path):
     no_slurm = {"PATH": os.path.dirname(sys.executable)}  # the venv alone: no SLURM clients
     run = launch("-m", *CPU, f"output_root={tmp_path}", env=no_slurm)
     assert run.returncode == 2 and "sbatch is not on PATH" in run.stderr
-    assert squeue() == before and not (tmp_path / "smoke" / "_slurm").exists()
-    plan = launch("-m", "cluster=slurm", "benchmark=smoke", "cluster.gpus_per_node=2", "seed=0-1", "plan=true",
+    assert squeue() == before and not (tmp_path / "smoke_fast" / "_slurm").exists()
+    plan = launch("-m", "cluster=slurm", "benchmark=smoke_fast", "cluster.gpus_per_node=2", "seed=0-1", "plan=true",
                   f"output_root={tmp_path}")  # fmt: skip
     assert plan.returncode == 0 and "2 trials: 2 to run; 2 GPU device(s) per trial" in plan.stdout, plan.output[-3000:]
 
@@ -273,7 +273,7 @@ def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_
     from xfer import slurm as xfer_slurm
 
     assert xfer_slurm.queued(["999999"]) == set()  # one job SLURM does not know: squeue exits 1, yet it is no error
-    trial_args = ["benchmark=smoke", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
+    trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
     slurm_args = ["-m", *CPU, *trial_args]
     first = launch(*slurm_args, env=ENV)  # held: stays pending, so it is still queued at every relaunch below
     assert first.returncode == 0 and "1 to submit" in first.stdout, first.output[-3000:]
@@ -308,7 +308,7 @@ def relaunch_with_an_unreadable_queue(slurm_args: list[str], trial_args: list[st
 def test_a_slurm_job_leaves_a_trial_that_a_local_launcher_trains(slurm, tmp_path):
     """Issue 12, item 3: the SLURM job takes the trial's lock too; when a local launcher holds it, the job
     exits cleanly (both tasks, no failure.json) and the trial trains once."""
-    trial_args = ["benchmark=smoke", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX_ITER=200", f"output_root={tmp_path}"]
+    trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX_ITER=200", f"output_root={tmp_path}"]
     here = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *trial_args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **ENV})  # fmt: skip
     try:
@@ -329,7 +329,7 @@ def test_a_slurm_job_leaves_a_trial_that_a_local_launcher_trains(slurm, tmp_path
     (r,) = results_under(tmp_path).values()
     assert r["run"]["start_iter"] == 0 and r["run"]["iterations_run"] == 200 and "slurm_job_id" not in r["run"]
     assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1
-    logs = [p.read_text() for p in (tmp_path / "smoke" / "_slurm" / job.split("_")[0]).glob("*_log.out")]
+    logs = [p.read_text() for p in (tmp_path / "smoke_fast" / "_slurm" / job.split("_")[0]).glob("*_log.out")]
     assert len(logs) == 2 and all("Exiting after successful completion" in text for text in logs)  # both tasks
     assert any("rank 0 does not train this run of the job" in text for text in logs)  # rank 1 did not wait
 
@@ -345,7 +345,7 @@ def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_
         shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
         assert "Partition=other" in shown and "Comment=xfer-item-7" in shown, shown
         assert "JobState=PENDING Reason=JobHeldUser" in shown
-    scripts = {p.parent.name: p.read_text() for p in (tmp_path / "smoke" / "_slurm").glob("*/*_submission.sh")}
+    scripts = {p.parent.name: p.read_text() for p in (tmp_path / "smoke_fast" / "_slurm").glob("*/*_submission.sh")}
     assert set(scripts) == {array, collect_id}
     for text in scripts.values():
         assert "#SBATCH --comment=xfer-item-7" in text and "#SBATCH --partition=other" in text

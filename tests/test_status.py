@@ -80,13 +80,13 @@ def test_checkpoint_names_count_iterations():
 
 @pytest.mark.slow
 def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
-    args = ("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", f"output_root={tmp_path}")
+    args = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0-2", "plan=true", f"output_root={tmp_path}")
     assert launch(*args).returncode == 0  # makes the smoke weights, whose content hash is a level of the folder
-    weights = tmp_path / "_cache" / "smoke" / "weights" / "densecl_r50.pth"
-    base = tmp_path / "smoke" / "r50_densecl" / f"w-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
+    weights = tmp_path / "_cache" / "smoke_fast" / "weights" / "densecl_r50.pth"
+    base = tmp_path / "smoke_fast" / "r50_densecl" / f"w-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
     done = base / "seed0"
     done.mkdir(parents=True)
-    record = {"setting": {"benchmark": "smoke", "backbone": "r50", "pretrain": "densecl"},  # done: setting and metrics
+    record = {"setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "densecl"},  # done: setting and metrics
               "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}, "run": {"wall_time_s": 2.0, "iterations_run": 10,
                                                                          "world_size": 1}}  # fmt: skip
     (done / "result.json").write_text(json.dumps(record))
@@ -95,15 +95,15 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     before = sorted(p for p in tmp_path.rglob("*") if "_cache" not in p.parts and p.name != "multirun.yaml")
     run = launch(*args)
     assert run.returncode == 0, run.output[-3000:]
-    assert "| smoke/r50_densecl | done | partial 5/10 | to run |" in run.stdout
+    assert "| smoke_fast/r50_densecl | done | partial 5/10 | to run |" in run.stdout
     assert "3 trials: 1 done, 1 partial, 1 to run; 1 cpu device(s) per trial, 1 trial(s) at a time" in run.stdout
     assert "r50: 0.200 cpu-s/iter, measured on 1 finished trial(s)" in run.stdout
     assert "(0m03s)" in run.stdout  # (5 + 10) iterations left x 0.2 s
     after = sorted(p for p in tmp_path.rglob("*") if "_cache" not in p.parts and p.name != "multirun.yaml")
     assert after == before  # nothing ran, no trial folder was written
-    bad = launch("-m", "benchmark=smoke", "pretrain=densecl", "seed=0-2", "plan=true", "cluster.devices=4",
+    bad = launch("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0-2", "plan=true", "cluster.devices=4",
                  "cluster.gpus_per_trial=3", f"output_root={tmp_path}")  # fmt: skip
-    assert bad.returncode == 2 and "| smoke/r50_densecl |" in bad.stdout and "cannot share the global batch" in bad.stderr
+    assert bad.returncode == 2 and "| smoke_fast/r50_densecl |" in bad.stdout and "cannot share the global batch" in bad.stderr
 
 
 def test_slurm_speaks_first_while_it_has_the_job(every_state):

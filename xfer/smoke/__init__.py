@@ -30,12 +30,15 @@ __all__ = ["ensure_dataset", "ensure_weights", "layouts", "prepare", "pretrainin
 
 
 def ensure_weights(path: Path, layout: str, spec: Mapping, make: Callable[[], Mapping]) -> Path:
-    """Write the tensors ``make()`` returns at ``path`` in ``layout`` unless a file made from ``spec`` is there."""
+    """Write the tensors ``make()`` returns at ``path`` in ``layout`` unless a file made from ``spec`` is there.
+
+    A file made from another spec (its ``.spec`` beside it says so) is remade; a file without one is not ours
+    (``pretrain.weights=`` a user's own checkpoint) and is never touched."""
     path, key = Path(path), json.dumps({**spec, "layout": layout}, sort_keys=True)
     made_from = path.with_name(path.name + ".spec")
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and made_from.exists() and made_from.read_text() == key:
+        if path.exists() and (not made_from.exists() or made_from.read_text() == key):
             return path
         import torch
 
