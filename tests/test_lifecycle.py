@@ -118,7 +118,7 @@ def plan_row(output: str) -> str:
 
 def the_trial(root: Path) -> Path:
     """The one smoke densecl seed-0 trial under ``root`` (its weights id is a level of the folder)."""
-    (trial,) = root.glob("smoke/r50_densecl/w-*/seed0")
+    (trial,) = root.glob("smoke_fast/r50_densecl/w-*/seed0")
     return trial
 
 

@@ -96,7 +96,7 @@ def test_global_batch_and_schedule_do_not_follow_the_process_count(tmp_path):
                      f"cluster.gpus_per_trial={world}", f"paths.cache={tmp_path / 'cache'}",
                      f"output_root={tmp_path / str(world)}")  # fmt: skip
         assert run.returncode == 0, run.output[-3000:]
-        (trial,) = (tmp_path / str(world)).glob("smoke/*/w-*/seed0")
+        (trial,) = (tmp_path / str(world)).glob("smoke_fast/*/w-*/seed0")
         result = json.loads((trial / "result.json").read_text())
         cfg = yaml.safe_load((trial / "d2_config.yaml").read_text())
         assert cfg.pop("OUTPUT_DIR") == str(trial)

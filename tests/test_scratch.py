@@ -104,7 +104,7 @@ def scratch_sweep(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
-    smoke = scratch_sweep / "smoke"
+    smoke = scratch_sweep / "smoke_fast"
     folder = smoke / "r50_scratch" / "w-none" / "seed0"
     result = json.loads((folder / "result.json").read_text())
     assert result["weights"] == {"source": None, "sha256": "none", "converted": None, "layout": "none", "depth": None,
@@ -117,7 +117,7 @@ def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
     (densecl,) = (smoke / "r50_densecl").glob("w-*/seed0")
     assert "verified: all 265 pretrained tensors loaded" in (densecl / "log.txt").read_text()
     cache = scratch_sweep / "_cache"
-    made = sorted(p.name for p in (cache / "smoke_fast" / "weights").iterdir() if not p.name.endswith(".lock"))
+    made = sorted(p.name for p in (cache / "smoke_fast" / "weights").iterdir() if not p.name.endswith((".lock", ".spec")))
     assert made == ["densecl_r50.pth"]  # no checkpoint generated for scratch
     assert len(list((cache / "converted").glob("*.pkl"))) == 1  # densecl's, nothing for scratch
     # Same seed, same heads (built alike), another backbone: the first iteration's losses differ.
@@ -126,7 +126,7 @@ def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
 
 @pytest.mark.slow
 def test_the_table_compares_densecl_with_scratch_and_shows_weights_none(scratch_sweep):
-    smoke = scratch_sweep / "smoke"
+    smoke = scratch_sweep / "smoke_fast"
     table = (smoke / "table.md").read_text()
     assert "| smoke_fast/r50 | densecl − scratch |" in table
     (row,) = [line for line in table.splitlines() if line.startswith("| smoke_fast/r50_scratch |")]
@@ -136,7 +136,7 @@ def test_the_table_compares_densecl_with_scratch_and_shows_weights_none(scratch_
     (setting,) = [s for s in everything["settings"] if s["pretrain"] == "scratch"]
     assert setting["weights"] == "none" and setting["label"] == "no pretraining, random init"
     assert "no pretraining, R50, random init & 1 &" in (smoke / "table.tex").read_text()
-    assert "smoke/r50_scratch,smoke,r50,scratch,,none,0,done," in (smoke / "trials.csv").read_text()
+    assert "smoke_fast/r50_scratch,smoke_fast,r50,scratch,,none,0,done," in (smoke / "trials.csv").read_text()
 
 
 @pytest.mark.slow
