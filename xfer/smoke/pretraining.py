@@ -24,6 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+THREADS = 1  # of the pretraining process, whatever the caller's OMP_NUM_THREADS: the thread count changes the
+# order of floating-point sums, so a fixed one keeps the cached weights (and every number after them) the same;
+# one, because a second gains little on tensors this small, and spinning OpenMP threads of a
+# process sharing its cores with another slowed it more than tenfold
 _STAGE = re.compile(r"^res(\d)\.(\d+)\.(conv\d|shortcut)(\.norm)?\.(.+)$")
 
 
@@ -74,7 +78,8 @@ def ensure(cache: Path, spec: Mapping) -> Path:
             spec_file = Path(work) / "spec.json"
             spec_file.write_text(json.dumps({**spec, "out": str(out), "work": work}))
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
-                                                                           os.environ.get("PYTHONPATH")]))}  # fmt: skip
+                                                                           os.environ.get("PYTHONPATH")])),
+                   "OMP_NUM_THREADS": str(THREADS)}  # fmt: skip
             proc = subprocess.run([sys.executable, "-m", "xfer.smoke.pretraining", str(spec_file)], env=env,
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
             if proc.returncode != 0 or not out.exists():
@@ -89,6 +94,8 @@ def _main(spec_file: Path) -> None:
 
     d2compat.ensure()
     import torch
+
+    torch.set_num_threads(THREADS)
     from detectron2.config import CfgNode, get_cfg
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
