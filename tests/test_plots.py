@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from xfer import plots
-from xfer.results import METRICS, Row, read_trials, summarize
+from xfer.files import VOC_METRICS as METRICS
+from xfer.results import Row, read_trials, summarize
 
 PUBLISHED = {"AP50": 82.3, "AP": 56.0, "AP75": 62.6, "reruns": 5}
 

@@ -20,7 +20,9 @@ FAILURE = "failure.json"  # why the latest run of the trial failed, with its log
 PROGRESS = "progress.json"  # iteration and phase of a running trial (rank 0)
 LOCK = ".lock"  # held by the launcher running the trial, so no other runs it too
 SLURM_RECORD = "slurm.json"  # the SLURM job id of the trial's latest submission
-METRICS = ("AP50", "AP", "AP75")  # what a finished trial measured; a result without them is damaged
+# What the VOC evaluator measures, in the seed's order (its tables' columns). Also what a result.json without
+# ``metric_names`` measured: xfer wrote those before it recorded the names, and VOC was then its only benchmark.
+VOC_METRICS = ("AP50", "AP", "AP75")
 SETTING_KEYS = ("benchmark", "backbone", "pretrain")  # what it measured them on; collect groups by these
 FINAL_WEIGHTS = "model_final.pth"  # detectron2's checkpoint after the last iteration
 LAST_CHECKPOINT = "last_checkpoint"  # detectron2's pointer to the checkpoint a resume starts from
@@ -51,19 +53,41 @@ def record_failure(trial_dir: Path, cause: str, detail: str = "", **extra) -> No
     write_json_atomic(Path(trial_dir) / FAILURE, record)
 
 
+def metric_names(record: dict) -> tuple[str, ...]:
+    """The metrics a result says it measured, in the order its tables show them: its ``metric_names``.
+
+    A result.json written by an older xfer has no ``metric_names``: it measured VOC's three
+    (:data:`VOC_METRICS`), the only metrics xfer had then, so it reads as having named those. Whether the
+    names are sound (a non-empty list of distinct strings) is :func:`result_problem`'s to say."""
+    names = record.get("metric_names", VOC_METRICS)
+    return tuple(names) if isinstance(names, list | tuple) else ()
+
+
 def result_problem(record: object) -> str:
     """Why ``record`` (a parsed ``result.json``) is not a finished trial's result, or "" when it is one.
 
-    Finished means what collect needs: the setting it measured and a number for every metric."""
+    Finished means what collect needs: the setting it measured, the names of what it measured (at least one;
+    :func:`metric_names`) and a number for every one of them (a bool is not a number, though JSON's
+    ``true`` is Python's 1)."""
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     setting, metrics = record.get("setting"), record.get("metrics")
     if not isinstance(setting, dict) or not all(isinstance(setting.get(k), str) for k in SETTING_KEYS):
         return "no setting"
+    names = metric_names(record)
+    if not names or not all(isinstance(m, str) and m for m in names) or len(set(names)) != len(names):
+        return f"metric_names is not a list of distinct names: {record.get('metric_names')!r}"
     if not isinstance(metrics, dict):
         return "no metrics"
-    missing = [m for m in METRICS if isinstance(metrics.get(m), bool) or not isinstance(metrics.get(m), int | float)]
+    missing = [m for m in names if isinstance(metrics.get(m), bool) or not isinstance(metrics.get(m), int | float)]
     return f"no number for {', '.join(missing)}" if missing else ""
+
+
+def measured(record: dict) -> dict[str, float]:
+    """A finished result's metrics, named and ordered by its :func:`metric_names` (``result.json`` itself is
+    written with sorted keys, so the order of its ``metrics`` says nothing); anything else it holds is not
+    part of what the trial measured. Only for a record :func:`result_problem` finds sound."""
+    return {m: float(record["metrics"][m]) for m in metric_names(record)}
 
 
 def read_result(trial_dir: Path) -> dict | None:

@@ -4,6 +4,11 @@ Markdown (for reading and pasting), CSV (tidy: one row per trial, for pandas), J
 programs), LaTeX (booktabs, for the paper) and the seed README's HTML table, which :func:`rewrite_block`
 can put in place of the block between ``<!-- START TABLE -->`` and ``</tbody></table>`` of a Markdown
 file, leaving the rest of that file byte for byte as it was.
+
+Each row shows the metrics its trials measured (``Row.metric_names``). Rows that measured the same ones share
+a table, so a report of VOC (AP50/AP/AP75) and COCO settings has one table per kind, each with its own header;
+the tidy CSV has one column per metric of any row; the seed's HTML block, one table by design (the README
+holds one block), has a column per metric of any row too.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import csv
 import io
 import json
 import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from xfer.results import METRICS, Comparison, Row, Trial
+from xfer.files import VOC_METRICS
+from xfer.results import Comparison, Row, Trial
 from xfer.status import label
 
 START, END = "<!-- START TABLE -->", "</tbody></table>"
@@ -30,9 +38,30 @@ def _f(x: float | None, signed: bool = False) -> str:
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
-def triple(metrics: dict) -> str:
-    """``82.64/58.32/64.60``: the seed's notation for one trial."""
-    return "/".join(_f(float(metrics[m])) for m in METRICS)
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def triple(metrics: dict, names: Sequence[str] | None = None) -> str:
+    """``82.64/58.32/64.60``: the seed's notation for one trial, over ``names`` (default: the keys of
+    ``metrics``, a trial's own); "—" for a name without a number (published records lack some)."""
+    return "/".join(_f(_number(metrics.get(m))) for m in (metrics if names is None else names))
+
+
+def metric_tables(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
+    """The rows by metric names: one entry per distinct list, in the order the rows first name it, each with
+    its rows in their order. No rows: one empty VOC table, as before metric names existed."""
+    tables: dict[tuple[str, ...], list[Row]] = {}
+    for r in rows:
+        tables.setdefault(r.metric_names, []).append(r)
+    return list(tables.items()) or [(VOC_METRICS, [])]
+
+
+def all_names(rows: list[Row]) -> tuple[str, ...]:
+    """Every metric of any row (or of a trial in conflict with its setting's), each once, in first-named
+    order: VOC's three for a VOC-only report."""
+    names = [m for r in rows for m in r.metric_names] + [m for r in rows for t in r.conflicts for m in t.metric_names]
+    return tuple(dict.fromkeys(names)) or VOC_METRICS
 
 
 def _cell(row: Row, m: str) -> str:
@@ -47,7 +76,7 @@ def _cell(row: Row, m: str) -> str:
 def _delta(row: Row) -> str:
     if row.delta is None:
         return "—"
-    return " / ".join(_f(row.delta[m], signed=True) + ("*" if row.flagged.get(m) else "") for m in METRICS)
+    return " / ".join(_f(row.delta.get(m), signed=True) + ("*" if row.flagged.get(m) else "") for m in row.metric_names)
 
 
 def _missing_line(t: Trial) -> str:
@@ -55,14 +84,27 @@ def _missing_line(t: Trial) -> str:
     return f"- {label(t.setting.key, t.seed)}: {t.state}{cause} ({t.path})"
 
 
+def _other_metrics(r: Row, t: Trial) -> bool:
+    """A conflict because the trial measured other metrics than its setting (``conflicts.mark_other_metrics``),
+    not because another folder holds another result for its seed."""
+    return t.metric_names != r.metric_names and not any(o.seed == t.seed for o in r.conflicts if o is not t)
+
+
 def _conflict_lines(rows: list[Row]) -> list[str]:
     """One line per setting and seed with different results: each result and the folder holding it."""
     lines = []
     for r in rows:
-        for seed in sorted({t.seed for t in r.conflicts}):
+        for seed in sorted({t.seed for t in r.conflicts if not _other_metrics(r, t)}):
             copies = "; ".join(f"{triple(t.metrics)} ({t.path})" for t in r.conflicts if t.seed == seed)
             lines.append(f"- {label(r.key, seed)}: {copies}")
     return lines
+
+
+def _other_metrics_lines(rows: list[Row]) -> list[str]:
+    """One line per finished trial that measured other metrics than its setting's other trials."""
+    return [f"- {label(r.key, t.seed)}: {'/'.join(t.metric_names)} {triple(t.metrics)} ({t.path}); the setting's "
+            f"other trials measured {'/'.join(r.metric_names)}" for r in rows for t in r.conflicts
+            if _other_metrics(r, t)]  # fmt: skip
 
 
 def _flag_notes(rows: list[Row]) -> list[str]:
@@ -81,15 +123,26 @@ def _p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
-    """The table, the trials still missing (by name), and the pairwise comparisons."""
-    out = ["| setting | n | AP50 mean ± std [95% CI] | AP | AP75 | trials (AP50/AP/AP75) | published | Δ ours − published "
-           "| weights |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+def _table(names: tuple[str, ...], rows: list[Row]) -> list[str]:
+    """One Markdown table of rows that measured ``names``: a column per metric (the first says what the cells
+    hold), the trials and the published numbers in the seed's slash notation over the same names."""
+    head = [f"{names[0]} mean ± std [95% CI]", *names[1:]]
+    out = [f"| setting | n | {' | '.join(head)} | trials ({'/'.join(names)}) | published | Δ ours − published "
+           "| weights |", "|---|---|" + "---|" * len(names) + "---|---|---|---|"]  # fmt: skip
     for r in rows:
-        trials = "; ".join(triple(t.metrics) for t in r.done) or "—"
-        published = triple(r.published) if r.published else "—"
-        out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in METRICS)} | {trials} "
+        trials = "; ".join(triple(t.metrics, names) for t in r.done) or "—"
+        published = triple(r.published, names) if r.published else "—"
+        out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in names)} | {trials} "
                    f"| {published} | {_delta(r)} | {r.setting.weights or '?'} |")  # fmt: skip
+    return out
+
+
+def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
+    """The tables (one per list of metric names, see :func:`metric_tables`), the trials still missing (by
+    name), the conflicts, and the pairwise comparisons (one table per list of metric names)."""
+    out: list[str] = []
+    for names, members in metric_tables(rows):
+        out += ([""] if out else []) + _table(names, members)
     out += _flag_notes(rows)
     missing = [t for r in rows for t in r.missing]
     if missing:
@@ -98,24 +151,39 @@ def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
     if conflicts:
         out += ["", f"Conflicts ({len(conflicts)}): one setting and seed, different results in different folders; "
                 "counted in neither n nor the statistics until all but one are removed:", *conflicts]  # fmt: skip
+    other = _other_metrics_lines(rows)
+    if other:
+        out += ["", f"Other metrics ({len(other)}): a finished trial measured other metrics than the rest of its "
+                "setting; counted in neither n nor the statistics until it or they are removed:", *other]  # fmt: skip
     if comparisons:
-        out += ["", "Comparisons (difference of means, Welch's t-test, two-sided):", "",
-                "| group | b − a | ΔAP50 | ΔAP | ΔAP75 |", "|---|---|---|---|---|"]  # fmt: skip
+        out += ["", "Comparisons (difference of means, Welch's t-test, two-sided):"]
+        by_names: dict[tuple[str, ...], list[Comparison]] = {}
         for c in comparisons:
-            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in METRICS)
-            out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
+            by_names.setdefault(c.metric_names, []).append(c)
+        for names, members in by_names.items():
+            out += ["", f"| group | b − a | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
+            for c in members:
+                cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in names)
+                out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
     return "\n".join(out) + "\n"
 
 
-TIDY = ["setting", "benchmark", "backbone", "pretrain", "overrides", "weights", "seed", "state", *METRICS,
-        *(f"published_{m}" for m in METRICS), "wall_time_s", "max_iter", "world_size", "cause", "path"]  # fmt: skip
+def tidy_columns(names: Sequence[str]) -> list[str]:
+    """The CSV's columns: a column per metric name, then ``published_<name>`` of each (VOC: AP50, AP, AP75)."""
+    return ["setting", "benchmark", "backbone", "pretrain", "overrides", "weights", "seed", "state", *names,
+            *(f"published_{m}" for m in names), "wall_time_s", "max_iter", "world_size", "cause", "path"]  # fmt: skip
+
+
+TIDY = tidy_columns(VOC_METRICS)  # the columns of a VOC-only report
 
 
 def tidy_csv(rows: list[Row]) -> str:
     """One row per trial, finished or not (empty cells where there is no value): ready for pandas. A result in
-    conflict with another copy of its trial has state ``conflict`` and names the other folder as its cause."""
+    conflict with another copy of its trial has state ``conflict`` and names the other folder as its cause.
+    One column per metric of any row (:func:`all_names`), blank where a trial did not measure it."""
+    names = all_names(rows)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=TIDY, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=tidy_columns(names), lineterminator="\n")
     w.writeheader()
     for r in rows:
         for t in sorted(r.done + r.missing + r.conflicts, key=lambda t: (t.seed is None, t.seed or 0, str(t.path))):
@@ -124,8 +192,8 @@ def tidy_csv(rows: list[Row]) -> str:
                 "setting": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
                 "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "weights": r.setting.weights,
                 "seed": "" if t.seed is None else t.seed, "state": "conflict" if t.conflict else t.state,
-                **{m: (t.metrics or {}).get(m, "") for m in METRICS},
-                **{f"published_{m}": (r.published or {}).get(m, "") for m in METRICS},
+                **{m: (t.metrics or {}).get(m, "") for m in names},
+                **{f"published_{m}": (r.published or {}).get(m, "") for m in names},
                 "wall_time_s": run.get("wall_time_s", ""), "max_iter": run.get("max_iter", ""),
                 "world_size": run.get("world_size", ""), "cause": t.cause, "path": str(t.path),
             })  # fmt: skip
@@ -137,13 +205,14 @@ def _num(x: float | None) -> float | None:
 
 
 def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
-    """Everything, for programs. Per metric, ``published_p`` is the p-value of the ``*`` test and
-    ``published_differs`` its verdict (None where nothing is tested, see ``Row.published_p``)."""
+    """Everything, for programs. Per setting, ``metric_names`` (what it measured, in order) and per metric
+    of those: ``published_p`` is the p-value of the ``*`` test and ``published_differs`` its verdict (None
+    where nothing is tested, see ``Row.published_p``). Each comparison names its metrics too."""
     settings = []
     for r in rows:
         metrics = {}
         p, spread = r.published_p, (r.published or {}).get("std") or {}
-        for m in METRICS:
+        for m in r.metric_names:
             s = r.stats.get(m)
             metrics[m] = {
                 "mean": _num(s.mean) if s else None, "std": _num(s.std) if s else None,
@@ -151,7 +220,7 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
                 "high": _num(s.high) if s else None,
                 "published": r.published.get(m) if r.published else None,
                 "published_std": spread.get(m), "published_n": r.published.get("n") if m in spread else None,
-                "delta": _num(r.delta[m]) if r.delta else None,
+                "delta": _num(r.delta.get(m)) if r.delta else None,
                 "published_p": _num(p.get(m)),
                 "published_differs": r.flagged[m] if p.get(m) is not None else None,
             }  # fmt: skip
@@ -159,14 +228,15 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
             "key": r.key, "benchmark": r.setting.benchmark, "backbone": r.setting.backbone,
             "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "weights": r.setting.weights or None,
             "label": r.label,
-            "n": r.n, "expected": r.expected, "metrics": metrics,
-            "trials": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path)} for t in r.done],
+            "n": r.n, "expected": r.expected, "metric_names": list(r.metric_names), "metrics": metrics,
+            "trials": [{"seed": t.seed, **t.metrics, "path": str(t.path)} for t in r.done],
             "missing": [{"seed": t.seed, "state": t.state, "cause": t.cause, "path": str(t.path)} for t in r.missing],
-            "conflicts": [{"seed": t.seed, **{m: t.metrics[m] for m in METRICS}, "path": str(t.path),
+            "conflicts": [{"seed": t.seed, "metric_names": list(t.metric_names), **t.metrics, "path": str(t.path),
                            "differs_from": [str(o) for o in t.conflict]} for t in r.conflicts],
         })  # fmt: skip
-    comps = [{"group": c.group, "a": c.a, "b": c.b, "diff": {m: _num(c.diff[m]) for m in METRICS},
-              "p_welch": {m: _num(c.p[m]) for m in METRICS}} for c in comparisons]  # fmt: skip
+    comps = [{"group": c.group, "a": c.a, "b": c.b, "metric_names": list(c.metric_names),
+              "diff": {m: _num(c.diff[m]) for m in c.metric_names},
+              "p_welch": {m: _num(c.p[m]) for m in c.metric_names}} for c in comparisons]  # fmt: skip
     return json.dumps({"settings": settings, "comparisons": comps}, indent=2) + "\n"
 
 
@@ -185,28 +255,42 @@ def display_name(row: Row) -> str:
     return name + (f" ({row.setting.overrides})" if row.setting.overrides else "")
 
 
+def tex_metric(name: str) -> str:
+    """A metric's name as papers set it: ``AP50`` -> ``AP$_{50}$``, ``box_APs`` -> ``box\\_AP$_{s}$``; a name
+    not ending in AP with a threshold or size is only escaped."""
+    match = re.fullmatch(r"(.*AP)(\d+|[sml])", name)
+    return f"{_tex(match[1])}$_{{{match[2]}}}$" if match else _tex(name)
+
+
 def latex(rows: list[Row]) -> str:
-    """A booktabs tabular: mean ± std per metric (± omitted for one trial), n per row."""
-    out = [r"\begin{tabular}{lcccc}", r"\toprule", r"Pretrain & $n$ & AP$_{50}$ & AP & AP$_{75}$ \\", r"\midrule"]
-    for r in rows:
-        if not r.n:
-            continue
-        cells = [f"{s.mean:.2f}" + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
-                 (r.stats[m] for m in METRICS)]  # fmt: skip
-        out.append(f"{_tex(display_name(r))} & {r.n} & {' & '.join(cells)} \\\\")
-    out += [r"\bottomrule", r"\end{tabular}"]
+    """A booktabs tabular per list of metric names (:func:`metric_tables`): mean ± std per metric (± omitted
+    for one trial), n per row."""
+    out: list[str] = []
+    for names, members in metric_tables(rows):
+        out += ([""] if out else []) + [rf"\begin{{tabular}}{{l{'c' * (len(names) + 1)}}}", r"\toprule",
+                                        rf"Pretrain & $n$ & {' & '.join(map(tex_metric, names))} \\", r"\midrule"]  # fmt: skip
+        for r in members:
+            if not r.n:
+                continue
+            cells = [f"{s.mean:.2f}" + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
+                     (r.stats[m] for m in names)]  # fmt: skip
+            out.append(f"{_tex(display_name(r))} & {r.n} & {' & '.join(cells)} \\\\")
+        out += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(out) + "\n"
 
 
 def seed_html(rows: list[Row]) -> str:
     """The seed README's table block, from ``<!-- START TABLE -->`` to ``</tbody></table>``: the mean of
-    each finished setting, two decimals."""
-    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{h}</th>' for h in ("pretrain", *METRICS)),
+    each finished setting, two decimals. One table (a README holds one block, and :func:`rewrite_block` finds
+    its end by the first ``</tbody></table>``): a column per metric of any row, "—" where a row has none."""
+    names = tuple(dict.fromkeys(m for r in rows if r.n for m in r.metric_names)) or all_names(rows)
+    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{h}</th>' for h in ("pretrain", *names)),
            "<!-- TABLE BODY -->"]  # fmt: skip
     for r in rows:
         if r.n:
             out.append(f'<tr><td align="left">{display_name(r)}</td>')
-            out += [f'<td align="center">{r.stats[m].mean:.2f}</td>' for m in METRICS]
+            out += [f'<td align="center">{r.stats[m].mean:.2f}</td>' if m in r.stats else '<td align="center">—</td>'
+                    for m in names]  # fmt: skip
             out.append("</tr>")
     out.append(END)
     return "\n".join(out)

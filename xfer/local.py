@@ -342,7 +342,7 @@ class View:
     def finished(self, job: Job, status: st.TrialStatus, seconds: float | None = None) -> None:
         took = f" in {st.duration(seconds)}" if seconds else ""
         if status.state == "done":
-            self.event(f"done    {job.label}  AP50/AP/AP75 {st.ap_line(status.metrics)}{took}")
+            self.event(f"done    {job.label}  {st.metrics_header(status.metrics)} {st.ap_line(status.metrics)}{took}")
         elif status.state == "failed":
             detail = (read_json(job.dir / FAILURE) or {}).get("detail", "")
             lines = "\n".join(f"    | {line}" for line in detail.splitlines()[-15:])

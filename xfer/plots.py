@@ -15,9 +15,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xfer.results import METRICS, Row
+from xfer.results import Row
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 DPI = 100
@@ -67,42 +70,67 @@ def _published(row: Row, metric: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def ap_size(n_settings: int) -> tuple[float, float]:
-    """Figure size in inches: three panels that widen with the settings so the x labels stay legible."""
-    return 3 * max(2.5, 0.75 * n_settings), 4.5
+def ap_size(n_settings: int, panels: int = 3, lines: int = 1) -> tuple[float, float]:
+    """Figure size in inches: ``panels`` per line (VOC's three by default) that widen with the settings so
+    the x labels stay legible, and one line of panels per list of metric names."""
+    return panels * max(2.5, 0.75 * n_settings), 4.5 * lines
+
+
+def _by_names(shown: list[Row]) -> dict[tuple[str, ...], list[Row]]:
+    """The finished rows by metric names, in the order first named: one line of panels each."""
+    lines: dict[tuple[str, ...], list[Row]] = {}
+    for r in shown:
+        lines.setdefault(r.metric_names, []).append(r)
+    return lines
 
 
 def _ap_figure(rows: list[Row]) -> Figure | None:
     """Mean ± 95% interval per setting and metric, with the published value as an 'x'; None if nothing finished.
 
-    One errorbar container per setting and panel (gid ``ap-METRIC-sI``), one line per published value
-    (gid ``published-METRIC-sI``): n=1 settings get a point without a bar, as their interval is unknown.
+    One line of panels per list of metric names (a VOC report: one line, AP50, AP, AP75), one panel per
+    metric, holding the settings that measured those. One errorbar container per setting and panel (gid
+    ``ap-METRIC-sI``, I the setting's place among all finished ones), one line per published value (gid
+    ``published-METRIC-sI``): n=1 settings get a point without a bar, as their interval is unknown.
     """
     shown = _finished(rows)
     if not shown:
         return None
     colours = _colours(rows)
-    fig = _figure(*ap_size(len(shown)))
-    axes = fig.subplots(1, len(METRICS))
+    index = {id(r): i for i, r in enumerate(shown)}
+    lines = _by_names(shown)
+    widest, panels = max(len(members) for members in lines.values()), max(map(len, lines))
+    fig = _figure(*ap_size(widest, panels, len(lines)))
+    grid = fig.subplots(len(lines), panels, squeeze=False)
+    for axes, (names, members) in zip(grid, lines.items(), strict=True):
+        for extra in axes[len(names) :]:
+            extra.remove()  # a shorter list than the longest: no empty frames
+        _ap_line(axes[: len(names)], names, members, index, colours)
+    return fig
+
+
+def _ap_line(
+    axes: Sequence[Axes], names: tuple[str, ...], shown: list[Row], index: dict[int, int], colours: dict[str, str]
+) -> None:
+    """One line of panels of :func:`_ap_figure`: one per metric of ``names``, the rows that measured them."""
     xs = list(range(len(shown)))
-    for ax, metric in zip(axes, METRICS, strict=True):
-        for i, row in enumerate(shown):
+    for ax, metric in zip(axes, names, strict=True):
+        for x, row in enumerate(shown):
+            i = index[id(row)]
             s = row.stats[metric]
             yerr = None if s.ci95 is None else [[s.ci95], [s.ci95]]
-            bar = ax.errorbar([i], [s.mean], yerr=yerr, fmt="o", capsize=4, color=colours[row.key], label=row.key)
+            bar = ax.errorbar([x], [s.mean], yerr=yerr, fmt="o", capsize=4, color=colours[row.key], label=row.key)
             bar.lines[0].set_gid(f"ap-{metric}-s{i}")  # the mean; its bar and caps get their own ids, once each
             for k, part in enumerate([*bar.lines[1], *bar.lines[2]]):
                 part.set_gid(f"ap-{metric}-s{i}-err{k}")
             pub = _published(row, metric)
             if pub is not None:
-                ax.plot([i], [pub], marker="x", markersize=8, linestyle="none", color="black",
-                        label="published" if i == 0 else "_published", gid=f"published-{metric}-s{i}")  # fmt: skip
+                ax.plot([x], [pub], marker="x", markersize=8, linestyle="none", color="black",
+                        label="published" if x == 0 else "_published", gid=f"published-{metric}-s{i}")  # fmt: skip
         ax.set_title(metric)
         ax.set_xticks(xs, [r.key for r in shown], rotation=45, ha="right", fontsize="small")
         ax.set_xlim(-0.5, len(shown) - 0.5)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("mean ± 95% CI (x: published)")
-    return fig
 
 
 def ap_plot(rows: list[Row], out_stem: Path) -> list[Path]:

@@ -3,13 +3,15 @@
 Reads only what the earlier stages wrote (``result.json``, ``failure.json``, ``trial.yaml``), so it runs
 at any time, on any set of sweep folders (``python -m xfer collect DIR [DIR ...]``), while a sweep still
 runs or long after. Per setting: n finished of n expected, mean, sample std and 95% Student-t interval of
-AP50/AP/AP75, the per-trial values, the published numbers with Δ = ours − published (flagged when Welch's
-test of our trials against the published mean, as a mean of the seed's n trials with its stated std, gives
-p < 0.05), and the failed or unfinished trials by name, never dropped silently. Each trial counts once
-however the folders given overlap; two different results for one trial (same setting and seed) are a
-conflict, named by path and left out of the statistics. Methods on the same benchmark and backbone (and the
-same other overrides) are compared pairwise with Welch's t-test. Rendering lives in ``xfer.formats``, plots
-in ``xfer.plots``.
+each metric its trials measured (their ``metric_names``: AP50/AP/AP75 for VOC, a COCO benchmark names its
+own), the per-trial values, the published numbers with Δ = ours − published for the metrics they have
+(flagged when Welch's test of our trials against the published mean, as a mean of the seed's n trials with
+its stated std, gives p < 0.05), and the failed or unfinished trials by name, never dropped silently. Each
+trial counts once however the folders given overlap; two different results for one trial (same setting and
+seed) are a conflict, named by path and left out of the statistics, and so is a finished trial that measured
+other metrics than the rest of its setting. Methods on the same benchmark and backbone (and the same other
+overrides) that measured the same metrics are compared pairwise with Welch's t-test. Rendering lives in
+``xfer.formats``, plots in ``xfer.plots``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 import yaml
 
 from xfer import identity, stats
-from xfer.files import FAILURE, JOB_CONFIG, METRICS, RESULT
+from xfer.conflicts import one_per_identity, seed_order
+from xfer.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured, result_problem
 
 STATES = ("done", "failed", "unfinished", "corrupt")
 ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
@@ -55,7 +58,8 @@ class Setting:
 
 @dataclass(frozen=True)
 class Trial:
-    """One trial folder as collect sees it; ``state`` is one of :data:`STATES`."""
+    """One trial folder as collect sees it; ``state`` is one of :data:`STATES`. ``metrics`` of a finished
+    trial are in the order of its result's ``metric_names`` (:attr:`metric_names`)."""
 
     setting: Setting
     seed: int | None
@@ -69,10 +73,18 @@ class Trial:
     record: dict = field(default_factory=dict)  # result.json, for the formats that show more
     conflict: tuple[Path, ...] = ()  # other folders holding a different result for the same setting and seed
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """What the trial measured, in its result's order; () when it has no result."""
+        return tuple(self.metrics or ())
+
 
 @dataclass(frozen=True)
 class Row:
-    """One setting of the table."""
+    """One setting of the table. ``metric_names``: what its finished trials measured, in their order (all
+    agree, see ``xfer.conflicts.mark_other_metrics``); a setting without a finished trial takes those of its
+    benchmark's other settings, or VOC's when none finished either (:func:`summarize`). Left out, they are
+    the keys of ``stats``."""
 
     setting: Setting
     label: str
@@ -82,6 +94,16 @@ class Row:
     stats: dict[str, stats.Summary]  # per metric; empty when no trial finished
     published: dict | None
     conflicts: list[Trial] = field(default_factory=list)  # finished, but another copy says otherwise: not counted
+    metric_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.metric_names:
+            object.__setattr__(self, "metric_names", tuple(self.stats))
+
+    def _published(self, m: str) -> float | None:
+        """The published value of metric ``m``; None when the published record has none for it."""
+        value = (self.published or {}).get(m)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     @property
     def key(self) -> str:
@@ -93,20 +115,25 @@ class Row:
 
     @property
     def delta(self) -> dict[str, float] | None:
-        if not self.published or not self.stats:
+        """Ours − published, per metric the published record has; None when it has none of ours (or we have no
+        finished trial)."""
+        if not self.stats:
             return None
-        return {m: self.stats[m].mean - float(self.published[m]) for m in METRICS}
+        out = {m: self.stats[m].mean - self._published(m) for m in self.metric_names if self._published(m) is not None}
+        return out or None
 
     @property
     def published_p(self) -> dict[str, float | None]:
         """Per metric, Welch's two-sided p that our trials and the published mean share a mean, the published
         mean taken as a mean of its ``n`` trials with its stated ``std``. Empty without published numbers or
-        without a finished trial; None for a metric that cannot be tested (no stated std, n < 2)."""
+        without a finished trial; None for a metric that cannot be tested (no published value or stated std,
+        n < 2)."""
         if not self.published or not self.stats:
             return {}
         spread, n = self.published.get("std") or {}, self.published.get("n")
-        return {m: stats.welch_p_from_stats(self.stats[m], float(self.published[m]), float(spread[m]), int(n))
-                if m in spread and n else None for m in METRICS}  # fmt: skip
+        return {m: stats.welch_p_from_stats(self.stats[m], self._published(m), float(spread[m]), int(n))
+                if m in spread and n and self._published(m) is not None else None
+                for m in self.metric_names}  # fmt: skip
 
     @property
     def flagged(self) -> dict[str, bool]:
@@ -116,13 +143,18 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``b − a`` for two methods of one group: difference of means and Welch's p-value per metric."""
+    """``b − a`` for two methods of one group: difference of means and Welch's p-value per metric (both
+    rows' metric names, in their order)."""
 
     group: str
     a: str
     b: str
     diff: dict[str, float]
     p: dict[str, float | None]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.diff)
 
 
 def _load(path: Path) -> dict:
@@ -138,7 +170,7 @@ def published_record(numbers: dict | None, std: dict | None, trials: int | None)
         return None
     out = dict(numbers)
     if std and trials:
-        out["std"] = {m: float(std[m]) for m in METRICS if std.get(m) is not None}
+        out["std"] = {m: float(v) for m, v in std.items() if v is not None}
         out["n"] = int(trials)
     return out
 
@@ -185,18 +217,23 @@ def _unknown_setting(folder: Path) -> Setting:
 
 
 def read_trial(folder: Path) -> Trial:
-    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason.
-    ``result.json`` alone describes a finished trial; ``trial.yaml`` is read only for the others."""
+    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason, and so does
+    a result that is not done (``files.result_problem``: no number for a metric it names, ...), as the
+    launcher sees it too. ``result.json`` alone describes a finished trial; ``trial.yaml`` is read only for
+    the others."""
     unknown = _unknown_setting(folder)
     if (folder / RESULT).exists():
         try:
             r = _load(folder / RESULT)
-            metrics = {m: float(r["metrics"][m]) for m in METRICS}
-            setting = _setting_of(r)
+            problem = result_problem(r)
+            problem = problem and f"damaged {RESULT}: {problem}"
+            metrics, setting = ({}, unknown) if problem else (measured(r), _setting_of(r))
         except (OSError, ValueError, KeyError, TypeError) as e:
+            problem = f"unreadable {RESULT}: {type(e).__name__}: {e}"
+        if problem:
             known, _ = _job_or_error(folder)
             base = known or {"setting": unknown, "seed": None}
-            return Trial(base["setting"], base["seed"], "corrupt", folder, cause=f"unreadable {RESULT}: {type(e).__name__}: {e}")
+            return Trial(base["setting"], base["seed"], "corrupt", folder, cause=problem)
         return Trial(setting, r.get("seed"), "done", folder, metrics, r.get("published"), r["setting"].get("label", ""),
                      int(r.get("trials_expected") or 0), record=r)  # fmt: skip
     known, error = _job_or_error(folder)
@@ -227,65 +264,28 @@ def trial_folders(dirs: Iterable[Path]) -> list[Path]:
     return list(found.values())
 
 
-def _measured(t: Trial) -> tuple[str, ...]:
-    """What two copies of a trial must share to be the same result (repr: exact, and NaN equals NaN)."""
-    return tuple(repr(t.metrics[m]) for m in METRICS)
-
-
-def _one_per_identity(copies: list[Trial]) -> list[Trial]:
-    """The folders of one setting and seed (copies of a sweep, a rerun elsewhere) as collect counts them:
-    one finished result however many identical copies hold it (copies without a readable result add
-    nothing); two or more different results are each returned with ``conflict`` naming the others, and
-    counted by none; with no result, the copy that says most (corrupt, then failed, then unfinished)."""
-    done: dict[tuple[str, ...], Trial] = {}
-    for t in copies:
-        if t.state == "done":
-            done.setdefault(_measured(t), t)
-    if len(done) == 1:
-        return list(done.values())
-    if not done:
-        return [min(copies, key=lambda t: ("corrupt", "failed", "unfinished").index(t.state))]
-    firsts = list(done.values())
-    out = []
-    for t in firsts:
-        others = tuple(o.path for o in firsts if o is not t)
-        cause = f"conflict: a different result for this trial at {', '.join(map(str, others))}"
-        out.append(replace(t, conflict=others, cause=cause))
-    return out
-
-
-def one_per_identity(trials: list[Trial]) -> list[Trial]:
-    """Each trial identity (setting and seed) once, in the order first found; see :func:`_one_per_identity`.
-    Trials whose identity is unknown (an unreadable folder) are all kept."""
-    groups: dict[object, list[Trial]] = {}
-    for i, t in enumerate(trials):
-        known = t.seed is not None and t.setting.benchmark != "?"
-        groups.setdefault((t.setting, t.seed) if known else i, []).append(t)
-    return [t for copies in groups.values() for t in _one_per_identity(copies)]
-
-
 def read_trials(dirs: Iterable[Path]) -> list[Trial]:
     """Every trial under ``dirs``, each folder once and each setting and seed once (conflicts marked)."""
     return one_per_identity([read_trial(f) for f in trial_folders(dirs)])
 
 
-def _seed_order(t: Trial) -> tuple:
-    return (t.seed is None, t.seed if t.seed is not None else 0, str(t.path))
-
-
 def summarize(trials: list[Trial]) -> list[Row]:
     """One row per setting, sorted by setting key. Corrupt trials without a known setting get their own.
-    Each setting and seed counts once (:func:`one_per_identity`); conflicting results count for neither."""
+    Each setting and seed counts once (:func:`one_per_identity`); conflicting results count for neither.
+    A row's metric names are its finished trials'; a row without any takes the names most finished rows of its
+    benchmark have, else those most finished rows have (an unreadable folder's "?" benchmark has no rows of
+    its own), else, when nothing finished at all, VOC's (:data:`files.VOC_METRICS`): nothing on disk says
+    otherwise yet, and a result.json without names measured those."""
     groups: dict[Setting, list[Trial]] = defaultdict(list)
     for t in one_per_identity(trials):
         groups[t.setting].append(t)
     rows = []
     for setting in sorted(groups, key=lambda s: (s.key, s.weights)):
-        members = sorted(groups[setting], key=_seed_order)
+        members = sorted(groups[setting], key=seed_order)
         conflicts = [t for t in members if t.conflict]
         done = [t for t in members if t.state == "done" and not t.conflict]
         missing = [t for t in members if t.state != "done"]
-        values = {m: [t.metrics[m] for t in done] for m in METRICS}
+        values = {m: [t.metrics[m] for t in done] for m in (done[0].metric_names if done else ())}
         first = (done or members)[0]
         rows.append(Row(
             setting=setting,
@@ -297,11 +297,31 @@ def summarize(trials: list[Trial]) -> list[Row]:
             published=next((t.published for t in members if t.published), None),
             conflicts=conflicts,
         ))  # fmt: skip
-    return rows
+    return _names_for_unfinished(rows)
+
+
+def _names_for_unfinished(rows: list[Row]) -> list[Row]:
+    """Rows without a finished trial get the metric names most finished rows of their benchmark have, else
+    most finished rows (the first row's on a tie), else VOC's: each row has a table to sit in (see
+    :func:`summarize`); its cells are "—" whichever it is."""
+    named: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        if r.n:
+            named[r.setting.benchmark][r.metric_names] += 1
+    overall = sum(named.values(), Counter())
+    fallback = overall.most_common(1)[0][0] if overall else VOC_METRICS
+
+    def names(r: Row) -> tuple[str, ...]:
+        mine = named.get(r.setting.benchmark)
+        return mine.most_common(1)[0][0] if mine else fallback
+
+    return [r if r.n else replace(r, metric_names=names(r)) for r in rows]
 
 
 def compare(rows: list[Row]) -> list[Comparison]:
-    """Every pair of methods within a group (same benchmark, backbone and other overrides), as ``b − a``.
+    """Every pair of methods within a group (same benchmark, backbone and other overrides) that measured the
+    same metrics (the same ``metric_names``, over which they are compared), as ``b − a``; a pair whose names
+    differ is not compared, as no test spans two kinds of number.
 
     A row without weights (random init, weights id ``identity.NO_WEIGHTS``) is always ``a``: the baseline, so
     its comparisons read "pretrained − scratch" (``densecl − scratch``), the gain a paper reports. Other
@@ -318,9 +338,12 @@ def compare(rows: list[Row]) -> list[Comparison]:
         name = {id(r): r.setting.pretrain + (f" w-{r.setting.weights or '?'}" if r.setting.pretrain in shared else "")
                 for r in members}  # a pretrain measured with two checkpoints: say which is which
         for a, b in itertools.combinations(members, 2):
-            va = {m: [t.metrics[m] for t in a.done] for m in METRICS}
-            vb = {m: [t.metrics[m] for t in b.done] for m in METRICS}
+            if a.metric_names != b.metric_names:
+                continue
+            names = a.metric_names
+            va = {m: [t.metrics[m] for t in a.done] for m in names}
+            vb = {m: [t.metrics[m] for t in b.done] for m in names}
             out.append(Comparison(group, name[id(a)], name[id(b)],
-                                  {m: b.stats[m].mean - a.stats[m].mean for m in METRICS},
-                                  {m: stats.welch_p(va[m], vb[m]) for m in METRICS}))  # fmt: skip
+                                  {m: b.stats[m].mean - a.stats[m].mean for m in names},
+                                  {m: stats.welch_p(va[m], vb[m]) for m in names}))  # fmt: skip
     return out

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.files import FAILURE, PROGRESS, SLURM_RECORD, read_json, read_result
+from xfer.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json, read_result
 from xfer.locks import lock_held
 
 STATES = ("queued", "requeued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
@@ -37,7 +37,7 @@ class TrialStatus:
     max_iter: int | None = None
     phase: str = ""
     eta_s: float | None = None
-    metrics: dict | None = None
+    metrics: dict | None = None  # a done trial's, named and ordered by its result's metric_names
     cause: str = ""
     s_per_iter: float | None = None
     job: str = ""  # SLURM: job id and state
@@ -71,7 +71,7 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
             status.s_per_iter = spent / done if done > 0 and spent > 0 else None
     elif status.state == "done":
         result = read_result(trial_dir) or {}
-        status.metrics = result.get("metrics")
+        status.metrics = measured(result) if result else None
         status.max_iter = status.iteration = (result.get("run") or {}).get("max_iter")
     elif status.state == "failed":
         status.cause = (read_json(trial_dir / FAILURE) or {}).get("cause", status.cause)
@@ -87,10 +87,16 @@ def duration(seconds: float | None) -> str:
 
 
 def ap_line(metrics: dict | None) -> str:
-    """``AP50/AP/AP75``, the seed's own notation."""
+    """``82.64/58.32/64.60``, the seed's own notation, over the metrics in their order (a done trial's
+    :attr:`TrialStatus.metrics` are in its result's ``metric_names`` order); :func:`metrics_header` names them."""
     if not metrics:
         return ""
-    return "/".join("—" if metrics.get(k) is None else f"{metrics[k]:.2f}" for k in ("AP50", "AP", "AP75"))
+    return "/".join("—" if v is None else f"{v:.2f}" for v in metrics.values())
+
+
+def metrics_header(metrics: dict | None) -> str:
+    """``AP50/AP/AP75``: the names of the values :func:`ap_line` shows, in its order."""
+    return "/".join(metrics or ())
 
 
 def describe(s: TrialStatus) -> str:
@@ -110,9 +116,14 @@ def describe(s: TrialStatus) -> str:
 
 
 def table(statuses: list[TrialStatus], title: str = "") -> Table:
-    """One row per trial; the devices and cause columns only when some trial has one."""
+    """One row per trial; the devices and cause columns only when some trial has one. Done trials show their
+    metrics in a column named after them (``AP50/AP/AP75``); trials that measured other metrics (a COCO
+    sweep beside a VOC one) get a column of their own, so no value sits under another metric's name."""
+    kinds = dict.fromkeys(metrics_header(s.metrics) for s in statuses if s.metrics)
     columns = {"trial": [s.label for s in statuses], "state": [describe(s) for s in statuses],
-               "devices": [",".join(s.devices) for s in statuses], "AP50/AP/AP75": [ap_line(s.metrics) for s in statuses],
+               "devices": [",".join(s.devices) for s in statuses],
+               **{kind: [ap_line(s.metrics) if metrics_header(s.metrics) == kind else "" for s in statuses]
+                  for kind in kinds},
                "job": [s.job for s in statuses], "cause": [s.cause for s in statuses]}  # fmt: skip
     shown = [name for name, values in columns.items() if name in ("trial", "state") or any(values)]
     t = Table(title=title or None, show_edge=False, pad_edge=False)

@@ -81,6 +81,15 @@ def versions() -> dict:
     }
 
 
+def metrics_record(evaluated: dict) -> dict:
+    """What ``result.json`` says the trial measured: ``metric_names`` (which metrics, in the order its tables
+    show them: collect, the formats and status go by it, see ``xfer.files.metric_names``) and ``metrics``.
+    Every benchmark evaluates VOC-style today, so the names are :data:`files.VOC_METRICS`, the box AP of the
+    evaluator's ``bbox`` results; a benchmark with its own evaluator declares its own list here."""
+    names = files.VOC_METRICS
+    return {"metric_names": list(names), "metrics": {k: evaluated["bbox"].get(k) for k in names}}
+
+
 def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: str = "final") -> None:
     """Body of every process of a trial; rank 0 writes the result, then drops the checkpoints ``keep``
     (``trial.keep_checkpoints``) does not keep. ``stop``: see engine.train_and_evaluate."""
@@ -98,7 +107,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     t0 = time.time()
     out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"))
     if comm.is_main_process():
-        record = {**record, "metrics": {k: out["bbox"].get(k) for k in ("AP50", "AP", "AP75")}}
+        record = {**record, **metrics_record(out)}
         world = comm.get_world_size()
         record["run"] = {
             **record["run"],
