@@ -3,8 +3,8 @@
 Trial folders written here by hand: VOC settings (the fixture of ``tests/test_results.py``) beside a COCO-like
 benchmark whose trials measured twelve metrics (box and mask AP, AP50, AP75, APs, APm, APl). Oracles: the
 statistics worked out by hand (mean, sample std, Student t from printed tables), scipy's Welch test
-(``ttest_ind(equal_var=False)``, ``ttest_ind_from_stats``), the VOC-only report of the same VOC folders, and
-the pre-metric-names xfer's output of the VOC sweep (``tests/golden/voc_report``, written by that code).
+(``ttest_ind(equal_var=False)``, ``ttest_ind_from_stats``), and the VOC-only report of the same VOC folders
+(whose own numbers tests/test_results.py pins by hand).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from xfer import collect, files, formats, local, plots, results, status
 from xfer import trial as runner
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "golden" / "voc_report"
 COCO = ("box_AP", "box_AP50", "box_AP75", "box_APs", "box_APm", "box_APl",
         "mask_AP", "mask_AP50", "mask_AP75", "mask_APs", "mask_APm", "mask_APl")  # fmt: skip
 BENCH = "coco_mask_c4_1x"
@@ -385,20 +384,3 @@ def test_a_trial_with_other_metric_names_than_its_setting_is_a_conflict(tmp_path
     trial(root, DENSECL, 3, (82.0, 58.0, 64.0))
     (row,) = results.summarize(results.read_trials([root]))
     assert row.metric_names == ("AP50", "AP", "AP75", "APs") and [t.seed for t in row.conflicts] == [3]
-
-
-# ---- VOC stays what it was: the pre-metric-names xfer's own output of the VOC sweep ----
-
-
-def test_a_voc_report_is_byte_for_byte_what_xfer_wrote_before_metric_names(tmp_path, monkeypatch):
-    """``tests/golden/voc_report`` holds what collect wrote for :func:`voc_sweep` before this change (the code
-    of commit 92fdb62, run once on the same folders). results.json gained ``metric_names``, nothing else."""
-    monkeypatch.chdir(tmp_path)
-    collect.collect([voc_sweep(Path("sweep"))], plots=False)
-    for name in ("table.md", "trials.csv", "table.tex", "table.html"):
-        assert (Path("sweep") / name).read_text() == (GOLDEN / name).read_text(), name
-    now = json.loads((Path("sweep") / "results.json").read_text())
-    assert [s.pop("metric_names") for s in now["settings"]] == [["AP50", "AP", "AP75"]] * 3
-    for c in now["comparisons"]:
-        assert c.pop("metric_names") == ["AP50", "AP", "AP75"]
-    assert now == json.loads((GOLDEN / "results.json").read_text())
