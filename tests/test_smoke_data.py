@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import REPO
 from xfer import convert, d2compat
-from xfer.data import VOC_CLASSES
+from xfer.benchmarks.voc import VOC_CLASSES
 from xfer.smoke import layouts, pretraining, scenes
 
 SMOKE = yaml.safe_load((REPO / "conf/benchmark/smoke.yaml").read_text())

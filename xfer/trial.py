@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import d2compat, data, devices, dist, files, identity, recipe, smoke
+from xfer import benchmarks, d2compat, devices, dist, files, identity, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.results import Setting, published_record
 from xfer.validate import InputError, no_weights, problems, weights_of
@@ -94,11 +94,12 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     cfg = CfgNode.load_cfg(d2_yaml)
     for name in ("detectron2", "fvcore", "xfer"):  # log.txt (rank 0), log.txt.rankN, and rank 0's stdout
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
-    data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+    fmt = record.get("dataset_format", benchmarks.DEFAULT)
+    benchmarks.of(fmt).register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
-    out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"))
+    out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"), fmt)
     if comm.is_main_process():
-        record = {**record, "metrics": {k: out["bbox"].get(k) for k in ("AP50", "AP", "AP75")}}
+        record = {**record, "metrics": out["metrics"]}
         world = comm.get_world_size()
         record["run"] = {
             **record["run"],
@@ -158,6 +159,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "seed": int(cfg.seed),
         "published": published(cfg),
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
+        "dataset_format": benchmarks.format_of(cfg),
         "weights": described,
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),

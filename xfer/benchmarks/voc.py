@@ -1,4 +1,5 @@
-"""Pascal VOC datasets for detectron2: checked before anything runs, registered under the config's root.
+"""The VOC format (``benchmark.format: voc``): Pascal VOC datasets checked before anything runs, registered
+under the config's root, and evaluated with the VOC07 metric (see ``xfer.benchmarks``).
 
 detectron2 registers ``voc_2007_trainval`` & co. at import time under ``$DETECTRON2_DATASETS``; xfer
 re-registers the names the recipe uses under the root the config chose, so the recipe keeps the
@@ -22,6 +23,8 @@ VOC_CLASSES = (
     "tvmonitor",
 )  # fmt: skip
 SHOWN = 3  # bad files named per split; the rest are counted
+METRIC_NAMES = ("AP50", "AP", "AP75")  # of detectron2's VOC evaluators, in the seed's table order
+EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.voc_eval (the same AP, faster), or detectron2's own
 
 
 def parse(name: str) -> tuple[str, str]:
@@ -104,3 +107,21 @@ def register(root: Path, names: Iterable[str]) -> None:
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         register_pascal_voc(name, str(Path(root) / f"VOC{year}"), split, int(year))
+
+
+def evaluator(kind: str, dataset_name: str):
+    """``xfer``: the vectorized VOC evaluator (the same AP, see ``voc_eval``); ``detectron2``: its
+    ``PascalVOCDetectionEvaluator``."""
+    if kind == "detectron2":
+        d2compat.ensure()
+        from detectron2.evaluation import PascalVOCDetectionEvaluator
+
+        return PascalVOCDetectionEvaluator(dataset_name)
+    from xfer.benchmarks.voc_eval import VOCEvaluator
+
+    return VOCEvaluator(dataset_name)
+
+
+def metrics(results: dict) -> dict[str, float]:
+    """AP50/AP/AP75 of the one test set, from what ``inference_on_dataset`` returned (``{"bbox": {...}}``)."""
+    return {m: results["bbox"].get(m) for m in METRIC_NAMES}
