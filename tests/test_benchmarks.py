@@ -22,7 +22,7 @@ FORMAT_FREE = ["sweep.py", "slurm.py", "local.py", "results.py", "formats.py", "
 def test_every_format_offers_the_interface(fmt):
     module = benchmarks.of(fmt)
     assert INTERFACE <= set(dir(module)), sorted(INTERFACE - set(dir(module)))
-    assert list(inspect.signature(module.problems).parameters) == ["root", "names"]
+    assert list(inspect.signature(module.problems).parameters) == ["root", "names", "num_classes", "cache"]
     assert list(inspect.signature(module.register).parameters) == ["root", "names"]
     assert module.METRIC_NAMES and all(isinstance(m, str) for m in module.METRIC_NAMES)
 
@@ -46,5 +46,5 @@ def test_no_launcher_slurm_or_results_module_imports_a_format(name):
 def test_an_unknown_format_is_named_before_anything_runs(tmp_path: Path):
     run = launch("benchmark=smoke_fast", "benchmark.format=kitti", "seed=0", f"output_root={tmp_path}")
     assert run.returncode == 2, run.output[-2000:]
-    assert "benchmark.format='kitti': one of voc" in run.stderr
+    assert "benchmark.format='kitti': one of voc, coco" in run.stderr
     assert not list(tmp_path.rglob("metrics.json"))

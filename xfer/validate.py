@@ -125,7 +125,9 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
         found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(benchmark.EVALUATORS)} for "
                      f"{benchmarks.format_of(cfg)} datasets.")  # fmt: skip
     names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
-    found += benchmark.problems(Path(cfg.benchmark.datasets_root), names)
+    num_classes = OmegaConf.select(cfg, "d2.MODEL.ROI_HEADS.NUM_CLASSES",
+                                   default=OmegaConf.select(cfg, "benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES", default=80))
+    found += benchmark.problems(Path(cfg.benchmark.datasets_root), names, num_classes, Path(cfg.paths.cache))
     if no_weights(cfg):  # random init: no checkpoint to find, hash or convert, whatever its format says
         return found
     if cfg.pretrain.format == NO_FORMAT:

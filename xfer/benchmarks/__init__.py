@@ -1,10 +1,11 @@
 """Benchmarks as a layer: what a dataset format brings to a trial, behind one small interface.
 
 A benchmark is a conf file (``conf/benchmark/<name>.yaml``: the recipe, its datasets, ``format``) plus the
-module of its dataset format here (``voc``; COCO next), which provides:
+module of its dataset format here (``voc``, ``coco``), which provides:
 
-- ``problems(root, names) -> list[str]``: what would stop detectron2 loading those datasets from ``root``,
-  one message each, checked by the launcher before anything runs;
+- ``problems(root, names, num_classes, cache) -> list[str]``: what would stop detectron2 loading those datasets
+  from ``root`` or the recipe (``NUM_CLASSES``) training on them, one message each, checked by the launcher
+  before anything runs (``cache``: ``paths.cache``, for what is slow to read);
 - ``register(root, names)``: (re-)register them with detectron2 under ``root``, in every trial process;
 - ``EVALUATORS`` and ``evaluator(kind, dataset_name)``: the ``trial.evaluator`` choices and the detectron2
   ``DatasetEvaluator`` each builds;
@@ -21,7 +22,7 @@ from types import ModuleType
 
 from omegaconf import DictConfig, OmegaConf
 
-FORMATS = {"voc": "xfer.benchmarks.voc"}  # ``benchmark.format`` -> its module
+FORMATS = {"voc": "xfer.benchmarks.voc", "coco": "xfer.benchmarks.coco"}  # ``benchmark.format`` -> its module
 DEFAULT = "voc"  # a benchmark conf without ``format`` (older custom confs) is VOC, as every benchmark was
 
 

@@ -80,8 +80,9 @@ def split_problems(voc: Path, split: str) -> tuple[str, ...]:
     )
 
 
-def problems(root: Path, names: Iterable[str]) -> list[str]:
-    """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it."""
+def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None) -> list[str]:
+    """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it, and one if the
+    recipe's ``NUM_CLASSES`` is not VOC's 20. (VOC files are small and read once per process: no ``cache``.)"""
     found = []
     for name in names:
         year, split = parse(name)
@@ -92,6 +93,9 @@ def problems(root: Path, names: Iterable[str]) -> list[str]:
                 "that holds VOC2007/ and VOC2012/."
             )
             found.append(f"dataset {name}: {problem}." + (hint if problem.startswith("missing") else ""))
+    if num_classes is not None and num_classes != len(VOC_CLASSES):
+        found.append(f"the recipe's MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, VOC has {len(VOC_CLASSES)} classes: "
+                     f"pass benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={len(VOC_CLASSES)}.")  # fmt: skip
     return found
 
 
