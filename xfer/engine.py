@@ -37,7 +37,8 @@ class WeightsNotLoaded(RuntimeError):
 
 
 def verify_loaded(model, weights_file: str) -> int:
-    """Every converted tensor must now sit, unchanged, in the model's backbone or its res5 ROI head.
+    """Every converted tensor must now sit, unchanged, in the model's backbone (C4) or its res5 ROI head, or in
+    the FPN backbone's bottom-up ResNet.
 
     detectron2 matches names heuristically and only warns about what it could not place; a trial that
     started from random init would report a worse method. Returns the number of tensors checked."""
@@ -47,7 +48,10 @@ def verify_loaded(model, weights_file: str) -> int:
     state = model.state_dict()
     wrong, weights = [], load(Path(weights_file))["model"]
     for key, value in weights.items():
-        target = f"roi_heads.{key}" if key.startswith("res5.") else f"backbone.{key}"
+        # C4: the trunk in backbone.*, res5 in the ROI head; FPN: the whole ResNet in backbone.bottom_up.*
+        places = (f"roi_heads.{key}", f"backbone.bottom_up.{key}") if key.startswith("res5.") else ()
+        target = next((t for t in (*places, f"backbone.{key}", f"backbone.bottom_up.{key}") if t in state),
+                      f"backbone.{key}")  # fmt: skip
         have = state.get(target)
         if have is None or tuple(have.shape) != value.shape or not torch.equal(have.cpu(), torch.from_numpy(value)):
             wrong.append(target)
