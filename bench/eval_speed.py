@@ -29,8 +29,8 @@ def detections(root: Path, ids: list[str], per_image: int, rng: np.random.Genera
     import torch
     from detectron2.structures import Boxes, Instances
 
-    from xfer.data import VOC_CLASSES
-    from xfer.voc_eval import parse_annotation
+    from xfer.benchmarks.voc import VOC_CLASSES
+    from xfer.benchmarks.voc_eval import parse_annotation
 
     inputs, outputs = [], []
     for i in ids:
@@ -74,8 +74,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from test_voc_eval import reference_per_class, write_dataset
 
-    from xfer.data import VOC_CLASSES
-    from xfer.voc_eval import VOCEvaluator
+    from xfer.benchmarks.voc import VOC_CLASSES
+    from xfer.benchmarks.voc_eval import VOCEvaluator
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="xfer-eval-") as tmp:

@@ -83,7 +83,8 @@ def bare_main(config: str, datasets: str, out: str, ims: int | None, iters: int 
 
     import torch
 
-    from xfer import d2compat, data
+    from xfer import d2compat
+    from xfer.benchmarks import voc as data
 
     logging.basicConfig(level=logging.INFO)
     d2compat.ensure()

@@ -22,7 +22,7 @@ from scipy.stats import t as student_t
 from scipy.stats import ttest_ind, ttest_ind_from_stats
 
 from tests.test_results import DENSE_VALUES, DENSECL, REGION_VALUES, REGIONCL, by_hand, cell, column, trial
-from xfer import collect, files, formats, local, plots, results, status
+from xfer import benchmarks, collect, files, formats, local, plots, results, status
 from xfer import trial as runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +107,12 @@ def by_setting(table: list[str]) -> dict[str, dict[str, str]]:
 
 
 def test_the_trial_runner_names_what_it_measured_and_the_order_survives_sorted_keys(tmp_path):
-    """VOC's list comes from one place (files.VOC_METRICS); result.json is written with sorted keys (AP, AP50,
-    AP75), and the names give back the tables' order (AP50, AP, AP75)."""
-    record = runner.metrics_record({"bbox": {"AP": 58.3, "AP50": 82.6, "AP75": 64.6, "APs": 1.0}})
+    """VOC's list comes from its format (xfer.benchmarks.voc, one with files.VOC_METRICS); result.json is written
+    with sorted keys (AP, AP50, AP75), and the names give back the tables' order (AP50, AP, AP75)."""
+    voc = benchmarks.of("voc")
+    assert voc.METRIC_NAMES == files.VOC_METRICS == ("AP50", "AP", "AP75")
+    record = runner.metrics_record(voc.METRIC_NAMES, voc.metrics({"bbox": {"AP": 58.3, "AP50": 82.6, "AP75": 64.6,
+                                                                            "APs": 1.0}}))  # fmt: skip
     assert record == {"metric_names": ["AP50", "AP", "AP75"], "metrics": {"AP50": 82.6, "AP": 58.3, "AP75": 64.6}}
     written = {"setting": {"benchmark": "voc0712_c4_24k", "backbone": "r50", "pretrain": "densecl"}, **record}
     files.write_json_atomic(tmp_path / "result.json", written)

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import REPO
 from xfer import convert, d2compat
-from xfer.data import VOC_CLASSES
+from xfer.benchmarks.voc import VOC_CLASSES
 from xfer.smoke import layouts, pretraining, scenes
 
 SMOKE = yaml.safe_load((REPO / "conf/benchmark/smoke.yaml").read_text())
@@ -149,3 +149,39 @@ def test_a_users_own_file_at_the_weights_path_is_never_overwritten(tmp_path):
     smoke.ensure_weights(ours, "torchvision", {"random": 2}, lambda: {"a": torch.ones(1)})  # another spec: remade
     assert torch.load(ours)["a"].item() == 1.0
     assert Path(str(ours) + ".spec").exists()
+
+
+@pytest.mark.parametrize("shape", scenes.SHAPES)
+def test_coco_polygons_cover_the_pixels_each_shape_fills(shape):
+    """pycocotools' rasterization of the annotated polygon and PIL's fill of the shape are the same region (IoU
+    >= 0.9 for the 24-gon disc, more for the straight-edged shapes): masks are trained on what the image shows."""
+    from pycocotools import mask as mask_utils
+
+    from xfer.smoke import coco_scenes
+
+    for box in [(3, 5, 36, 40), (10, 2, 43, 29), (40, 41, 79, 79)]:
+        img = Image.new("L", (80, 80), 0)
+        scenes.draw_shape(ImageDraw.Draw(img), shape, box, 255)
+        drawn = np.asarray(img) > 0
+        rle = mask_utils.frPyObjects([coco_scenes.polygon(shape, box)], 80, 80)
+        annotated = mask_utils.decode(mask_utils.merge(rle)).astype(bool)
+        iou = (drawn & annotated).sum() / (drawn | annotated).sum()
+        assert iou >= (0.9 if shape == "disc" else 0.95), (shape, box, iou)
+
+
+def test_the_coco_smoke_dataset_loads_in_detectron2_with_crowd_regions(tmp_path):
+    from xfer.benchmarks import coco
+    from xfer.smoke import coco_scenes
+
+    images = {"coco_2017_train": 40, "coco_2017_val": 20}
+    root = coco_scenes.ensure_dataset(tmp_path / "data", images, (96, 128))
+    assert coco.problems(root, list(images), num_classes=20) == []
+    coco.register(root, list(images))
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    records = DatasetCatalog.get("coco_2017_val")
+    anns = [a for r in records for a in r["annotations"]]
+    assert len(records) == 20 and len(anns) > 30
+    assert any(a["iscrowd"] for a in anns) and all(a["segmentation"] for a in anns)
+    assert MetadataCatalog.get("coco_2017_val").thing_classes == list(VOC_CLASSES)
+    assert sorted({a["category_id"] for a in anns}) == list(range(20))  # 1, 3, ..., 39 mapped to 0..19

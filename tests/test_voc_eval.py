@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
-from xfer import d2compat, smoke, voc_eval
-from xfer.data import VOC_CLASSES
+from xfer import d2compat, smoke
+from xfer.benchmarks import voc_eval
+from xfer.benchmarks.voc import VOC_CLASSES
 
 d2compat.ensure()
 from detectron2.data import MetadataCatalog  # noqa: E402

@@ -1,7 +1,7 @@
 """detectron2 glue for one trial: the seed's ROI head, a trainer, and train-then-evaluate.
 
 Thin on purpose, like detectron2's ``tools/train_net.py``: the library trains and evaluates; xfer only
-adds the MoCo/DenseCL ROI head (res5 followed by one more norm layer), VOC evaluation, and an explicit
+adds the MoCo/DenseCL ROI head (res5 followed by one more norm layer), the benchmark's evaluation, and an explicit
 final evaluation whose result is returned instead of being left on the trainer.
 """
 
@@ -16,14 +16,13 @@ from pathlib import Path
 
 import torch
 
-from xfer import d2compat
+from xfer import benchmarks, d2compat
 from xfer.files import PROGRESS, write_json_atomic
 
 d2compat.ensure()
 
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
 from detectron2.engine import defaults as d2_defaults  # noqa: E402
-from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.layers import get_norm  # noqa: E402
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
@@ -38,7 +37,8 @@ class WeightsNotLoaded(RuntimeError):
 
 
 def verify_loaded(model, weights_file: str) -> int:
-    """Every converted tensor must now sit, unchanged, in the model's backbone or its res5 ROI head.
+    """Every converted tensor must now sit, unchanged, in the model's backbone (C4) or its res5 ROI head, or in
+    the FPN backbone's bottom-up ResNet.
 
     detectron2 matches names heuristically and only warns about what it could not place; a trial that
     started from random init would report a worse method. Returns the number of tensors checked."""
@@ -48,7 +48,10 @@ def verify_loaded(model, weights_file: str) -> int:
     state = model.state_dict()
     wrong, weights = [], load(Path(weights_file))["model"]
     for key, value in weights.items():
-        target = f"roi_heads.{key}" if key.startswith("res5.") else f"backbone.{key}"
+        # C4: the trunk in backbone.*, res5 in the ROI head; FPN: the whole ResNet in backbone.bottom_up.*
+        places = (f"roi_heads.{key}", f"backbone.bottom_up.{key}") if key.startswith("res5.") else ()
+        target = next((t for t in (*places, f"backbone.{key}", f"backbone.bottom_up.{key}") if t in state),
+                      f"backbone.{key}")  # fmt: skip
         have = state.get(target)
         if have is None or tuple(have.shape) != value.shape or not torch.equal(have.cpu(), torch.from_numpy(value)):
             wrong.append(target)
@@ -72,21 +75,9 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
         return seq, out_channels
 
 
-def build_evaluator(name: str, dataset_name: str):
-    """``xfer``: the vectorized VOC evaluator (same AP, see xfer.voc_eval); ``detectron2``: its own."""
-    if name == "detectron2":
-        return PascalVOCDetectionEvaluator(dataset_name)
-    from xfer.voc_eval import VOCEvaluator
-
-    return VOCEvaluator(dataset_name)
-
-
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with VOC evaluation, evaluated once by the caller, writing metrics.json only."""
+    """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json only."""
 
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return build_evaluator("xfer", dataset_name)
 
     def build_hooks(self):
         """detectron2's hooks without periodic evaluation, and with its writers every 20 iterations or, for
@@ -172,9 +163,9 @@ class ProgressFile(hooks.HookBase):
         self.write("evaluating" if done else "stopped", min(self.trainer.iter, self.trainer.max_iter))
 
 
-def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer") -> dict:
-    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate with ``evaluator`` (see
-    :func:`build_evaluator`); the same on every rank.
+def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc") -> dict:
+    """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate with ``evaluator``, one of the
+    dataset format ``fmt``'s (see ``xfer.benchmarks``); the same on every rank. Returns the format's metrics.
 
     ``stop``: a callable polled after every iteration; when it says True, a checkpoint is saved at that
     iteration and :class:`Interrupted` is raised (the job then requeues and resumes from it)."""
@@ -201,9 +192,10 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer") -> dict:
             log.info("resuming from iteration %d", start)
         trainer.train()
         trained = trainer.iter - start
-    results = Trainer.test(cfg, trainer.model, [build_evaluator(evaluator, name) for name in cfg.DATASETS.TEST])
+    benchmark = benchmarks.of(fmt)
+    results = Trainer.test(cfg, trainer.model, [benchmark.evaluator(evaluator, name) for name in cfg.DATASETS.TEST])
     return {
-        "bbox": dict(results.get("bbox", {})),
+        "metrics": benchmark.metrics(results),
         "start_iter": start,
         "iterations_run": trained,
         "max_iter": cfg.SOLVER.MAX_ITER,

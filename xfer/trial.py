@@ -19,13 +19,14 @@ import hashlib
 import logging
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import d2compat, data, devices, dist, files, identity, recipe, smoke
+from xfer import benchmarks, d2compat, devices, dist, files, identity, recipe, smoke
 from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.results import Setting, published_record
 from xfer.validate import InputError, no_weights, problems, weights_of
@@ -81,13 +82,11 @@ def versions() -> dict:
     }
 
 
-def metrics_record(evaluated: dict) -> dict:
+def metrics_record(names: Sequence[str], metrics: dict) -> dict:
     """What ``result.json`` says the trial measured: ``metric_names`` (which metrics, in the order its tables
-    show them: collect, the formats and status go by it, see ``xfer.files.metric_names``) and ``metrics``.
-    Every benchmark evaluates VOC-style today, so the names are :data:`files.VOC_METRICS`, the box AP of the
-    evaluator's ``bbox`` results; a benchmark with its own evaluator declares its own list here."""
-    names = files.VOC_METRICS
-    return {"metric_names": list(names), "metrics": {k: evaluated["bbox"].get(k) for k in names}}
+    show them: collect, the formats and status go by it, see ``xfer.files.metric_names``), the benchmark's own
+    (``xfer.benchmarks``), and ``metrics``, which may hold more (COCO's APs/APm/APl, kept for JSON readers)."""
+    return {"metric_names": list(names), "metrics": dict(metrics)}
 
 
 def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: str = "final") -> None:
@@ -103,11 +102,12 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     cfg = CfgNode.load_cfg(d2_yaml)
     for name in ("detectron2", "fvcore", "xfer"):  # log.txt (rank 0), log.txt.rankN, and rank 0's stdout
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name[:3])
-    data.register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+    fmt = record.get("dataset_format", benchmarks.DEFAULT)
+    benchmarks.of(fmt).register(Path(datasets_root), list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     t0 = time.time()
-    out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"))
+    out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"), fmt)
     if comm.is_main_process():
-        record = {**record, **metrics_record(out)}
+        record = {**record, **metrics_record(benchmarks.of(fmt).METRIC_NAMES, out["metrics"])}
         world = comm.get_world_size()
         record["run"] = {
             **record["run"],
@@ -167,6 +167,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "seed": int(cfg.seed),
         "published": published(cfg),
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
+        "dataset_format": benchmarks.format_of(cfg),
         "weights": described,
         "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
         "versions": versions(),

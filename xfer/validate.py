@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import convert, data, devices, identity
+from xfer import benchmarks, convert, devices, identity
 from xfer.convert import LAYOUTS
 
 
@@ -96,9 +96,6 @@ def recipe_resnets(cfg: DictConfig) -> dict:
     return resnets
 
 
-EVALUATORS = ("xfer", "detectron2")  # xfer.voc_eval (the same AP, faster) or detectron2's PascalVOCDetectionEvaluator
-
-
 def problems(cfg: DictConfig, here: bool = True) -> list[str]:
     """Everything wrong with one composed trial config, as user-facing messages.
 
@@ -120,10 +117,17 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
     if here and OmegaConf.select(cfg, "d2.SOLVER.AMP.ENABLED", default=False) and device != "cuda":
         found.append("mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA: detectron2's AMPTrainer "
                      "refuses to run on CPU. Drop it here, or run on a GPU node.")  # fmt: skip
-    if cfg.trial.evaluator not in EVALUATORS:
-        found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(EVALUATORS)}.")
+    try:
+        benchmark = benchmarks.of(cfg)
+    except ValueError as e:
+        return [*found, f"benchmark {cfg.benchmark.name}: {e}."]
+    if cfg.trial.evaluator not in benchmark.EVALUATORS:
+        found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(benchmark.EVALUATORS)} for "
+                     f"{benchmarks.format_of(cfg)} datasets.")  # fmt: skip
     names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
-    found += data.problems(Path(cfg.benchmark.datasets_root), names)
+    num_classes = OmegaConf.select(cfg, "d2.MODEL.ROI_HEADS.NUM_CLASSES",
+                                   default=OmegaConf.select(cfg, "benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES", default=80))
+    found += benchmark.problems(Path(cfg.benchmark.datasets_root), names, num_classes, Path(cfg.paths.cache))
     if no_weights(cfg):  # random init: no checkpoint to find, hash or convert, whatever its format says
         return found
     if cfg.pretrain.format == NO_FORMAT:

@@ -22,11 +22,12 @@ from pathlib import Path
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from xfer.smoke import layouts, pretraining, scenes
+from xfer import benchmarks
+from xfer.smoke import coco_scenes, layouts, pretraining, scenes
 from xfer.smoke.scenes import ensure_dataset
 from xfer.validate import no_weights
 
-__all__ = ["ensure_dataset", "ensure_weights", "layouts", "prepare", "pretraining", "scenes"]
+__all__ = ["coco_scenes", "ensure_dataset", "ensure_weights", "layouts", "prepare", "pretraining", "scenes"]
 
 
 def ensure_weights(path: Path, layout: str, spec: Mapping, make: Callable[[], Mapping]) -> Path:
@@ -66,7 +67,10 @@ def _pretraining_spec(cfg: DictConfig) -> dict:
 def prepare(cfg: DictConfig) -> None:
     """Make the dataset and, unless the pretrain is scratch (no weights), the pretrain's checkpoint."""
     gen = cfg.benchmark.smoke
-    ensure_dataset(Path(cfg.benchmark.datasets_root), gen.images, tuple(gen.image_size))
+    scenes_of = coco_scenes if benchmarks.format_of(cfg) == "coco" else scenes  # the same scenes, either format
+    used = set(cfg.benchmark.d2.DATASETS.TRAIN) | set(cfg.benchmark.d2.DATASETS.TEST)
+    images = {name: n for name, n in gen.images.items() if name in used}  # a derived conf's recipe may use others
+    scenes_of.ensure_dataset(Path(cfg.benchmark.datasets_root), images, tuple(gen.image_size))
     if no_weights(cfg):  # scratch: random init, no checkpoint to make
         return
     layout = gen.layouts.get(cfg.pretrain.name, "torchvision")

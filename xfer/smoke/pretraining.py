@@ -100,7 +100,8 @@ def _main(spec_file: Path) -> None:
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
 
-    from xfer import data, engine
+    from xfer import engine
+    from xfer.benchmarks import voc
     from xfer.smoke.scenes import ensure_dataset
 
     spec = json.loads(Path(spec_file).read_text())
@@ -117,7 +118,7 @@ def _main(spec_file: Path) -> None:
     cfg.freeze()
     seed_all_rng(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR, name="detectron2", abbrev_name="d2")
-    data.register(root, cfg.DATASETS.TRAIN)
+    voc.register(root, cfg.DATASETS.TRAIN)
     trainer = engine.Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()

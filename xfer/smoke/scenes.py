@@ -24,8 +24,8 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
-from xfer import data
-from xfer.data import VOC_CLASSES
+from xfer.benchmarks import voc
+from xfer.benchmarks.voc import VOC_CLASSES
 
 DONE = ".complete"  # written last, holding what the dataset was made from: another spec remakes it
 VERSION = 2  # of the generator: a change of what it draws remakes every cached dataset
@@ -142,7 +142,7 @@ def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int],
         shutil.rmtree(tmp, ignore_errors=True)
         rng = random.Random(seed)
         for name, count in images.items():
-            year, split = data.parse(name)
+            year, split = voc.parse(name)
             write_split(tmp, year, split, int(count), tuple(size), rng)
         (tmp / DONE).write_text(spec)
         shutil.rmtree(root, ignore_errors=True)

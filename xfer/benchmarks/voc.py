@@ -1,4 +1,5 @@
-"""Pascal VOC datasets for detectron2: checked before anything runs, registered under the config's root.
+"""The VOC format (``benchmark.format: voc``): Pascal VOC datasets checked before anything runs, registered
+under the config's root, and evaluated with the VOC07 metric (see ``xfer.benchmarks``).
 
 detectron2 registers ``voc_2007_trainval`` & co. at import time under ``$DETECTRON2_DATASETS``; xfer
 re-registers the names the recipe uses under the root the config chose, so the recipe keeps the
@@ -14,6 +15,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from xfer import d2compat
+from xfer.files import VOC_METRICS
 
 _NAME = re.compile(r"^voc_(\d{4})_(\w+)$")
 VOC_CLASSES = (
@@ -22,6 +24,8 @@ VOC_CLASSES = (
     "tvmonitor",
 )  # fmt: skip
 SHOWN = 3  # bad files named per split; the rest are counted
+METRIC_NAMES = VOC_METRICS  # of detectron2's VOC evaluators, in the seed's table order (files: old results too)
+EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.voc_eval (the same AP, faster), or detectron2's own
 
 
 def parse(name: str) -> tuple[str, str]:
@@ -77,8 +81,9 @@ def split_problems(voc: Path, split: str) -> tuple[str, ...]:
     )
 
 
-def problems(root: Path, names: Iterable[str]) -> list[str]:
-    """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it."""
+def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None) -> list[str]:
+    """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it, and one if the
+    recipe's ``NUM_CLASSES`` is not VOC's 20. (VOC files are small and read once per process: no ``cache``.)"""
     found = []
     for name in names:
         year, split = parse(name)
@@ -89,6 +94,9 @@ def problems(root: Path, names: Iterable[str]) -> list[str]:
                 "that holds VOC2007/ and VOC2012/."
             )
             found.append(f"dataset {name}: {problem}." + (hint if problem.startswith("missing") else ""))
+    if num_classes is not None and num_classes != len(VOC_CLASSES):
+        found.append(f"the recipe's MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, VOC has {len(VOC_CLASSES)} classes: "
+                     f"pass benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={len(VOC_CLASSES)}.")  # fmt: skip
     return found
 
 
@@ -104,3 +112,21 @@ def register(root: Path, names: Iterable[str]) -> None:
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         register_pascal_voc(name, str(Path(root) / f"VOC{year}"), split, int(year))
+
+
+def evaluator(kind: str, dataset_name: str):
+    """``xfer``: the vectorized VOC evaluator (the same AP, see ``voc_eval``); ``detectron2``: its
+    ``PascalVOCDetectionEvaluator``."""
+    if kind == "detectron2":
+        d2compat.ensure()
+        from detectron2.evaluation import PascalVOCDetectionEvaluator
+
+        return PascalVOCDetectionEvaluator(dataset_name)
+    from xfer.benchmarks.voc_eval import VOCEvaluator
+
+    return VOCEvaluator(dataset_name)
+
+
+def metrics(results: dict) -> dict[str, float]:
+    """AP50/AP/AP75 of the one test set, from what ``inference_on_dataset`` returned (``{"bbox": {...}}``)."""
+    return {m: results["bbox"].get(m) for m in METRIC_NAMES}

@@ -1,0 +1,162 @@
+"""The COCO format (``benchmark.format: coco``): instances-JSON datasets checked before anything runs,
+registered under the config's root, and evaluated for box and mask AP (see ``xfer.benchmarks``).
+
+Names and files are detectron2's (``coco_2017_train`` is ``coco/train2017`` with
+``coco/annotations/instances_train2017.json`` under ``$DETECTRON2_DATASETS``), plus DenseCL's 10% split
+``coco_2017_train_0.1``. A real instances JSON is hundreds of MB: the launcher reads each file once and keeps
+what it found under ``paths.cache``, keyed by the file's path, size and modification time; whether the
+images it lists are there is checked on every launch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from xfer import d2compat
+from xfer.files import write_text_atomic
+
+SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coco"], and DenseCL's train_net.py
+    "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),
+    "coco_2017_val": ("coco/val2017", "coco/annotations/instances_val2017.json"),
+    "coco_2017_train_0.1": ("coco/train2017", "coco/annotations/instances_train2017_0.1.json"),
+}
+EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.coco_eval (pycocotools' numbers, faster), detectron2's own
+STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # of each task, as detectron2's COCOEvaluator names them
+TASKS = {"bbox": "box", "segm": "mask"}
+METRIC_NAMES = tuple(f"{TASKS[t]}_{s}" for t in TASKS for s in ("AP", "AP50", "AP75"))  # the table's columns
+SHOWN = 3  # bad entries named per file; the rest are counted
+
+
+def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | None:
+    if ann.get("image_id") not in images:
+        return f"annotation {ann.get('id')} names image_id {ann.get('image_id')!r}, which is not in images"
+    if ann.get("category_id") not in categories:
+        return f"annotation {ann.get('id')} names category_id {ann.get('category_id')!r}, which is not in categories"
+    box = ann.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
+            and box[2] >= 0 and box[3] >= 0):  # fmt: skip
+        return f"annotation {ann.get('id')} has bbox {box!r}, not [x, y, width, height] with width, height >= 0"
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
+            return f"annotation {ann.get('id')} has a polygon that is not an even list of at least 6 coordinates"
+    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg) and seg is not None:
+        return f"annotation {ann.get('id')} has a segmentation that is neither polygons nor RLE"
+    return None
+
+
+def json_problems(json_file: Path) -> tuple[list[str], list, list[str]]:
+    """(problems, categories as [id, name] pairs, image file names) of one instances JSON."""
+    try:
+        coco = json.loads(json_file.read_bytes())
+    except (OSError, ValueError) as e:
+        return [f"{json_file.name}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], []
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
+                                                                                      "categories")):  # fmt: skip
+        return [f"{json_file.name}: not a COCO instances file (it needs lists 'images', 'annotations', "
+                "'categories')"], [], []  # fmt: skip
+    categories = sorted([c.get("id"), c.get("name")] for c in coco["categories"] if isinstance(c, dict))
+    images = [i for i in coco["images"] if isinstance(i, dict)]
+    ids = {c[0] for c in categories}
+    image_ids = {i.get("id") for i in images}
+    bad = [p for a in coco["annotations"] if (p := _annotation_problem(a if isinstance(a, dict) else {}, image_ids,
+                                                                       ids))]  # fmt: skip
+    found = []
+    if bad:
+        more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+        found.append(f"{json_file.name}: {len(bad)} of {len(coco['annotations'])} annotations are unusable: "
+                     f"{'; '.join(bad[:SHOWN])}{more}")  # fmt: skip
+    return found, categories, [str(i.get("file_name")) for i in images]
+
+
+def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str]]:
+    """:func:`json_problems`, kept on disk per (path, size, mtime) of the JSON: a launch parses it at most once."""
+    if cache is None:
+        return json_problems(json_file)
+    st = json_file.stat()
+    key = repr((str(json_file.resolve()), st.st_size, st.st_mtime_ns))
+    entry = Path(cache) / "coco_checks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    if entry.is_file():
+        kept = json.loads(entry.read_text())
+        return kept["problems"], kept["categories"], kept["files"]
+    found, categories, files = json_problems(json_file)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(entry, json.dumps({"problems": found, "categories": categories, "files": files}))
+    return found, categories, files
+
+
+def missing_images(image_dir: Path, files: list[str], json_name: str) -> list[str]:
+    """The images a JSON lists that are not in ``image_dir`` (checked on every launch: files come and go)."""
+    missing = [f for f in files if not (image_dir / f).is_file()]
+    if not missing:
+        return []
+    more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+    return [f"{len(missing)} of {len(files)} images of {json_name} are missing from {image_dir}/: "
+            f"{', '.join(missing[:SHOWN])}{more}"]  # fmt: skip
+
+
+def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None) -> list[str]:
+    """One message per COCO dataset detectron2 could not load from ``root``, saying how to fix it; then whether
+    the datasets share one category list, and whether it has the recipe's ``NUM_CLASSES`` entries."""
+    root, found, seen = Path(root).resolve(), [], {}
+    hint = (f" Put COCO (coco/train2017/, coco/val2017/, coco/annotations/) under {root}/, or point "
+            "DETECTRON2_DATASETS (or paths.datasets=...) at the folder that holds coco/.")  # fmt: skip
+    for name in names:
+        if name not in SPLITS:
+            found.append(f"dataset {name}: not a COCO dataset xfer knows; use one of {', '.join(SPLITS)}.")
+            continue
+        image_dir, json_file = (root / p for p in SPLITS[name])
+        missing = [str(p) for p in (json_file, image_dir) if not p.exists()]
+        if missing:
+            found.append(f"dataset {name}: missing {', '.join(missing)}." + hint)
+            continue
+        mine, seen[name], files = _read(json_file, cache)
+        mine += missing_images(image_dir, files, json_file.name)
+        found += [f"dataset {name}: {p}." for p in mine]
+    lists = {tuple(map(tuple, c)) for c in seen.values() if c}
+    if len(lists) > 1:
+        sizes = ", ".join(f"{n} has {len(c)}" for n, c in seen.items())
+        found.append(f"datasets {', '.join(seen)}: their categories differ ({sizes}; ids or names differ): train "
+                     "and test must share one category list.")  # fmt: skip
+    elif lists and num_classes is not None and len(next(iter(lists))) != num_classes:
+        n = len(next(iter(lists)))
+        found.append(f"datasets {', '.join(seen)} have {n} categories, the recipe's MODEL.ROI_HEADS.NUM_CLASSES is "
+                     f"{num_classes}: use the benchmark made for these datasets, or pass "
+                     f"benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={n}.")  # fmt: skip
+    return found
+
+
+def register(root: Path, names: Iterable[str]) -> None:
+    """(Re-)register each COCO dataset under ``root`` with detectron2's COCO loader (its metadata from the JSON)."""
+    d2compat.ensure()
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    for name in names:
+        image_dir, json_file = (Path(root) / p for p in SPLITS[name])
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        register_coco_instances(name, {}, str(json_file), str(image_dir))
+
+
+def evaluator(kind: str, dataset_name: str):
+    """``detectron2``: its ``COCOEvaluator`` on pycocotools (``use_fast_impl=False``: no compiled code needed);
+    ``xfer``: xfer's (pycocotools' numbers, faster; see ``coco_eval``). Box and mask AP; no files written."""
+    if kind == "detectron2":
+        d2compat.ensure()
+        from detectron2.evaluation import COCOEvaluator
+
+        return COCOEvaluator(dataset_name, tasks=tuple(TASKS), distributed=True, output_dir=None, use_fast_impl=False)
+    from xfer.benchmarks.coco_eval import COCOEvaluator as Fast
+
+    return Fast(dataset_name)
+
+
+def metrics(results: dict) -> dict[str, float]:
+    """box_AP ... mask_APl (12 values) from detectron2's ``{"bbox": {...}, "segm": {...}}``; the table shows
+    :data:`METRIC_NAMES`, result.json keeps all."""
+    return {f"{TASKS[t]}_{s}": results[t].get(s) for t in TASKS for s in STATS}
