@@ -1,0 +1,89 @@
+"""COCO end to end through the real launch.py: Mask R-CNN C4 and FPN trained on the generated COCO-format
+scenes, box and mask AP from the COCO evaluator, collected beside a VOC benchmark in one report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import launch, results_under
+from xfer import collect
+
+pytestmark = pytest.mark.slow
+NAMES = ["box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"]
+SIDE_BY_SIDE = ("cluster.devices=2", "cluster.gpus_per_trial=1", "trial.evaluator=detectron2")
+
+
+@pytest.fixture(scope="module")
+def coco_sweeps(tmp_path_factory) -> Path:
+    """coco_smoke_c4 and coco_smoke_fpn, scratch and densecl, seeds 0 and 1; one smoke_fast (VOC) trial beside."""
+    out = tmp_path_factory.mktemp("coco")
+    for benchmark in ("coco_smoke_c4", "coco_smoke_fpn"):
+        run = launch("-m", f"benchmark={benchmark}", "pretrain=scratch,densecl", "seed=0,1", *SIDE_BY_SIDE,
+                     f"output_root={out}")  # fmt: skip
+        assert run.returncode == 0, run.output[-4000:]
+    run = launch("benchmark=smoke_fast", "pretrain=densecl", "seed=0", f"output_root={out}")
+    assert run.returncode == 0, run.output[-4000:]
+    return out
+
+
+def test_mask_rcnn_c4_and_fpn_train_and_report_box_and_mask_ap(coco_sweeps):
+    results = {p: r for p, r in results_under(coco_sweeps).items() if r["setting"]["benchmark"].startswith("coco")}
+    assert len(results) == 8
+    for path, r in results.items():
+        assert r["dataset_format"] == "coco" and r["metric_names"] == NAMES
+        assert set(r["metrics"]) == {f"{t}_{s}" for t in ("box", "mask") for s in ("AP", "AP50", "AP75", "APs", "APm",
+                                                                                  "APl")}  # fmt: skip
+        assert all(math.isnan(v) or 0 <= v <= 100 for v in r["metrics"].values()), r["metrics"]
+        d2 = yaml.safe_load((path.parent / "d2_config.yaml").read_text())
+        assert d2["MODEL"]["MASK_ON"] is True and d2["DATASETS"]["TEST"] == ["coco_2017_val"]
+        fpn = r["setting"]["benchmark"] == "coco_smoke_fpn"
+        assert d2["MODEL"]["BACKBONE"]["NAME"] == ("build_resnet_fpn_backbone" if fpn else "build_resnet_backbone")
+        log = (path.parent / "log.txt").read_text()
+        assert "Evaluation results for segm" in log  # detectron2's COCOEvaluator scored the masks too
+        if r["setting"]["pretrain"] == "densecl":  # every converted tensor found its place, in bottom_up for FPN
+            assert "verified: all 265 pretrained tensors loaded" in log
+    for benchmark in ("coco_smoke_c4", "coco_smoke_fpn"):
+        table = (coco_sweeps / benchmark / "table.md").read_text()
+        header = table.splitlines()[0]
+        assert header.startswith("| setting | n | box_AP mean ± std [95% CI] | box_AP50 | box_AP75 | mask_AP |")
+        assert f"| {benchmark}/r50_densecl | 2/5 |" in table and f"| {benchmark}/r50 | densecl − scratch |" in table
+
+
+def test_one_report_holds_voc_and_coco_rows_each_under_its_own_metrics(coco_sweeps, tmp_path):
+    report = collect.collect([coco_sweeps / "coco_smoke_c4", coco_sweeps / "smoke_fast"], out_dir=tmp_path, plots=False)
+    headers = [line for line in report.markdown.splitlines() if line.startswith("| setting |")]
+    assert len(headers) == 2 and "box_AP" in headers[0] and "| AP50 mean ± std [95% CI] | AP | AP75 |" in headers[1]
+    with open(tmp_path / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    coco_rows = [r for r in rows if r["benchmark"] == "coco_smoke_c4"]
+    voc_rows = [r for r in rows if r["benchmark"] == "smoke_fast"]
+    assert len(coco_rows) == 4 and len(voc_rows) == 1
+    assert all(r["box_AP"] != "" and r["AP50"] == "" for r in coco_rows)
+    assert voc_rows[0]["AP50"] != "" and voc_rows[0]["box_AP"] == ""
+    settings = json.loads((tmp_path / "results.json").read_text())["settings"]
+    assert {s["benchmark"]: s["metric_names"] for s in settings} == {"coco_smoke_c4": NAMES,
+                                                                      "smoke_fast": ["AP50", "AP", "AP75"]}
+
+
+def test_a_trained_coco_model_is_scored_the_same_again(coco_sweeps, tmp_path):
+    """The relaunch of a copied trial without its result evaluates model_final.pth again (0 iterations) and gets
+    the same box and mask AP."""
+    ((path, original),) = [(p, r) for p, r in results_under(coco_sweeps / "coco_smoke_fpn").items()
+                           if r["setting"]["pretrain"] == "densecl" and r["seed"] == 0]  # fmt: skip
+    copy = tmp_path / path.parent.relative_to(coco_sweeps)
+    shutil.copytree(path.parent, copy)
+    (copy / "result.json").unlink()
+    run = launch("benchmark=coco_smoke_fpn", "pretrain=densecl", "seed=0", "trial.evaluator=detectron2",
+                 f"output_root={tmp_path}", f"paths.cache={coco_sweeps / '_cache'}")  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    again = json.loads((copy / "result.json").read_text())
+    assert again["run"]["iterations_run"] == 0
+    same = {k: v for k, v in original["metrics"].items() if not math.isnan(v)}
+    assert {k: again["metrics"][k] for k in same} == pytest.approx(same, abs=1e-9)
