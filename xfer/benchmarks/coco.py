@@ -23,7 +23,7 @@ SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coc
     "coco_2017_val": ("coco/val2017", "coco/annotations/instances_val2017.json"),
     "coco_2017_train_0.1": ("coco/train2017", "coco/annotations/instances_train2017_0.1.json"),
 }
-EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.coco_eval (pycocotools' numbers, faster), detectron2's own
+EVALUATORS = ("detectron2",)  # detectron2's COCOEvaluator on pycocotools; xfer's own (faster) comes next
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # of each task, as detectron2's COCOEvaluator names them
 TASKS = {"bbox": "box", "segm": "mask"}
 METRIC_NAMES = tuple(f"{TASKS[t]}_{s}" for t in TASKS for s in ("AP", "AP50", "AP75"))  # the table's columns
@@ -144,16 +144,12 @@ def register(root: Path, names: Iterable[str]) -> None:
 
 
 def evaluator(kind: str, dataset_name: str):
-    """``detectron2``: its ``COCOEvaluator`` on pycocotools (``use_fast_impl=False``: no compiled code needed);
-    ``xfer``: xfer's (pycocotools' numbers, faster; see ``coco_eval``). Box and mask AP; no files written."""
-    if kind == "detectron2":
-        d2compat.ensure()
-        from detectron2.evaluation import COCOEvaluator
+    """detectron2's ``COCOEvaluator`` on pycocotools (``use_fast_impl=False``: no compiled code needed), box and
+    mask AP, no files written; ``kind`` is one of :data:`EVALUATORS` (the launch checked it)."""
+    d2compat.ensure()
+    from detectron2.evaluation import COCOEvaluator
 
-        return COCOEvaluator(dataset_name, tasks=tuple(TASKS), distributed=True, output_dir=None, use_fast_impl=False)
-    from xfer.benchmarks.coco_eval import COCOEvaluator as Fast
-
-    return Fast(dataset_name)
+    return COCOEvaluator(dataset_name, tasks=tuple(TASKS), distributed=True, output_dir=None, use_fast_impl=False)
 
 
 def metrics(results: dict) -> dict[str, float]:
