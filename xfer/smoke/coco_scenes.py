@@ -12,15 +12,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from filelock import FileLock
-
 from xfer.benchmarks.coco import SPLITS
 from xfer.benchmarks.voc import VOC_CLASSES
-from xfer.smoke.scenes import DONE, SHAPES, VERSION, Deck, scene
+from xfer.smoke.scenes import SHAPES, Deck, made_once, scene
 
 CATEGORIES = [{"id": 2 * i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(VOC_CLASSES)]
 
@@ -77,18 +74,9 @@ def write_split(root: Path, name: str, count: int, size: tuple[int, int], rng: r
 
 def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int], seed: int = 0) -> Path:
     """Generate the COCO-format scenes under ``root`` unless a complete copy made from the same spec is there."""
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    spec = json.dumps({"coco": dict(images), "size": list(size), "seed": seed, "version": VERSION}, sort_keys=True)
-    with FileLock(str(root) + ".lock"):
-        if (root / DONE).exists() and (root / DONE).read_text() == spec:
-            return root
-        tmp = root.with_name(root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        rng = random.Random(seed)
+
+    def write(folder: Path, rng: random.Random) -> None:
         for name, count in images.items():
-            write_split(tmp, name, int(count), tuple(size), rng)
-        (tmp / DONE).write_text(spec)
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    return root
+            write_split(folder, name, int(count), tuple(size), rng)
+
+    return made_once(root, {"coco": dict(images), "size": list(size), "seed": seed}, write)

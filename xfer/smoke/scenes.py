@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -130,21 +130,30 @@ def write_split(root: Path, year: str, split: str, count: int, size: tuple[int, 
         f.write("".join(f"{i}\n" for i in ids))
 
 
-def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int], seed: int = 0) -> Path:
-    """Generate the VOC07+12-format scenes under ``root`` unless a complete copy is there."""
+def made_once(root: Path, spec: dict, write: Callable[[Path, random.Random], None]) -> Path:
+    """``write(folder, rng)`` into a fresh folder that becomes ``root`` once complete, unless ``root`` holds a
+    complete copy made from the same ``spec`` (kept in its DONE file; ``spec["seed"]`` seeds ``rng``)."""
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    spec = json.dumps({"images": dict(images), "size": list(size), "seed": seed, "version": VERSION}, sort_keys=True)
+    text = json.dumps({**spec, "version": VERSION}, sort_keys=True)
     with FileLock(str(root) + ".lock"):
-        if (root / DONE).exists() and (root / DONE).read_text() == spec:
+        if (root / DONE).exists() and (root / DONE).read_text() == text:
             return root
         tmp = root.with_name(root.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        rng = random.Random(seed)
-        for name, count in images.items():
-            year, split = voc.parse(name)
-            write_split(tmp, year, split, int(count), tuple(size), rng)
-        (tmp / DONE).write_text(spec)
+        write(tmp, random.Random(spec["seed"]))
+        (tmp / DONE).write_text(text)
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
     return root
+
+
+def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int], seed: int = 0) -> Path:
+    """Generate the VOC07+12-format scenes under ``root`` unless a complete copy is there."""
+
+    def write(folder: Path, rng: random.Random) -> None:
+        for name, count in images.items():
+            year, split = voc.parse(name)
+            write_split(folder, year, split, int(count), tuple(size), rng)
+
+    return made_once(root, {"images": dict(images), "size": list(size), "seed": seed}, write)
