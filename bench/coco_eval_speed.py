@@ -6,9 +6,11 @@ detections per image with RLE masks, most of them jittered copies of ground trut
 of a few categories per image; scores with ties (tests/coco_random.py). Then times, in this process, the
 whole evaluation from the ground-truth dict and the detection list to the 12 numbers, for bbox and segm:
 pycocotools (``COCO`` + ``loadRes`` + ``evaluate/accumulate/summarize``, on deep copies made outside the
-timer, since it modifies its inputs) and ours (``coco_eval``), median of ``--repeats``; prints seconds and
-the ratio and asserts that the 12 numbers agree to 1e-9. ``--also`` times the libraries considered too
-(faster-coco-eval with one IoU thread, hotcoco with one Rayon thread), for the record.
+timer, since it modifies its inputs) and ours (``coco_eval``: "xfer" is the default engine, hotcoco, and
+"xfer-numpy" the vectorized one), median of ``--repeats``; prints seconds and the ratios and asserts that
+the 12 numbers agree to 1e-9. ``--also`` times the libraries considered, called directly, for the record
+(faster-coco-eval with one IoU thread). hotcoco runs on one thread (RAYON_NUM_THREADS=1) unless told
+otherwise, so that every column is one core's time.
 
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --images 500 --repeats 3
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --repeats 3         # full val2017 scale
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
 import os
 import pickle
@@ -39,13 +42,15 @@ from xfer.benchmarks.coco_eval import coco_eval  # noqa: E402
 
 
 def data(images: int, seed: int, cache: bool) -> tuple[dict, list[dict]]:
-    path = REPO / ".cache" / "bench" / f"coco_eval_{images}_{seed}.pkl"
+    version = hashlib.sha1((REPO / "tests" / "coco_random.py").read_bytes()).hexdigest()[:8]  # the generator's
+    path = REPO / ".cache" / "bench" / f"coco_eval_{images}_{seed}_{version}.pkl"
     if cache and path.exists():
         with open(path, "rb") as f:
             return pickle.load(f)
     t0 = time.perf_counter()
     out = dataset(seed, images=images, categories=80, gt_per_image=8.6, dets_per_image=(100, 101),
-                  size=(240, 640), crowd=0.01, crowded_group=False, confusable=4)  # fmt: skip
+                  size=(240, 640), crowd=0.01, crowded_group=False, confusable=4, undetected=False,
+                  empty=0.01)  # fmt: skip
     print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +108,15 @@ def hotcoco(gt: dict, dets: list[dict], iou_type: str) -> np.ndarray:
 
 
 def ours(gt: dict, dets: list[dict], iou_type: str) -> np.ndarray:
-    return coco_eval(gt, dets, iou_type).stats
+    return coco_eval(gt, dets, iou_type).stats  # engine "auto": hotcoco here (no ground truth of id 0)
 
 
-RUNNERS = {"pycocotools": pycocotools, "xfer": ours, "faster-coco-eval": faster_coco_eval, "hotcoco": hotcoco}
+def ours_numpy(gt: dict, dets: list[dict], iou_type: str) -> np.ndarray:
+    return coco_eval(gt, dets, iou_type, engine="numpy").stats
+
+
+RUNNERS = {"pycocotools": pycocotools, "xfer": ours, "xfer-numpy": ours_numpy, "faster-coco-eval": faster_coco_eval,
+           "hotcoco": hotcoco}  # fmt: skip
 
 
 def main() -> None:
@@ -121,13 +131,13 @@ def main() -> None:
     gt, dets = data(args.images, args.seed, not args.no_cache)
     print(f"{len(gt['images'])} images, {len(gt['categories'])} categories, {len(gt['annotations'])} ground truth "
           f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(dets)} detections", flush=True)  # fmt: skip
-    names = ["pycocotools", "xfer"] + [n for n in args.also.split(",") if n]
+    names = ["pycocotools", "xfer", "xfer-numpy"] + [n for n in args.also.split(",") if n]
     for iou_type in args.types.split(","):
         times: dict[str, list[float]] = {n: [] for n in names}
         stats: dict[str, np.ndarray] = {}
         for r in range(args.repeats):
             for n in names:
-                g, d = inputs(gt, dets, iou_type) if n != "xfer" else (gt, dets)  # ours does not modify them
+                g, d = (gt, dets) if n.startswith("xfer") else inputs(gt, dets, iou_type)  # ours modifies nothing
                 t0 = time.perf_counter()
                 stats[n] = RUNNERS[n](g, d, iou_type)
                 times[n].append(time.perf_counter() - t0)
@@ -140,7 +150,8 @@ def main() -> None:
             diff = float(np.max(np.abs(stats[n] - stats["pycocotools"])))
             print(f"  {n:17s} {med:8.2f} s  {ref / med:6.1f}x   max |d stat| vs pycocotools {diff:.1e}")
         print(f"  stats {np.round(stats['pycocotools'], 4).tolist()}", flush=True)
-        assert np.max(np.abs(stats["xfer"] - stats["pycocotools"])) <= 1e-9, (stats["xfer"], stats["pycocotools"])
+        for n in ("xfer", "xfer-numpy"):
+            assert np.max(np.abs(stats[n] - stats["pycocotools"])) <= 1e-9, (n, stats[n], stats["pycocotools"])
 
 
 if __name__ == "__main__":

@@ -52,11 +52,14 @@ def shoelace(polys: list[list[float]]) -> float:
 
 def dataset(seed: int, images: int = 6, categories: int = 5, gt_per_image: float = 3.0,
             dets_per_image: tuple[int, int] = (0, 40), size: tuple[int, int] = (24, 120), crowd: float = 0.1,
-            masks: bool = True, crowded_group: bool = True, confusable: int = 0) -> tuple[dict, list[dict]]:  # fmt: skip
+            masks: bool = True, crowded_group: bool = True, confusable: int = 0,
+            undetected: bool = True, empty: float = 0.15) -> tuple[dict, list[dict]]:  # fmt: skip
     """(ground truth dict, detections) for one seed. ``masks``: polygons and RLE masks (needed for segm);
     without, boxes only (faster). ``crowded_group``: one (image, category) gets 100-130 detections.
     ``confusable``: when > 0, an image's detections that copy no object take one of that many random
-    categories of the image (a detector's few wrong classes) rather than any category."""
+    categories of the image (a detector's few wrong classes) rather than any category. ``undetected``: one
+    category (with ground truth or not) has no detection, in every other dataset. ``empty``: the share of
+    images without ground truth, and (drawn apart) of images without detections."""
     rng = np.random.default_rng(seed)
     img_ids = rng.choice(np.arange(1, 10 * images + 10), images, replace=False).tolist()
     cat_ids = sorted(rng.choice(np.arange(1, 2 * categories + 3), categories, replace=False).tolist())
@@ -67,7 +70,7 @@ def dataset(seed: int, images: int = 6, categories: int = 5, gt_per_image: float
         h, w = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
         imgs.append({"id": int(img_id), "height": h, "width": w, "file_name": f"{img_id}.jpg"})
         objects = []
-        for _ in range(int(rng.poisson(gt_per_image)) if rng.random() > 0.15 else 0):
+        for _ in range(int(rng.poisson(gt_per_image)) if rng.random() >= empty else 0):
             cat = int(rng.choice(cat_ids, p=weights))
             radius = float(np.exp(rng.uniform(np.log(1.5), np.log(max(w, h) * 0.6))))
             cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -87,13 +90,16 @@ def dataset(seed: int, images: int = 6, categories: int = 5, gt_per_image: float
                     ann["segmentation"] = uncompressed(mask_util.merge(mask_util.frPyObjects(parts, h, w)))
             anns.append(ann)
             objects.append((cat, parts))
-        n_dets = int(rng.integers(*dets_per_image)) if rng.random() > 0.15 else 0
+        n_dets = int(rng.integers(*dets_per_image)) if rng.random() >= empty else 0
         pool = [int(c) for c in rng.choice(cat_ids, confusable)] if confusable else cat_ids
         shapes = [detection(rng, objects, pool, w, h) for _ in range(n_dets)]
         if crowded_group and img_id == img_ids[0]:
             cat = int(rng.choice(cat_ids))
             shapes += [(cat, detection(rng, [], [cat], w, h)[1]) for _ in range(int(rng.integers(100, 131)))]
         dets += results(rng, shapes, cat_ids, int(img_id), h, w, masks)
+    if undetected and rng.random() < 0.5:
+        missing = int(rng.choice(cat_ids))
+        dets = [d for d in dets if d["category_id"] != missing]
     order = rng.permutation(len(dets))  # results need not come image by image
     gt = {"images": [imgs[i] for i in rng.permutation(len(imgs))], "annotations": anns, "categories": cats}
     return gt, [dets[i] for i in order]

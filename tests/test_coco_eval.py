@@ -29,11 +29,11 @@ from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator  # noqa: E402
 from detectron2.evaluation.coco_evaluation import COCOevalMaxDets  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 
-SEEDS = range(40)
+SEEDS = range(60)
 
 
-def oracle(gt: dict, dets: list[dict], iou_type: str, max_dets=(1, 10, 100), cls=COCOeval) -> np.ndarray:
-    """pycocotools' 12 numbers, the way detectron2 calls it (the box dropped from mask results), on copies."""
+def oracle(gt: dict, dets: list[dict], iou_type: str, max_dets=(1, 10, 100), cls=COCOeval) -> COCOeval:
+    """pycocotools, run the way detectron2 runs it (the box dropped from mask results), on copies."""
     gt, dets = copy.deepcopy(gt), copy.deepcopy(dets)
     if iou_type == "segm":
         for d in dets:
@@ -47,21 +47,25 @@ def oracle(gt: dict, dets: list[dict], iou_type: str, max_dets=(1, 10, 100), cls
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return np.asarray(ev.stats)
+    return ev
 
 
-def assert_same(gt: dict, dets: list[dict], iou_type: str, **kw) -> np.ndarray:
-    ref = oracle(gt, dets, iou_type, **kw)
-    got = ce.coco_eval(gt, dets, iou_type, **{k: v for k, v in kw.items() if k == "max_dets"}).stats
-    assert np.max(np.abs(got - ref)) <= 1e-9, f"\nours   {got.tolist()}\noracle {ref.tolist()}"
-    return ref
+def assert_same(gt: dict, dets: list[dict], iou_type: str, engine: str, max_dets=(1, 10, 100), cls=COCOeval):
+    """The 12 numbers to 1e-9, and (stronger) the precision and recall arrays they average."""
+    ref = oracle(gt, dets, iou_type, max_dets, cls)
+    got = ce.coco_eval(gt, dets, iou_type, max_dets, engine)
+    assert np.max(np.abs(got.stats - ref.stats)) <= 1e-9, f"\nours   {got.stats.tolist()}\noracle {ref.stats.tolist()}"
+    assert np.max(np.abs(got.precision - ref.eval["precision"])) <= 1e-9
+    assert np.max(np.abs(got.recall - ref.eval["recall"])) <= 1e-9
+    return got
 
 
+@pytest.mark.parametrize("engine", ["hotcoco", "numpy"])
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_identical_to_pycocotools_on_random_datasets(iou_type):
-    """All 12 numbers on 40 random datasets per IoU type (edge cases listed in tests/coco_random.py)."""
+def test_identical_to_pycocotools_on_random_datasets(iou_type, engine):
+    """All 12 numbers on 60 random datasets per IoU type and engine (edge cases: tests/coco_random.py)."""
     for seed in SEEDS:
-        assert_same(*coco_random.dataset(seed), iou_type)
+        assert_same(*coco_random.dataset(seed), iou_type, engine)
 
 
 def test_the_random_datasets_hold_the_edge_cases():
@@ -89,16 +93,17 @@ def test_the_random_datasets_hold_the_edge_cases():
         seen["cat_no_gt"] += len(cats - {a["category_id"] for a in anns})
         seen["unknown_cat"] += sum(d["category_id"] not in cats for d in dets)
         for iou_type in ("bbox", "segm"):
-            stats = oracle(gt, dets, iou_type)
+            stats = oracle(gt, dets, iou_type).stats
             assert (stats > 0).sum() >= 6, stats  # the data makes real matches, not only -1 and 0
     assert all(seen.values()), seen
 
 
+@pytest.mark.parametrize("engine", ["auto", "numpy"])
 @pytest.mark.parametrize("quirk", ["gt id 0", "iscrowd True", "negative width", "all tied", "unlisted image"])
-def test_pycocotools_quirks_are_kept(quirk):
+def test_pycocotools_quirks_are_kept(quirk, engine):
     """Inputs where a reimplementation would naturally differ: a ground truth of id 0 (pycocotools then
-    counts its match as none), booleans for iscrowd, boxes of negative width, one score for all, an
-    annotation on an image the dataset does not list."""
+    counts its match as none; hotcoco does not, so "auto" takes the numpy engine), booleans for iscrowd,
+    boxes of negative width, one score for all, an annotation on an image the dataset does not list."""
     for seed in range(6):
         gt, dets = coco_random.dataset(seed)
         if quirk == "gt id 0":
@@ -116,22 +121,24 @@ def test_pycocotools_quirks_are_kept(quirk):
         else:
             gt["annotations"].append(dict(gt["annotations"][0], id=10**6, image_id=10**6))
         for iou_type in ("bbox", "segm"):
-            assert_same(gt, dets, iou_type)
+            got = assert_same(gt, dets, iou_type, engine)
+            assert got.engine == ("numpy" if quirk == "gt id 0" or engine == "numpy" else "hotcoco")
 
 
+@pytest.mark.parametrize("engine", ["hotcoco", "numpy"])
 @pytest.mark.parametrize("max_dets", [(1, 10, 100), (1, 10, 300), (1, 5, 20), (100, 1, 10)])
-def test_max_dets_as_detectron2_passes_them(max_dets):
+def test_max_dets_as_detectron2_passes_them(max_dets, engine):
     """maxDets [1, 10, 100] is plain COCOeval; another third value is detectron2's COCOevalMaxDets (AP at
     that value); COCOeval sorts them."""
     cls = COCOeval if sorted(max_dets)[2] == 100 else COCOevalMaxDets
     for seed in range(4):
         for iou_type in ("bbox", "segm"):
-            assert_same(*coco_random.dataset(seed), iou_type, max_dets=max_dets, cls=cls)
+            assert_same(*coco_random.dataset(seed), iou_type, engine, max_dets=max_dets, cls=cls)
 
 
 def test_evaluate_reports_percent_and_nan_like_detectron2():
     gt, dets = coco_random.dataset(3)
-    ref = oracle(gt, dets, "bbox")
+    ref = oracle(gt, dets, "bbox").stats
     got = ce.evaluate(gt, dets, "bbox")
     assert list(got) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
     for v, r in zip(got.values(), ref, strict=True):
@@ -142,16 +149,21 @@ def test_evaluate_reports_percent_and_nan_like_detectron2():
     assert list(ce.evaluate(gt, dets, "segm", max_dets=(1, 10, 300)))[6:9] == ["AR1", "AR10", "AR300"]
 
 
-def test_inputs_are_not_modified_and_a_json_path_works(tmp_path):
+@pytest.mark.parametrize("engine", ["hotcoco", "numpy"])
+def test_inputs_are_not_modified_and_a_json_path_works(tmp_path, engine):
     gt, dets = coco_random.dataset(5)
     before = copy.deepcopy((gt, dets))
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
-    a = ce.coco_eval(gt, dets, "segm").stats
-    b = ce.coco_eval(str(path), dets, "segm").stats
-    assert np.array_equal(a, b) and (gt, dets) == before
+    truth = ce.CocoTruth(gt)
+    a = ce.coco_eval(gt, dets, "segm", engine=engine).stats
+    b = ce.coco_eval(str(path), dets, "segm", engine=engine).stats
+    c = [ce.coco_eval(truth, dets, t, engine=engine).stats for t in ("segm", "bbox", "segm")]  # cached forms
+    assert np.array_equal(a, b) and np.array_equal(a, c[0]) and np.array_equal(a, c[2]) and (gt, dets) == before
     with pytest.raises(ValueError, match="not in it"):
-        ce.coco_eval(gt, [dict(dets[0], image_id=-5)], "bbox")
+        ce.coco_eval(gt, [dict(dets[0], image_id=10**7)], "bbox", engine=engine)
+    only_unknown = [dict(d, category_id=10**6) for d in dets]  # all dropped: AP 0 where there is ground truth
+    assert_same(gt, only_unknown, "bbox", engine)
 
 
 # ---- the DatasetEvaluator ----------------------------------------------------------------------------
