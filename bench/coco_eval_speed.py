@@ -10,7 +10,9 @@ timer, since it modifies its inputs) and ours (``coco_eval``: "xfer" is the defa
 "xfer-numpy" the vectorized one), median of ``--repeats``; prints seconds and the ratios and asserts that
 the 12 numbers agree to 1e-9. ``--also`` times the libraries considered, called directly, for the record
 (faster-coco-eval with one IoU thread). hotcoco runs on one thread (RAYON_NUM_THREADS=1) unless told
-otherwise, so that every column is one core's time.
+otherwise, so that every column is one core's time. Ours pauses Python's cyclic garbage collector while it
+runs (xfer.benchmarks.coco_eval._gc_paused); ``--no-gc`` pauses it for every contender, pycocotools included,
+to show what that alone is worth.
 
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --images 500 --repeats 3
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --repeats 3         # full val2017 scale
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import gc
 import hashlib
 import io
 import os
@@ -127,7 +130,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--also", default="", help="comma-separated: faster-coco-eval, hotcoco")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--no-gc", action="store_true", help="cyclic GC off for every contender, not only ours")
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     gt, dets = data(args.images, args.seed, not args.no_cache)
     print(f"{len(gt['images'])} images, {len(gt['categories'])} categories, {len(gt['annotations'])} ground truth "
           f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(dets)} detections", flush=True)  # fmt: skip
