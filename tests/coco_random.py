@@ -53,13 +53,14 @@ def shoelace(polys: list[list[float]]) -> float:
 def dataset(seed: int, images: int = 6, categories: int = 5, gt_per_image: float = 3.0,
             dets_per_image: tuple[int, int] = (0, 40), size: tuple[int, int] = (24, 120), crowd: float = 0.1,
             masks: bool = True, crowded_group: bool = True, confusable: int = 0,
-            undetected: bool = True, empty: float = 0.15) -> tuple[dict, list[dict]]:  # fmt: skip
+            undetected: bool = True, empty: float = 0.15, ties: bool = True) -> tuple[dict, list[dict]]:  # fmt: skip
     """(ground truth dict, detections) for one seed. ``masks``: polygons and RLE masks (needed for segm);
     without, boxes only (faster). ``crowded_group``: one (image, category) gets 100-130 detections.
     ``confusable``: when > 0, an image's detections that copy no object take one of that many random
     categories of the image (a detector's few wrong classes) rather than any category. ``undetected``: one
     category (with ground truth or not) has no detection, in every other dataset. ``empty``: the share of
-    images without ground truth, and (drawn apart) of images without detections."""
+    images without ground truth, and (drawn apart) of images without detections. ``ties``: some images get
+    a :func:`tie_trap`."""
     rng = np.random.default_rng(seed)
     img_ids = rng.choice(np.arange(1, 10 * images + 10), images, replace=False).tolist()
     cat_ids = sorted(rng.choice(np.arange(1, 2 * categories + 3), categories, replace=False).tolist())
@@ -96,6 +97,8 @@ def dataset(seed: int, images: int = 6, categories: int = 5, gt_per_image: float
         if crowded_group and img_id == img_ids[0]:
             cat = int(rng.choice(cat_ids))
             shapes += [(cat, detection(rng, [], [cat], w, h)[1]) for _ in range(int(rng.integers(100, 131)))]
+        if ties and w >= 60 and h >= 20 and rng.random() < 0.3:
+            shapes += tie_trap(rng, anns, int(img_id), int(rng.choice(cat_ids)), w, h, masks)
         dets += results(rng, shapes, cat_ids, int(img_id), h, w, masks)
     if undetected and rng.random() < 0.5:
         missing = int(rng.choice(cat_ids))
@@ -124,24 +127,46 @@ def detection(rng: np.random.Generator, objects: list, cat_ids: list[int], w: in
     return int(rng.choice(cat_ids)), [polygon(rng, rng.uniform(0, w), rng.uniform(0, h), radius, w, h)]
 
 
+def tie_trap(rng: np.random.Generator, anns: list, img_id: int, cat: int, w: int, h: int, masks: bool) -> list:
+    """Two ground-truth rectangles A and B (B 8 pixels right of A, 40 wide: IoU(A, B) = 2/3) and two
+    detections: one 4 pixels right of A, first by score, whose IoU with A and with B is the same (9/11), and
+    A itself. pycocotools gives the first detection the *last* ground truth of highest IoU (B), so A is
+    still free for the second one at thresholds above 2/3; taking the first (A) would lose that match."""
+    x, y = int(rng.integers(0, w - 50)), int(rng.integers(0, h - 15))
+    hh = int(rng.integers(10, h - y + 1))
+
+    def rect(dx: int) -> list[float]:
+        return [float(v) for v in (x + dx, y, x + dx + 40, y, x + dx + 40, y + hh, x + dx, y + hh)]
+
+    for dx in (0, 8):
+        ann = {"id": len(anns) + 1, "image_id": img_id, "category_id": cat, "bbox": extent([rect(dx)]),
+               "area": 40.0 * hh, "iscrowd": 0}  # fmt: skip
+        if masks:
+            ann["segmentation"] = [rect(dx)]
+        anns.append(ann)
+    return [(cat, [rect(4)], 0.97), (cat, [rect(0)], 0.96)]
+
+
 def results(rng: np.random.Generator, shapes: list, cat_ids: list[int], img_id: int, h: int, w: int,
             masks: bool) -> list[dict]:  # fmt: skip
     """COCO results of one image: boxes from the polygons' extents (some exactly 32x32 or 96x96), scores
-    rounded to two decimals, 2% of a category the dataset lacks; masks rasterized in one call per image."""
+    rounded to two decimals, 2% of a category the dataset lacks; masks rasterized in one call per image.
+    A shape (category, polygons, score) is kept as it is."""
     out = []
-    for cat, polys in shapes:
+    for cat, polys, *fixed in shapes:
         bbox = extent(polys)
-        if rng.random() < 0.1:  # a box of area exactly 32² or 96²
+        if not fixed and rng.random() < 0.1:  # a box of area exactly 32² or 96²
             side = float(rng.choice([32.0, 96.0]))
             bbox = [bbox[0], bbox[1], side, side]
-        if rng.random() < 0.02:
+        if not fixed and rng.random() < 0.02:
             cat = max(cat_ids) + 1  # a category the dataset does not list: dropped by the evaluation
-        out.append({"image_id": img_id, "category_id": cat, "bbox": bbox, "score": float(np.round(rng.random(), 2))})
+        score = fixed[0] if fixed else float(np.round(rng.random(), 2))
+        out.append({"image_id": img_id, "category_id": cat, "bbox": bbox, "score": score})
     if masks and shapes:
-        flat = [p for _, polys in shapes for p in polys]
+        flat = [p for _, polys, *_ in shapes for p in polys]
         rles = mask_util.frPyObjects(flat, h, w)
         i = 0
-        for det, (_, polys) in zip(out, shapes, strict=True):
+        for det, (_, polys, *_) in zip(out, shapes, strict=True):
             part = rles[i : i + len(polys)]
             i += len(polys)
             rle = part[0] if len(part) == 1 else mask_util.merge(part)

@@ -71,7 +71,8 @@ def test_identical_to_pycocotools_on_random_datasets(iou_type, engine):
 def test_the_random_datasets_hold_the_edge_cases():
     """What the identity test is meant to cover is really in its data, over the seeds it uses."""
     seen = {k: 0 for k in ("crowd_rle", "crowd_poly", "multipart", "img_no_gt", "img_no_det", "over_100",
-                           "tied", "gt_on_boundary", "det_on_boundary", "cat_no_det", "cat_no_gt", "unknown_cat")}  # fmt: skip
+                           "tied", "gt_on_boundary", "det_on_boundary", "cat_no_det", "cat_no_gt", "unknown_cat",
+                           "iou_tie_trap")}  # fmt: skip
     for seed in SEEDS[:10]:
         gt, dets = coco_random.dataset(seed)
         anns, cats = gt["annotations"], {c["id"] for c in gt["categories"]}
@@ -92,6 +93,7 @@ def test_the_random_datasets_hold_the_edge_cases():
         seen["cat_no_det"] += len(cats - {d["category_id"] for d in dets})
         seen["cat_no_gt"] += len(cats - {a["category_id"] for a in anns})
         seen["unknown_cat"] += sum(d["category_id"] not in cats for d in dets)
+        seen["iou_tie_trap"] += sum(d["score"] == 0.97 for d in dets)
         for iou_type in ("bbox", "segm"):
             stats = oracle(gt, dets, iou_type).stats
             assert (stats > 0).sum() >= 6, stats  # the data makes real matches, not only -1 and 0
@@ -231,21 +233,22 @@ def hand_case(tmp_path, boxes_scores: list[tuple[list[float], float]], gt_boxes:
 
 
 def test_hand_worked_aps(tmp_path):
-    """One 100x100 ground truth (large). An exact detection: 100 everywhere there is ground truth. A
-    detection covering 62.5 of its 100 rows (IoU 0.625): a match at IoU 0.50, 0.55 and 0.60 only, so AP50
-    100, AP75 0, AP 3/10 = 30. Two objects found at scores 0.9 and 0.7 around a miss at 0.8: precision
-    1, 1/2, 2/3 at recall 1/2, 1/2, 1, envelope 1 up to recall 0.5 (51 of the 101 recall points) and 2/3
-    above (50 points): AP = (51 + 50 * 2/3) / 101 at every threshold."""
+    """One 100x100 ground truth (large). An exact detection: 100 everywhere there is ground truth (up to
+    pycocotools' tp / (tp + fp + eps)). A detection covering 62.5 of its 100 rows (IoU 0.625): a match at IoU
+    0.50, 0.55 and 0.60 only, so AP50 100, AP75 0, AP 3/10 = 30. Three objects found at scores 0.9, 0.7 and
+    0.6 around a miss at 0.8: precision 1, 1/2, 2/3, 3/4 at recall 1/3, 1/3, 2/3, 1; its envelope 1, 3/4,
+    3/4, 3/4; of the 101 recall points the 34 up to 1/3 get 1 and the 67 above get 3/4 (without the
+    envelope the 33 up to 2/3 would get 2/3): AP = (34 + 67 * 3/4) / 101 at every threshold."""
     exact = hand_case(tmp_path / "a", [([10, 10, 100, 100], 0.9)], [[10, 10, 100, 100]])
-    assert [exact[k] for k in ("AP", "AP50", "AP75", "APl")] == pytest.approx([100] * 4, abs=1e-9)  # tp/(tp+fp+eps)
+    assert [exact[k] for k in ("AP", "AP50", "AP75", "APl")] == pytest.approx([100] * 4, abs=1e-9)
     assert math.isnan(exact["APs"]) and math.isnan(exact["APm"]) and math.isnan(exact["AP-other"])
     partial = hand_case(tmp_path / "b", [([10, 10, 100, 62.5], 0.9)], [[10, 10, 100, 100]])
     assert partial["AP50"] == pytest.approx(100, abs=1e-9) and partial["AP75"] == 0
     assert partial["AP"] == pytest.approx(30, abs=1e-9)
-    two = hand_case(tmp_path / "c", [([0, 0, 50, 50], 0.9), ([60, 60, 20, 20], 0.8), ([100, 100, 50, 50], 0.7)],
-                    [[0, 0, 50, 50], [100, 100, 50, 50]])  # fmt: skip
-    expected = pytest.approx((51 + 50 * 2 / 3) / 101 * 100, abs=1e-9)
-    assert two["AP"] == expected and two["AP50"] == expected and two["AP75"] == expected
+    gts = [[0, 0, 50, 50], [100, 100, 50, 50], [0, 100, 50, 50]]
+    three = hand_case(tmp_path / "c", [(gts[0], 0.9), ([60, 60, 20, 20], 0.8), (gts[1], 0.7), (gts[2], 0.6)], gts)
+    expected = pytest.approx((34 + 67 * 3 / 4) / 101 * 100, abs=1e-9)
+    assert three["AP"] == expected and three["AP50"] == expected and three["AP75"] == expected
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
