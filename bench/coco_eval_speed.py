@@ -12,7 +12,8 @@ the 12 numbers agree to 1e-9. ``--also`` times the libraries considered, called 
 (faster-coco-eval with one IoU thread). hotcoco runs on one thread (RAYON_NUM_THREADS=1) unless told
 otherwise, so that every column is one core's time. Ours pauses Python's cyclic garbage collector while it
 runs (xfer.benchmarks.coco_eval._gc_paused); ``--no-gc`` pauses it for every contender, pycocotools included,
-to show what that alone is worth.
+to show what that alone is worth. A full collection runs before each timer, so that no contender pays for
+the collections that its predecessor's garbage made due (2 s at this scale).
 
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --images 500 --repeats 3
     OMP_NUM_THREADS=1 python bench/coco_eval_speed.py --repeats 3         # full val2017 scale
@@ -144,6 +145,7 @@ def main() -> None:
         for r in range(args.repeats):
             for n in names:
                 g, d = (gt, dets) if n.startswith("xfer") else inputs(gt, dets, iou_type)  # ours modifies nothing
+                gc.collect()  # no contender pays for the collections its predecessor's garbage has made due
                 t0 = time.perf_counter()
                 stats[n] = RUNNERS[n](g, d, iou_type)
                 times[n].append(time.perf_counter() - t0)

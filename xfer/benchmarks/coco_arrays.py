@@ -95,7 +95,8 @@ def _index(sorted_ids: np.ndarray, values: list) -> np.ndarray:
 
 
 
-def precision_recall(truth: CocoTruth, detections: list[dict], iou_type: str, max_dets: tuple[int, ...]):
+def precision_recall(truth: CocoTruth, detections: list[dict], iou_type: str,
+                     max_dets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``COCOeval.evaluate`` + ``accumulate``: precision [T, R, K, A, M] and recall [T, K, A, M]."""
     dets = _detections(truth, detections, iou_type, max_dets[-1])
     pair_det, pair_gt, pair_iou = _pairs(truth, dets, detections, iou_type)
@@ -144,7 +145,7 @@ def _detections(truth: CocoTruth, detections: list[dict], iou_type: str, max_det
     return _Dets(src, img[src], cat[src], score[src], rank, area, boxes)
 
 
-def _pairs(truth: CocoTruth, dets: _Dets, detections: list[dict], iou_type: str):
+def _pairs(truth: CocoTruth, dets: _Dets, detections: list[dict], iou_type: str) -> tuple[np.ndarray, ...]:
     """Every (detection, ground truth) of one (image, category) with its IoU, ordered by detection rank,
     then (image, category), then ground truth in annotation order: the order the matching consumes."""
     k = max(len(truth.cat_ids), 1)
@@ -179,7 +180,8 @@ def _box_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     return np.where((w > 0) & (h > 0), iou, 0.0)
 
 
-def _mask_iou(truth: CocoTruth, dets: _Dets, detections: list[dict], pair_det, pair_gt) -> np.ndarray:
+def _mask_iou(truth: CocoTruth, dets: _Dets, detections: list[dict], pair_det: np.ndarray,
+              pair_gt: np.ndarray) -> np.ndarray:  # fmt: skip
     """pycocotools' ``mask.iou`` per (image, category) with pairs; ``pair_det`` is grouped, ranks ascending."""
     if len(pair_det) == 0:
         return np.zeros(0)
@@ -197,7 +199,7 @@ def _mask_iou(truth: CocoTruth, dets: _Dets, detections: list[dict], pair_det, p
     return np.concatenate(out)
 
 
-def _last_best(cand: np.ndarray, iou: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+def _last_best(cand: np.ndarray, iou: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per segment (detection) of the last axis: the position of the last candidate of highest IoU, -1 if
     none (``evaluateImg``'s ``if ious[d, g] < iou: continue`` keeps the last of equal IoUs)."""
     val = np.where(cand, iou, -1.0)
@@ -207,7 +209,8 @@ def _last_best(cand: np.ndarray, iou: np.ndarray, starts: np.ndarray, lengths: n
     return np.maximum.reduceat(pos, starts, axis=-1)
 
 
-def _match(dets: _Dets, truth: CocoTruth, gt_ignore, pair_det, pair_gt, pair_iou):
+def _match(dets: _Dets, truth: CocoTruth, gt_ignore: np.ndarray, pair_det: np.ndarray, pair_gt: np.ndarray,
+           pair_iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``evaluateImg``'s greedy matching for all (image, category), area ranges and thresholds at once.
     Returns per [area, threshold, detection]: matched (to a ground truth of nonzero id) and ignored."""
     n_area, n_thr, n_det = len(AREA_RANGES), len(IOU_THRESHOLDS), len(dets.src)
@@ -245,7 +248,8 @@ def _match(dets: _Dets, truth: CocoTruth, gt_ignore, pair_det, pair_gt, pair_iou
     return matched, ignored
 
 
-def _accumulate(dets: _Dets, truth: CocoTruth, gt_ignore, matched, dt_ignore, max_dets):
+def _accumulate(dets: _Dets, truth: CocoTruth, gt_ignore: np.ndarray, matched: np.ndarray, dt_ignore: np.ndarray,
+                max_dets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``COCOeval.accumulate``: precision [T, R, K, A, M] and recall [T, K, A, M], -1 where a category
     has no ground truth that is not ignored."""
     n_thr, n_rec, n_cat, n_area = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(truth.cat_ids), len(AREA_RANGES)
