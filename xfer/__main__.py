@@ -3,11 +3,13 @@
 - ``collect DIR [DIR ...]``: the results table (Markdown, CSV, JSON, LaTeX, HTML) and plots, from disk.
 - ``status [DIR ...] [--watch]``: where every trial stands, from its files (and SLURM's queue).
 - ``convert IN OUT``: turn a pretrained checkpoint into complete detectron2 ResNet weights.
+- ``coco-subset``: write a low-data COCO training file (``coco_2017_train_0.1``'s) from train2017's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +67,19 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _coco_subset(args: argparse.Namespace) -> int:
+    from xfer.benchmarks import coco_subset
+
+    try:
+        path, sub = coco_subset.write(args.datasets, args.fraction, args.seed, args.force)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{path}: {len(sub['images'])} images, {len(sub['annotations'])} annotations, "
+          f"{len(sub['categories'])} categories (fraction {args.fraction:g}, seed {args.seed})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -89,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, help="insist on this ResNet depth")
     p.add_argument("--trust", action="store_true", help="unpickle fully; the file can run code: only if you trust it")
     p.set_defaults(run=_convert)
+    p = sub.add_parser("coco-subset", help="a fraction of COCO train2017's images and their annotations, as a new "
+                                           "instances file (benchmark=coco_fpn_1x_densecl_10pct reads the 0.1 one)")
+    p.add_argument("--datasets", type=Path, default=Path(os.environ.get("DETECTRON2_DATASETS", "datasets")),
+                   help="the folder that holds coco/ (default: $DETECTRON2_DATASETS, else datasets)")
+    p.add_argument("--fraction", type=float, default=0.1, help="of the images (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="of the uniform draw (default: 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(run=_coco_subset)
     args = parser.parse_args(argv)
     return args.run(args)
 

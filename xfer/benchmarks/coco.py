@@ -27,6 +27,9 @@ EVALUATORS = ("detectron2",)  # detectron2's COCOEvaluator on pycocotools; xfer'
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # of each task, as detectron2's COCOEvaluator names them
 TASKS = {"bbox": "box", "segm": "mask"}
 METRIC_NAMES = tuple(f"{TASKS[t]}_{s}" for t in TASKS for s in ("AP", "AP50", "AP75"))  # the table's columns
+SUBSETS = ("coco_2017_train_0.1",)  # drawn from train2017; DenseCL publishes neither its file nor how it drew it
+SUBSET_HINT = (" DenseCL does not publish its 10% file or how it was drawn; python -m xfer coco-subset --datasets "
+               "<the folder that holds coco/> writes one (10% of train2017's images, uniformly at random, seed 0).")
 SHOWN = 3  # bad entries named per file; the rest are counted
 
 
@@ -111,7 +114,7 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
         image_dir, json_file = (root / p for p in SPLITS[name])
         missing = [str(p) for p in (json_file, image_dir) if not p.exists()]
         if missing:
-            found.append(f"dataset {name}: missing {', '.join(missing)}." + hint)
+            found.append(f"dataset {name}: missing {', '.join(missing)}." + (SUBSET_HINT if name in SUBSETS else hint))
             continue
         mine, seen[name], files = _read(json_file, cache)
         mine += missing_images(image_dir, files, json_file.name)
