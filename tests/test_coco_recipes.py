@@ -433,3 +433,41 @@ def test_the_10pct_recipe_asks_for_densecls_json(tmp_path):
     found = validate.problems(cfg, here=False)
     assert [m.split(":")[0] for m in found] == ["dataset coco_2017_train_0.1", "dataset coco_2017_val"], found
     assert f"{tmp_path}/coco/annotations/instances_train2017_0.1.json" in found[0]
+
+
+# ---- what the keys build ----
+
+
+def test_the_keys_build_the_papers_models():
+    """detectron2 builds each family from the recipe as the upstream papers describe it (on CPU, no forward):
+    C4 with the extra SyncBN after res5 and the stride in the 3x3 conv for torchvision weights; FPN with the
+    2fc box head and plain mask convs (RegionCL); FPN with 4 SyncBN convs + 1 fc and SyncBN mask convs (DenseCL)."""
+    import torch.nn as nn
+
+    from xfer import d2compat, engine  # engine registers Res5ROIHeadsExtraNorm
+
+    d2compat.ensure()
+    from detectron2.modeling import build_model
+
+    def model(name: str):
+        return build_model(recipe.build(composed(f"benchmark={name}", "pretrain=densecl"), None, Path("out"), "cpu"))
+
+    c4 = model("coco_c4_1x")
+    assert type(c4.roi_heads) is engine.Res5ROIHeadsExtraNorm
+    assert isinstance(c4.roi_heads.res5.norm, nn.SyncBatchNorm) and c4.roi_heads.res5.norm.num_features == 2048
+    assert isinstance(c4.backbone.stem.conv1.norm, nn.SyncBatchNorm)
+    block = c4.backbone.res3[0]
+    assert (block.conv1.stride, block.conv2.stride) == ((1, 1), (2, 2))  # STRIDE_IN_1X1 False
+    assert [n for n, _ in c4.roi_heads.mask_head.named_children()] == ["deconv", "deconv_relu", "predictor"]  # NUM_CONV 0
+    assert c4.roi_heads.box_predictor.cls_score.out_features == 81  # 80 classes + background
+
+    fpn = model("coco_fpn_1x")
+    assert [n for n, _ in fpn.roi_heads.box_head.named_children()] == ["flatten", "fc1", "fc_relu1", "fc2", "fc_relu2"]
+    assert isinstance(fpn.backbone.fpn_lateral2.norm, nn.SyncBatchNorm)
+    assert [getattr(fpn.roi_heads.mask_head, f"mask_fcn{i}").norm for i in range(1, 5)] == [None] * 4
+
+    dense = model("coco_fpn_1x_densecl")
+    head = dense.roi_heads.box_head
+    assert [n for n, _ in head.named_children()] == ["conv1", "conv2", "conv3", "conv4", "flatten", "fc1", "fc_relu1"]
+    assert [type(getattr(head, f"conv{i}").norm) for i in range(1, 5)] == [nn.SyncBatchNorm] * 4
+    assert [type(getattr(dense.roi_heads.mask_head, f"mask_fcn{i}").norm) for i in range(1, 5)] == [nn.SyncBatchNorm] * 4
