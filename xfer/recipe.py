@@ -1,9 +1,11 @@
 """The detectron2 config of a trial, composed from the Hydra config groups.
 
 The recipe's numbers live in ``conf/`` only. They are merged onto detectron2's defaults in a fixed
-order, later parts winning: ``benchmark.d2`` (the seed's base recipe), ``backbone.d2`` (DEPTH),
-``pretrain.input.d2`` (the pretrain's input convention), then the user's own ``d2`` overrides. Nothing here
-depends on the number of GPUs: detectron2's IMS_PER_BATCH is the global batch.
+order, later parts winning (:data:`MERGE_ORDER`): ``benchmark.d2`` (the seed's base recipe), ``backbone.d2``
+(DEPTH), ``pretrain.input.d2`` (the pretrain's input convention), ``benchmark.by_input.<input name>`` (what
+the benchmark's upstream recipe changes for that input convention only, e.g. the OpenSelfSup COCO C4
+``_moco`` configs' ``INPUT.MAX_SIZE_TRAIN: 1200``; absent for other conventions), then the user's own ``d2``
+overrides. Nothing here depends on the number of GPUs: detectron2's IMS_PER_BATCH is the global batch.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer import d2compat
 
-MERGE_ORDER = ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "d2")
+MERGE_ORDER = ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "benchmark.by_input.{input}", "d2")
+# ``{input}``: the pretrain's input convention, ``pretrain.input.name`` (conf/input/<name>.yaml)
 
 
 def d2_parts(cfg: DictConfig) -> list[dict]:
-    """The detectron2 overrides of a composed config, in merge order, as plain dicts."""
-    parts = [OmegaConf.select(cfg, key) for key in MERGE_ORDER]
+    """The detectron2 overrides of a composed config, in merge order, as plain dicts (parts a config lacks,
+    e.g. a ``by_input`` entry for another input convention, are left out)."""
+    name = OmegaConf.select(cfg, "pretrain.input.name", default=None)
+    keys = [k.format(input=name) for k in MERGE_ORDER if name is not None or "{input}" not in k]
+    parts = [OmegaConf.select(cfg, key, default=None) for key in keys]
     return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import benchmarks, convert, devices, identity
+from xfer import benchmarks, convert, devices, identity, recipe
 from xfer.convert import LAYOUTS
 
 
@@ -90,9 +90,9 @@ def _conversion_problems(cfg: DictConfig) -> list[str]:
 def recipe_resnets(cfg: DictConfig) -> dict:
     """MODEL.RESNETS as the recipe will build it: detectron2 defaults under the merged overrides."""
     resnets = {"STEM_OUT_CHANNELS": 64, "RES2_OUT_CHANNELS": 256, "WIDTH_PER_GROUP": 64, "NUM_GROUPS": 1}
-    for key in ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "d2"):
-        part = OmegaConf.select(cfg, f"{key}.MODEL.RESNETS")
-        resnets.update({k: v for k, v in (part or {}).items() if k in resnets})
+    for part in recipe.d2_parts(cfg):  # the parts xfer.recipe.build merges, in its order
+        part = (part.get("MODEL") or {}).get("RESNETS") or {}
+        resnets.update({k: v for k, v in part.items() if k in resnets})
     return resnets
 
 
