@@ -17,7 +17,7 @@ from xfer import collect
 
 pytestmark = pytest.mark.slow
 NAMES = ["box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"]
-SIDE_BY_SIDE = ("cluster.devices=2", "cluster.gpus_per_trial=1", "trial.evaluator=detectron2")
+SIDE_BY_SIDE = ("cluster.devices=2", "cluster.gpus_per_trial=1")  # trial.evaluator: xfer, the default
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_mask_rcnn_c4_and_fpn_train_and_report_box_and_mask_ap(coco_sweeps):
         fpn = r["setting"]["benchmark"] == "coco_smoke_fpn"
         assert d2["MODEL"]["BACKBONE"]["NAME"] == ("build_resnet_fpn_backbone" if fpn else "build_resnet_backbone")
         log = (path.parent / "log.txt").read_text()
-        assert "Evaluation results for segm" in log  # detectron2's COCOEvaluator scored the masks too
+        assert "Evaluation results for segm" in log and r["run"]["evaluator"] == "xfer"  # masks scored too
         if r["setting"]["pretrain"] == "densecl":  # every converted tensor found its place, in bottom_up for FPN
             assert "verified: all 265 pretrained tensors loaded" in log
     for benchmark in ("coco_smoke_c4", "coco_smoke_fpn"):
@@ -72,9 +72,10 @@ def test_one_report_holds_voc_and_coco_rows_each_under_its_own_metrics(coco_swee
                                                                       "smoke_fast": ["AP50", "AP", "AP75"]}
 
 
-def test_a_trained_coco_model_is_scored_the_same_again(coco_sweeps, tmp_path):
-    """The relaunch of a copied trial without its result evaluates model_final.pth again (0 iterations) and gets
-    the same box and mask AP."""
+def test_detectron2s_evaluator_scores_a_trained_coco_model_as_xfers_did(coco_sweeps, tmp_path):
+    """The relaunch of a copied trial without its result, with trial.evaluator=detectron2, evaluates
+    model_final.pth again (0 iterations) with detectron2's COCOEvaluator on pycocotools, and gets the box and mask
+    AP that xfer's evaluator gave (non-contiguous category ids and crowd regions included)."""
     ((path, original),) = [(p, r) for p, r in results_under(coco_sweeps / "coco_smoke_fpn").items()
                            if r["setting"]["pretrain"] == "densecl" and r["seed"] == 0]  # fmt: skip
     copy = tmp_path / path.parent.relative_to(coco_sweeps)
@@ -84,6 +85,7 @@ def test_a_trained_coco_model_is_scored_the_same_again(coco_sweeps, tmp_path):
                  f"output_root={tmp_path}", f"paths.cache={coco_sweeps / '_cache'}")  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]
     again = json.loads((copy / "result.json").read_text())
-    assert again["run"]["iterations_run"] == 0
+    assert original["run"]["evaluator"] == "xfer"
+    assert again["run"]["iterations_run"] == 0 and again["run"]["evaluator"] == "detectron2"
     same = {k: v for k, v in original["metrics"].items() if not math.isnan(v)}
     assert {k: again["metrics"][k] for k in same} == pytest.approx(same, abs=1e-9)
