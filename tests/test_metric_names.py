@@ -387,3 +387,58 @@ def test_a_trial_with_other_metric_names_than_its_setting_is_a_conflict(tmp_path
     trial(root, DENSECL, 3, (82.0, 58.0, 64.0))
     (row,) = results.summarize(results.read_trials([root]))
     assert row.metric_names == ("AP50", "AP", "AP75", "APs") and [t.seed for t in row.conflicts] == [3]
+
+
+def test_a_results_other_numbers_reach_the_csv_and_json_but_not_the_table(tmp_path):
+    """A COCO result names six metrics (the table's) and holds APs/APm/APl of boxes and masks too: those go
+    into trials.csv and results.json (per trial, and mean/std/interval per setting) and stay out of the table.
+    A NaN (pycocotools had nothing to average) is kept per trial and gives no mean."""
+    shown = ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75")
+    written = [dict(zip(COCO, (b + d for b in BASE), strict=True)) for d in (-1.0, 0.0, 1.0)]
+    written[2]["mask_APs"] = float("nan")
+    for seed, metrics in enumerate(written):
+        folder = coco(tmp_path / "in", "densecl", seed, tuple(metrics[m] for m in shown), names=shown)
+        record = json.loads((folder / "result.json").read_text())
+        files.write_json_atomic(folder / "result.json", {**record, "metrics": metrics})
+    collect.collect([tmp_path / "in"], out_dir=tmp_path / "out", plots=False)
+    others = ["box_APl", "box_APm", "box_APs", "mask_APl", "mask_APm", "mask_APs"]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| box_AP mean ± std [95% CI] |" in table and not any(m in table for m in others)
+    with open(tmp_path / "out" / "trials.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames[8:26] == [*shown, *(f"published_{m}" for m in shown), *others]
+    assert [[float(r[m]) for m in others] for r in rows[:2]] == [[w[m] for m in others] for w in written[:2]]
+    assert math.isnan(float(rows[2]["mask_APs"])) and float(rows[2]["box_APs"]) == written[2]["box_APs"]
+    (setting,) = json.loads((tmp_path / "out" / "results.json").read_text())["settings"]
+    assert list(setting["metrics"]) == list(shown) and sorted(setting["other_metrics"]) == others
+    for m in others[:5]:
+        hand = by_hand([w[m] for w in written])
+        assert setting["other_metrics"][m] == pytest.approx(hand, abs=1e-6)
+    assert setting["other_metrics"]["mask_APs"]["mean"] is None
+    assert [t["box_APs"] for t in setting["trials"]] == [w["box_APs"] for w in written]
+    assert setting["trials"][2]["mask_APs"] is None
+
+
+def test_a_nan_metric_reads_as_undefined_everywhere_not_as_a_number(tmp_path):
+    """pycocotools gives -1 (detectron2: NaN) where it has nothing to average, e.g. mask AP of a model without a
+    detection: that setting's cell says so, its trials show "—", no Δ or p is computed from it, and no format
+    prints "nan"; the other metrics keep their statistics."""
+    shown = ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75")
+    for seed in range(3):
+        values = [40.0 + seed] * 6
+        coco(tmp_path / "in", "densecl", seed, tuple(float("nan") if seed == 1 and i == 3 else v
+                                                     for i, v in enumerate(values)), names=shown)  # fmt: skip
+        coco(tmp_path / "in", "mocov2", seed, tuple(v - 5 for v in values), names=shown)
+    report = collect.collect([tmp_path / "in"], out_dir=tmp_path / "out", plots=True)
+    dense = next(line for line in report.markdown.splitlines() if line.startswith(f"| {BENCH}/r50_densecl |"))
+    cells = dense.split(" | ")
+    assert cells[2] == "41.00 ± 1.00 [38.52, 43.48]" and cells[5] == "— (NaN in 1 of 3 trials)"
+    assert "41.00/41.00/41.00/—/41.00/41.00" in dense
+    comparison = next(line for line in report.markdown.splitlines() if " − " in line and line.startswith(f"| {BENCH}"))
+    assert comparison.split(" | ")[5] == "— (p —)"
+    for name in ("table.md", "table.tex", "table.html", "results.json"):
+        text = (tmp_path / "out" / name).read_text().replace("(NaN in", "").replace(str(tmp_path), "")
+        assert "nan" not in text.lower(), name
+    (setting, _) = json.loads((tmp_path / "out" / "results.json").read_text())["settings"]
+    assert setting["metrics"]["mask_AP"]["mean"] is None and setting["trials"][1]["mask_AP"] is None

@@ -33,7 +33,7 @@ FLAG_NOTE = ("`*`: ours and the published mean differ beyond the noise of both: 
 
 
 def _f(x: float | None, signed: bool = False) -> str:
-    if x is None:
+    if x is None or math.isnan(x):  # NaN: COCO's evaluator had nothing to average
         return "—"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
@@ -68,6 +68,9 @@ def _cell(row: Row, m: str) -> str:
     if not row.stats:
         return "—"
     s = row.stats[m]
+    if math.isnan(s.mean):  # COCO's evaluator gives NaN where it had nothing to average
+        undefined = sum(math.isnan(t.metrics[m]) for t in row.done)
+        return f"— (NaN in {undefined} of {s.n} trials)"
     if s.std is None:
         return f"{s.mean:.2f} (n=1, no spread)"
     return f"{s.mean:.2f} ± {s.std:.2f} [{s.low:.2f}, {s.high:.2f}]"
@@ -118,7 +121,7 @@ def _flag_notes(rows: list[Row]) -> list[str]:
 
 
 def _p(p: float | None) -> str:
-    if p is None:
+    if p is None or math.isnan(p):
         return "p —"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
@@ -168,10 +171,19 @@ def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
     return "\n".join(out) + "\n"
 
 
-def tidy_columns(names: Sequence[str]) -> list[str]:
-    """The CSV's columns: a column per metric name, then ``published_<name>`` of each (VOC: AP50, AP, AP75)."""
+def tidy_columns(names: Sequence[str], others: Sequence[str] = ()) -> list[str]:
+    """The CSV's columns: a column per metric name, then ``published_<name>`` of each (VOC: AP50, AP, AP75), then
+    the other numbers results hold (COCO: box_APl, box_APm, box_APs, mask_APl, ...)."""
     return ["setting", "benchmark", "backbone", "pretrain", "overrides", "weights", "seed", "state", *names,
-            *(f"published_{m}" for m in names), "wall_time_s", "max_iter", "world_size", "cause", "path"]  # fmt: skip
+            *(f"published_{m}" for m in names), *others, "wall_time_s", "max_iter", "world_size", "cause",
+            "path"]  # fmt: skip
+
+
+def other_names(rows: list[Row]) -> tuple[str, ...]:
+    """Every other number any trial's result holds (:attr:`Trial.other_metrics`), each once, sorted, none that is a
+    metric name of the report."""
+    shown = set(all_names(rows))
+    return tuple(sorted({m for r in rows for t in r.done + r.conflicts for m in t.other_metrics} - shown))
 
 
 TIDY = tidy_columns(VOC_METRICS)  # the columns of a VOC-only report
@@ -181,9 +193,9 @@ def tidy_csv(rows: list[Row]) -> str:
     """One row per trial, finished or not (empty cells where there is no value): ready for pandas. A result in
     conflict with another copy of its trial has state ``conflict`` and names the other folder as its cause.
     One column per metric of any row (:func:`all_names`), blank where a trial did not measure it."""
-    names = all_names(rows)
+    names, others = all_names(rows), other_names(rows)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=tidy_columns(names), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=tidy_columns(names, others), lineterminator="\n")
     w.writeheader()
     for r in rows:
         for t in sorted(r.done + r.missing + r.conflicts, key=lambda t: (t.seed is None, t.seed or 0, str(t.path))):
@@ -194,6 +206,7 @@ def tidy_csv(rows: list[Row]) -> str:
                 "seed": "" if t.seed is None else t.seed, "state": "conflict" if t.conflict else t.state,
                 **{m: (t.metrics or {}).get(m, "") for m in names},
                 **{f"published_{m}": (r.published or {}).get(m, "") for m in names},
+                **{m: t.other_metrics.get(m, "") for m in others},
                 "wall_time_s": run.get("wall_time_s", ""), "max_iter": run.get("max_iter", ""),
                 "world_size": run.get("world_size", ""), "cause": t.cause, "path": str(t.path),
             })  # fmt: skip
@@ -229,7 +242,10 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
             "pretrain": r.setting.pretrain, "overrides": r.setting.overrides, "weights": r.setting.weights or None,
             "label": r.label,
             "n": r.n, "expected": r.expected, "metric_names": list(r.metric_names), "metrics": metrics,
-            "trials": [{"seed": t.seed, **t.metrics, "path": str(t.path)} for t in r.done],
+            "other_metrics": {m: {"mean": _num(s.mean), "std": _num(s.std), "ci95": _num(s.ci95), "low": _num(s.low),
+                                  "high": _num(s.high)} for m, s in r.other_stats().items()},
+            "trials": [{"seed": t.seed, **{m: _num(v) for m, v in (t.metrics | t.other_metrics).items()},
+                        "path": str(t.path)} for t in r.done],
             "missing": [{"seed": t.seed, "state": t.state, "cause": t.cause, "path": str(t.path)} for t in r.missing],
             "conflicts": [{"seed": t.seed, "metric_names": list(t.metric_names), **t.metrics, "path": str(t.path),
                            "differs_from": [str(o) for o in t.conflict]} for t in r.conflicts],
@@ -272,7 +288,7 @@ def latex(rows: list[Row]) -> str:
         for r in members:
             if not r.n:
                 continue
-            cells = [f"{s.mean:.2f}" + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
+            cells = [_f(s.mean) + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
                      (r.stats[m] for m in names)]  # fmt: skip
             out.append(f"{_tex(display_name(r))} & {r.n} & {' & '.join(cells)} \\\\")
         out += [r"\bottomrule", r"\end{tabular}"]
@@ -289,7 +305,7 @@ def seed_html(rows: list[Row]) -> str:
     for r in rows:
         if r.n:
             out.append(f'<tr><td align="left">{display_name(r)}</td>')
-            out += [f'<td align="center">{r.stats[m].mean:.2f}</td>' if m in r.stats else '<td align="center">—</td>'
+            out += [f'<td align="center">{_f(r.stats[m].mean)}</td>' if m in r.stats else '<td align="center">—</td>'
                     for m in names]  # fmt: skip
             out.append("</tr>")
     out.append(END)

@@ -78,6 +78,15 @@ class Trial:
         """What the trial measured, in its result's order; () when it has no result."""
         return tuple(self.metrics or ())
 
+    @property
+    def other_metrics(self) -> dict[str, float]:
+        """The other numbers its result.json holds besides its metric names (COCO: APs, APm, APl of boxes and
+        masks), by name, NaN where the evaluator had nothing to average: not in the table, but in trials.csv and
+        results.json, where analyses look for them."""
+        found = (self.record or {}).get("metrics") or {}
+        return {k: float(v) for k, v in sorted(found.items())
+                if k not in (self.metrics or {}) and isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Row:
@@ -99,6 +108,14 @@ class Row:
     def __post_init__(self) -> None:
         if not self.metric_names:
             object.__setattr__(self, "metric_names", tuple(self.stats))
+
+    def other_stats(self) -> dict[str, stats.Summary]:
+        """Mean, std and interval over the finished trials of each other number all of them hold
+        (:attr:`Trial.other_metrics`)."""
+        if not self.done:
+            return {}
+        common = [m for m in self.done[0].other_metrics if all(m in t.other_metrics for t in self.done)]
+        return {m: stats.summarize([t.other_metrics[m] for t in self.done]) for m in common}
 
     def _published(self, m: str) -> float | None:
         """The published value of metric ``m``; None when the published record has none for it."""

@@ -47,9 +47,11 @@ def t975(df: int) -> float:
 
 
 def summarize(values: list[float]) -> Summary:
+    """Mean, sample std and 95% interval. A NaN among the values (COCO's evaluator gives NaN where it had
+    nothing to average, e.g. APs without small objects) makes the mean NaN and leaves no spread."""
     n = len(values)
     mean = statistics.fmean(values)
-    if n < 2:
+    if n < 2 or math.isnan(mean):
         return Summary(n, mean, None, None)
     std = statistics.stdev(values)
     return Summary(n, mean, std, t975(n - 1) * std / math.sqrt(n))
