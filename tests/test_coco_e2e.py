@@ -89,3 +89,21 @@ def test_detectron2s_evaluator_scores_a_trained_coco_model_as_xfers_did(coco_swe
     assert again["run"]["iterations_run"] == 0 and again["run"]["evaluator"] == "detectron2"
     same = {k: v for k, v in original["metrics"].items() if not math.isnan(v)}
     assert {k: again["metrics"][k] for k in same} == pytest.approx(same, abs=1e-9)
+
+
+def test_a_sweep_over_two_benchmarks_writes_each_table_in_its_own_folder(coco_sweeps, tmp_path):
+    """-m benchmark=smoke_fast,coco_smoke_c4: Hydra resolves hydra.sweep.dir once, from the default benchmark;
+    the plan prices each benchmark at its own pace, and each folder gets the table of its own trials (none under
+    the default benchmark's name)."""
+    args = ("-m", "benchmark=smoke_fast,coco_smoke_c4", "pretrain=scratch", "seed=0", *SIDE_BY_SIDE,
+            f"output_root={tmp_path}", f"paths.cache={coco_sweeps / '_cache'}")  # fmt: skip
+    planned = launch(*args, "plan=true")
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert "  smoke_fast r50: " in planned.stdout and "  coco_smoke_c4 r50: " in planned.stdout
+    run = launch(*args)
+    assert run.returncode == 0, run.output[-3000:]
+    for benchmark, names in (("smoke_fast", "AP50"), ("coco_smoke_c4", "box_AP")):
+        table = (tmp_path / benchmark / "table.md").read_text()
+        assert f"| {benchmark}/r50_scratch | 1/5 |" in table and f"| {names} mean ± std" in table
+        assert f"table: {tmp_path / benchmark / 'table.md'}" in run.stdout
+    assert not (tmp_path / "voc0712_c4_24k").exists()

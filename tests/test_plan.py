@@ -81,3 +81,17 @@ def test_wall_time_schedules_the_trials_left_from_their_folders(tmp_path):
     # three groups: 1500 | 500 + 250 | 500 -> still the longest trial; one group: the sum, 2750 s
     assert plan.estimate(entries, 2, 3).wall_s == pytest.approx(1500)
     assert plan.estimate(entries, 2, 1).wall_s == pytest.approx(2750)
+
+
+def test_each_benchmark_keeps_its_own_pace_in_a_sweep_over_several(tmp_path):
+    """-m benchmark=smoke,coco_c4_1x: a finished smoke trial's pace (100 s x 1 process / 1000 iterations =
+    0.1 device-s/iter) prices the smoke trial left, not the COCO one, which takes its benchmark's 2.3. By hand:
+    smoke 1000 x 0.1 = 100 device-s; COCO 90000 x 2.3 = 207000 device-s; (100 + 207000) / 3600 = 57.53 h."""
+    done = entry(tmp_path, "smoke/r50_a", 0, default=0.065)
+    finish(done, wall_time_s=100, world_size=1, iterations=1000)
+    entries = [done, entry(tmp_path, "smoke/r50_a", 1, default=0.065),
+               entry(tmp_path, "coco_c4_1x/r50_a", 0, max_iter=90000, default=2.3)]  # fmt: skip
+    cost = plan.estimate(entries, devices_per_trial=1, at_once=1, device="GPU")
+    assert cost.device_hours == pytest.approx((100 + 207000) / 3600)
+    assert cost.sources == {"smoke r50": "0.100 GPU-s/iter, measured on 1 finished trial(s)",
+                            "coco_c4_1x r50": "2.300 GPU-s/iter, the benchmark's device_s_per_iter"}  # fmt: skip

@@ -84,8 +84,10 @@ def squeue() -> str:
 
 
 def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
-    run = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", "cluster.wait=true", f"output_root={tmp_path}",
-                 env=ENV)  # fmt: skip
+    """Two benchmarks in one sweep (VOC and COCO): one array, and the collect job writes each benchmark's table in
+    its own folder, not under the default benchmark's name that Hydra's sweep folder has."""
+    sweep = ("-m", *CPU, "benchmark=smoke_fast,coco_smoke_c4", "pretrain=densecl,regioncl", "seed=0")
+    run = launch(*sweep, "cluster.wait=true", f"output_root={tmp_path}", env=ENV)
     assert run.returncode == 0, run.output[-4000:]
     assert "4 to submit" in run.stdout and "submitted 4 trials as SLURM job array" in run.stdout
     array = run.stdout.split("job array ")[1].split(";")[0]
@@ -94,9 +96,11 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     assert len(trials) == 4
     assert sorted(job_id(t) for t in trials) == [f"{array}_{i}" for i in range(4)]  # one array, one task each
     collect_log = next((tmp_path / "smoke_fast" / "_slurm" / collect_id).glob("*_log.out")).read_text()
-    for setting in ("smoke_fast/r50_densecl | 2/5 |", "smoke_fast/r50_regioncl_d | 2/5 |"):
-        assert setting in collect_log and setting in (tmp_path / "smoke_fast" / "table.md").read_text()
-    again = launch("-m", *CPU, "pretrain=densecl,regioncl", "seed=0,1", f"output_root={tmp_path}", env=ENV)
+    for benchmark in ("smoke_fast", "coco_smoke_c4"):
+        for setting in (f"{benchmark}/r50_densecl | 1/5 |", f"{benchmark}/r50_regioncl_d | 1/5 |"):
+            assert setting in collect_log and setting in (tmp_path / benchmark / "table.md").read_text()
+    assert not (tmp_path / "voc0712_c4_24k").exists()
+    again = launch(*sweep, f"output_root={tmp_path}", env=ENV)
     assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
 
 

@@ -34,6 +34,12 @@ class Entry:
     max_iter: int
     default_s_per_iter: float | None  # the benchmark's documented figure for this backbone
 
+    @property
+    def pace_key(self) -> tuple[str, str]:
+        """What shares a pace: the benchmark (the setting key's first part) and the backbone. A sweep over two
+        benchmarks must not price a COCO trial at a VOC trial's pace."""
+        return self.key.split("/", 1)[0], self.backbone
+
     def progress(self) -> tuple[str, int]:
         """(state, iterations already trained) from the trial's folder."""
         if read_result(self.dir) is not None:  # a damaged result.json is not done (xfer.files.read_result)
@@ -46,13 +52,14 @@ class Entry:
 
 
 
-def measured(entries: list[Entry]) -> dict[str, tuple[float, int]]:
-    """Per backbone: median device-seconds per iteration over finished trials, and how many there were."""
-    found: dict[str, list[float]] = defaultdict(list)
+def measured(entries: list[Entry]) -> dict[tuple[str, str], tuple[float, int]]:
+    """Per benchmark and backbone (:attr:`Entry.pace_key`): median device-seconds per iteration over finished
+    trials, and how many there were."""
+    found: dict[tuple[str, str], list[float]] = defaultdict(list)
     for e in entries:
         run = (read_json(e.dir / RESULT) or {}).get("run") or {}
         if run.get("iterations_run") and run.get("wall_time_s"):
-            found[e.backbone].append(run["wall_time_s"] * run.get("world_size", 1) / run["iterations_run"])
+            found[e.pace_key].append(run["wall_time_s"] * run.get("world_size", 1) / run["iterations_run"])
     return {b: (statistics.median(v), len(v)) for b, v in found.items()}
 
 
@@ -68,7 +75,7 @@ def makespan(durations: list[float], groups: int) -> float:
 @dataclass(frozen=True)
 class Estimate:
     """What the trials left will cost: device-hours in all, the wall time on the device groups, and per
-    backbone where its pace comes from."""
+    backbone (per benchmark and backbone when the trials span several benchmarks) where its pace comes from."""
 
     device_hours: float
     wall_s: float
@@ -81,17 +88,19 @@ def estimate(entries: list[Entry], devices_per_trial: int, at_once: int, device:
     with no pace are named in ``sources`` and left out of both figures). ``states``: their
     :meth:`Entry.progress` where the caller has read it already."""
     pace = measured(entries)
+    several = len({e.pace_key[0] for e in entries}) > 1
     left, sources = [], {}
     for e in entries:
         state, done = states[e.dir] if states else e.progress()
         if state == "done":
             continue
-        per_iter, n = pace.get(e.backbone, (e.default_s_per_iter, 0))
+        per_iter, n = pace.get(e.pace_key, (e.default_s_per_iter, 0))
+        name = " ".join(e.pace_key) if several else e.backbone  # sources name the benchmark when there are several
         if per_iter is None:
-            sources[e.backbone] = "no estimate (no finished trial, no device_s_per_iter in the benchmark)"
+            sources[name] = "no estimate (no finished trial, no device_s_per_iter in the benchmark)"
             continue
         what = f"measured on {n} finished trial(s)" if n else "the benchmark's device_s_per_iter"
-        sources[e.backbone] = f"{per_iter:.3f} {device}-s/iter, {what}"
+        sources[name] = f"{per_iter:.3f} {device}-s/iter, {what}"
         left.append((e.max_iter - done) * per_iter)  # device-seconds already count every device
     per_trial = max(devices_per_trial, 1)
     return Estimate(sum(left) / 3600, makespan([s / per_trial for s in left], at_once), sources)

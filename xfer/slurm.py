@@ -124,10 +124,13 @@ class Submission:
     folder: Path
 
 
-def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig, sweep_dir: Path) -> Submission:
-    """Submit (trial dir, composed config, overrides) as one array, then the collect job after it."""
+def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig,
+           sweep_dirs: list[Path]) -> Submission:  # fmt: skip
+    """Submit (trial dir, composed config, overrides) as one array, then the collect job after it, which writes
+    the table of each of the sweep's folders (one per benchmark; the logs go under the first)."""
     from xfer.trial import write_job
 
+    sweep_dir = sweep_dirs[0]
     folder = sweep_dir.resolve() / "_slurm"
     for trial_dir, cfg, overrides in trials:
         write_job(trial_dir, cfg, overrides)
@@ -152,7 +155,7 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
                           tasks_per_node=1, cpus_per_task=1,
                           slurm_additional_parameters=collect_options(cluster, array_id))  # fmt: skip
-    collect_job = collector.submit(collect, str(sweep_dir.resolve()))
+    collect_job = collector.submit(collect, [str(d.resolve()) for d in sweep_dirs])
     return Submission(array_id, [j.job_id for j in jobs], collect_job.job_id, folder)
 
 
@@ -165,13 +168,13 @@ def collect_options(cluster: DictConfig, array_id: str) -> dict:
     return options
 
 
-def collect(sweep_dir: str) -> str:
-    """The collect job: the table of every finished trial of the sweep folder."""
+def collect(sweep_dirs: list[str]) -> str:
+    """The collect job: in each sweep folder, the table of its finished trials."""
     from xfer.collect import collect as collect_dir
 
-    report = collect_dir([Path(sweep_dir)])
-    print(report.markdown)
-    return report.markdown
+    texts = [collect_dir([Path(d)]).markdown for d in sweep_dirs]
+    print("\n".join(texts))
+    return "\n".join(texts)
 
 
 def wait(job_ids: list[str], poll_s: float = 2.0, unreadable_max: int = 30) -> None:

@@ -11,9 +11,11 @@ table is written from whatever finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,11 +226,13 @@ def launch(
 ) -> list[JobReturn]:
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
     planned = plan(ctx, config, job_overrides, first)
+    sweep_dirs = folders_of(planned) or [Path(str(config.hydra.sweep.dir))]
+    place_multirun_yaml(Path(str(config.hydra.sweep.dir)), sweep_dirs)
+    shown = ", ".join(map(str, sweep_dirs))
     on_slurm = config.cluster.name == "slurm"
     if config.plan:
-        print(f"plan of sweep {sweep_dir} (nothing runs with plan=true):")
+        print(f"plan of sweep {shown} (nothing runs with plan=true):")
         print(plan_of(planned), end="")
     found = check(planned, here=not on_slurm)
     if found:
@@ -240,18 +244,41 @@ def launch(
     for line in redo_damaged(planned):
         print(line)
     if on_slurm:
-        submit_to_slurm(planned, config, sweep_dir)
+        submit_to_slurm(planned, config, sweep_dirs)
         return []
     todo = [p for p in planned if not p.done]
     done = len(planned) - len(todo)
     todo = skip_queued_on_slurm(todo)
-    log.info("sweep %s: %d trials, %d done already, %d to run", sweep_dir, len(planned), done, len(todo))
+    log.info("sweep %s: %d trials, %d done already, %d to run", shown, len(planned), done, len(todo))
     outcome = run_here(todo, planned[0].cfg) if todo else None
-    report = collect.collect([sweep_dir])
-    print(report.markdown, end="")
-    print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also .csv .json .tex .html, plots)")
+    for sweep_dir in sweep_dirs:
+        report = collect.collect([sweep_dir])
+        print(report.markdown, end="")
+        print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also .csv .json .tex .html, plots)")
     exit_with(outcome)
     return []
+
+
+def place_multirun_yaml(hydra_dir: Path, sweep_dirs: list[Path]) -> None:
+    """Hydra's record of the sweep's command (``multirun.yaml``), written into its own ``hydra.sweep.dir``
+    before any job is composed, belongs in each folder the sweep uses: copied there, and taken out of a folder
+    no trial of this sweep uses (removed with it when Hydra's file was all it held)."""
+    record = hydra_dir / "multirun.yaml"
+    if hydra_dir in sweep_dirs or not record.is_file():
+        return
+    for d in sweep_dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, d / record.name)
+    record.unlink()
+    with contextlib.suppress(OSError):  # not empty: an earlier sweep of that benchmark lives there
+        hydra_dir.rmdir()
+
+
+def folders_of(planned: list[PlannedTrial]) -> list[Path]:
+    """The sweep's folders, one per benchmark (``hydra.sweep.dir`` is ``<output_root>/<benchmark>``): Hydra
+    resolves its own ``hydra.sweep.dir`` once, from the primary config, so ``-m benchmark=a,b`` would name the
+    default benchmark's folder; each trial's composed config names its own."""
+    return list(dict.fromkeys(Path(str(p.cfg.hydra.sweep.dir)) for p in planned))
 
 
 def task_config(p: PlannedTrial) -> dict:
@@ -311,27 +338,25 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     return trial.read_result(p.dir)
 
 
-def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: Path) -> None:
+def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:
     """Submit the trials that have no result and are not queued already; print how to follow them."""
     waiting = queued_on_slurm([p for p in planned if not p.done], "nothing was submitted")
     todo = [p for p in planned if not p.done and p.dir not in waiting]
     done = sum(p.done for p in planned)
-    print(
-        f"sweep {sweep_dir}: {len(planned)} trials, {done} done, {len(waiting)} queued already, {len(todo)} to submit"
-    )
+    shown = ", ".join(map(str, sweep_dirs))
+    print(f"sweep {shown}: {len(planned)} trials, {done} done, {len(waiting)} queued already, {len(todo)} to submit")
     if not todo:
         return
     jobs = [(p.dir, task_config(p), p.setting.overrides) for p in todo]
-    sub = slurm.submit(jobs, config.cluster, sweep_dir)
+    sub = slurm.submit(jobs, config.cluster, sweep_dirs)
     ids = ",".join([sub.array_id, sub.collect_id])
     print(
         f"submitted {len(todo)} trials as SLURM job array {sub.array_id}; job {sub.collect_id} collects the table after it"
     )
-    print(f"  outputs: {sweep_dir.resolve()}   logs: {sub.folder}")
+    print(f"  outputs: {' '.join(str(d.resolve()) for d in sweep_dirs)}   logs: {sub.folder}")
     print(f"  watch:   squeue -j {ids}")
-    print(
-        f"  table:   python -m xfer collect {sweep_dir.resolve()}   (job {sub.collect_id} writes table.md when the array ends)"
-    )
+    for d in sweep_dirs:
+        print(f"  table:   python -m xfer collect {d.resolve()}   (job {sub.collect_id} writes table.md when the array ends)")
     if config.cluster.wait:
         try:
             slurm.wait([sub.array_id, sub.collect_id])
@@ -339,7 +364,8 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dir: 
             print(f"error: the trials were submitted (above), but SLURM's queue could not be read to wait for them: {e}",
                   file=sys.stderr)  # fmt: skip
             raise SystemExit(2) from None
-        print(collect.collect([sweep_dir]).markdown, end="")
+        for d in sweep_dirs:
+            print(collect.collect([d]).markdown, end="")
 
 
 def queued_on_slurm(todo: list[PlannedTrial], nothing: str) -> dict[Path, str]:
