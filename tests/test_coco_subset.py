@@ -4,6 +4,7 @@ instances file, and detectron2's own loader reads it. Counts are worked out by h
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,19 @@ def test_detectron2_loads_the_split_and_the_checks_pass(tmp_path):
     assert sum(len(r["annotations"]) for r in records) == len(sub["annotations"])
 
 
-def test_an_existing_file_is_kept_and_a_missing_source_named(tmp_path):
+def test_an_existing_file_is_kept_and_a_missing_or_bad_source_named(tmp_path):
     run = cli("--datasets", str(tmp_path))
     assert run.returncode == 2 and "instances_train2017.json is missing" in run.stderr
+    (tmp_path / coco_subset.SOURCE).parent.mkdir(parents=True)
+    (tmp_path / coco_subset.SOURCE).write_text('{"images": []}')
+    run = cli("--datasets", str(tmp_path))
+    assert run.returncode == 2 and "not a COCO instances file" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / coco_subset.SOURCE).write_text('{"images": [')
+    run = cli("--datasets", str(tmp_path))
+    assert run.returncode == 2 and "not readable JSON" in run.stderr and "Traceback" not in run.stderr
+    run = cli("--datasets", str(tmp_path), "--fraction", "1.5")
+    assert run.returncode == 2 and "fraction 1.5: between 0 and 1" in run.stderr
+    shutil.rmtree(tmp_path / "coco")
     write_train(tmp_path)
     assert cli("--datasets", str(tmp_path)).returncode == 0
     target = tmp_path / coco.SPLITS["coco_2017_train_0.1"][1]

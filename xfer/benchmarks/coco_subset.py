@@ -43,12 +43,21 @@ def subset(coco: dict, fraction: float, seed: int) -> dict:
 
 def write(root: Path, fraction: float, seed: int, force: bool = False) -> tuple[Path, dict]:
     """Write the subset under ``root`` (atomically; an existing file is kept unless ``force``)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction {fraction}: between 0 and 1 (exclusive)")
     src, dst = Path(root) / SOURCE, target(root, fraction)
     if not src.is_file():
         raise FileNotFoundError(f"{src} is missing: the subset is drawn from COCO's train2017 instances file")
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} exists; pass --force to replace it (trials trained on it would no longer "
                               "match its content)")  # fmt: skip
-    sub = subset(json.loads(src.read_bytes()), fraction, seed)
+    try:
+        coco = json.loads(src.read_bytes())
+    except ValueError as e:
+        raise ValueError(f"{src}: not readable JSON ({e})") from None
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
+                                                                                      "categories")):  # fmt: skip
+        raise ValueError(f"{src}: not a COCO instances file (it needs lists 'images', 'annotations', 'categories')")
+    sub = subset(coco, fraction, seed)
     write_text_atomic(dst, json.dumps(sub))
     return dst, sub
