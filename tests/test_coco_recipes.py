@@ -26,6 +26,27 @@ from xfer.benchmarks import coco
 C4_FEATURES, FPN_FEATURES = ["res4"], ["res2", "res3", "res4", "res5"]
 MIN_SIZE_TRAIN = [640, 672, 704, 736, 768, 800]
 
+# detectron2 defaults both model families rely on: the MSRA (BGR) input of the non-_moco configs, the input
+# sizes and masks, the solver and test keys no upstream file sets.
+MSRA_AND_SCHEDULE_DEFAULTS = {
+    "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
+    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
+    "INPUT.FORMAT": "BGR",
+    "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice",
+    "INPUT.MAX_SIZE_TRAIN": 1333,
+    "INPUT.MAX_SIZE_TEST": 1333,
+    "INPUT.MASK_FORMAT": "polygon",
+    "SOLVER.WARMUP_ITERS": 1000,
+    "SOLVER.WARMUP_FACTOR": 0.001,
+    "SOLVER.MOMENTUM": 0.9,
+    "SOLVER.WEIGHT_DECAY": 0.0001,
+    "SOLVER.GAMMA": 0.1,
+    "SOLVER.REFERENCE_WORLD_SIZE": 0,
+    "TEST.PRECISE_BN.NUM_ITER": 200,
+    "TEST.EVAL_PERIOD": 0,
+    "TEST.DETECTIONS_PER_IMAGE": 100,
+    "DATALOADER.FILTER_EMPTY_ANNOTATIONS": True,
+}
 # Annbless/RegionCL@61bbcab benchmarks/detection/configs/Base-RCNN-C4-BN.yaml (the seed's; = MoCo's before d00ef73)
 # -> coco_R_50_C4_2x.yaml (= facebookresearch/moco@132aea9 detection/configs/coco_R_50_C4_2x.yaml), the MSRA (BGR)
 # variant, plus the detectron2 defaults the chain relies on (C4: res4 everywhere, the res5 box head).
@@ -75,23 +96,7 @@ C4_2X_MSRA = {
     "MODEL.ROI_MASK_HEAD.NUM_CONV": 0,
     "MODEL.ROI_MASK_HEAD.NORM": "",
     "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": 14,
-    "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
-    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
-    "INPUT.FORMAT": "BGR",
-    "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice",
-    "INPUT.MAX_SIZE_TRAIN": 1333,
-    "INPUT.MAX_SIZE_TEST": 1333,
-    "INPUT.MASK_FORMAT": "polygon",
-    "SOLVER.WARMUP_ITERS": 1000,
-    "SOLVER.WARMUP_FACTOR": 0.001,
-    "SOLVER.MOMENTUM": 0.9,
-    "SOLVER.WEIGHT_DECAY": 0.0001,
-    "SOLVER.GAMMA": 0.1,
-    "SOLVER.REFERENCE_WORLD_SIZE": 0,
-    "TEST.PRECISE_BN.NUM_ITER": 200,
-    "TEST.EVAL_PERIOD": 0,
-    "TEST.DETECTIONS_PER_IMAGE": 100,
-    "DATALOADER.FILTER_EMPTY_ANNOTATIONS": True,
+    **MSRA_AND_SCHEDULE_DEFAULTS,
 }
 # Annbless/RegionCL@61bbcab benchmarks/detection/configs/coco_R_50_C4_2x_moco.yaml: the torchvision-input variant.
 C4_MOCO = {
@@ -162,24 +167,8 @@ FPN_1X_MSRA = {
     "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlignV2",
     "MODEL.ROI_MASK_HEAD.NORM": "",
     "MODEL.ROI_MASK_HEAD.CONV_DIM": 256,
-    "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
-    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
-    "INPUT.FORMAT": "BGR",
-    "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice",
-    "INPUT.MAX_SIZE_TRAIN": 1333,
     "INPUT.MIN_SIZE_TEST": 800,
-    "INPUT.MAX_SIZE_TEST": 1333,
-    "INPUT.MASK_FORMAT": "polygon",
-    "SOLVER.WARMUP_ITERS": 1000,
-    "SOLVER.WARMUP_FACTOR": 0.001,
-    "SOLVER.MOMENTUM": 0.9,
-    "SOLVER.WEIGHT_DECAY": 0.0001,
-    "SOLVER.GAMMA": 0.1,
-    "SOLVER.REFERENCE_WORLD_SIZE": 0,
-    "TEST.PRECISE_BN.NUM_ITER": 200,
-    "TEST.EVAL_PERIOD": 0,
-    "TEST.DETECTIONS_PER_IMAGE": 100,
-    "DATALOADER.FILTER_EMPTY_ANNOTATIONS": True,
+    **MSRA_AND_SCHEDULE_DEFAULTS,
 }
 # Annbless/RegionCL@61bbcab coco_R_50_FPN_1x_moco.yaml (= WXinlong/DenseCL@b64bbb6 R_50_FPN_1x_infomin.yaml): the
 # torchvision-input variant. Unlike the C4 one it keeps MAX_SIZE_TRAIN 1333.
