@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import REPO, launch
-from xfer import identity, recipe, sweep
+from xfer import identity, recipe, sweep, validate
 
 GROUPS = {g: sorted(p.stem for p in (REPO / "conf" / g).glob("*.yaml")) for g in ("benchmark", "backbone", "pretrain")}
 
@@ -234,3 +234,20 @@ def test_amp_is_an_explicit_setting_of_its_own(tmp_path):
 def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path):
     run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", f"output_root={tmp_path}")
     assert run.returncode == 2 and "mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA" in run.stderr
+
+
+def test_the_launchers_view_of_a_key_is_what_detectron2_trains(tmp_path):
+    """plan and the checks read MAX_ITER, IMS_PER_BATCH, the datasets and NUM_CLASSES without detectron2
+    (recipe.value): whichever part sets them (benchmark.d2, backbone.d2, by_input, the user's d2), they must see
+    the value detectron2's merged config (the oracle) holds."""
+    cfg = composed("benchmark=coco_c4_1x", "pretrain=densecl", "+benchmark.by_input.rgb_torchvision.SOLVER.MAX_ITER=77",
+                   "+backbone.d2.SOLVER.IMS_PER_BATCH=8", "+d2.MODEL.ROI_HEADS.NUM_CLASSES=5",
+                   "+d2.DATASETS.TRAIN=[coco_2017_train_0.1]")  # fmt: skip
+    built = recipe.build(cfg, Path("w.pkl"), Path("out"), "cpu")
+    for key, expected in (("SOLVER.MAX_ITER", 77), ("SOLVER.IMS_PER_BATCH", 8), ("MODEL.ROI_HEADS.NUM_CLASSES", 5),
+                          ("DATASETS.TRAIN", ["coco_2017_train_0.1"]), ("SOLVER.BASE_LR", 0.02)):  # fmt: skip
+        assert field(built, key) == expected and recipe.value(cfg, key) == expected, key
+    assert sweep.max_iter_of(cfg) == 77
+    assert recipe.value(cfg, "MODEL.NOT_A_KEY", "default") == "default"
+    problems = validate.problems(cfg, here=False)
+    assert any("dataset coco_2017_train_0.1: missing" in p for p in problems), problems

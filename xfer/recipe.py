@@ -29,6 +29,22 @@ def d2_parts(cfg: DictConfig) -> list[dict]:
     return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
 
 
+def value(cfg: DictConfig, dotted: str, default=None):
+    """A detectron2 key (``SOLVER.MAX_ITER``) as :func:`build` will merge it, the last part that sets it winning,
+    without importing detectron2: for the launcher's checks and plan, which must see a ``by_input`` or
+    ``backbone.d2`` value as the trial will."""
+    found = default
+    for part in d2_parts(cfg):
+        node = part
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            found = node
+    return found
+
+
 def build(cfg: DictConfig, weights: Path | None, output_dir: Path, device: str):
     """detectron2 CfgNode for one trial: recipe, seed, weights, output dir and device. ``weights`` None: random
     init, detectron2's own initialisation (its ``MODEL.WEIGHTS ''`` loads nothing)."""

@@ -27,7 +27,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import collect, devices, files, identity, local, slurm, status, trial, validate
+from xfer import collect, devices, files, identity, local, recipe, slurm, status, trial, validate
 from xfer import plan as xfer_plan
 from xfer.files import RESULT
 from xfer.results import Setting
@@ -145,7 +145,7 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
         keep = OmegaConf.select(p.cfg, "trial.keep_checkpoints", default="final")
         if keep not in files.KEEP_CHECKPOINTS:
             found.append(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(files.KEEP_CHECKPOINTS)}.")
-        batch = OmegaConf.select(p.cfg, "d2.SOLVER.IMS_PER_BATCH", default=p.cfg.benchmark.d2.SOLVER.IMS_PER_BATCH)
+        batch = recipe.value(p.cfg, "SOLVER.IMS_PER_BATCH")
         if p.cfg.cluster.name == "slurm":
             found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
         else:
@@ -159,7 +159,7 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
 
 
 def max_iter_of(cfg: DictConfig) -> int:
-    return int(OmegaConf.select(cfg, "d2.SOLVER.MAX_ITER", default=cfg.benchmark.d2.SOLVER.MAX_ITER))
+    return int(recipe.value(cfg, "SOLVER.MAX_ITER"))
 
 
 def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str]:

@@ -124,9 +124,8 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
     if cfg.trial.evaluator not in benchmark.EVALUATORS:
         found.append(f"trial.evaluator={cfg.trial.evaluator!r}: one of {', '.join(benchmark.EVALUATORS)} for "
                      f"{benchmarks.format_of(cfg)} datasets.")  # fmt: skip
-    names = list(cfg.benchmark.d2.DATASETS.TRAIN) + list(cfg.benchmark.d2.DATASETS.TEST)
-    num_classes = OmegaConf.select(cfg, "d2.MODEL.ROI_HEADS.NUM_CLASSES",
-                                   default=OmegaConf.select(cfg, "benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES", default=80))
+    names = list(recipe.value(cfg, "DATASETS.TRAIN", ())) + list(recipe.value(cfg, "DATASETS.TEST", ()))
+    num_classes = recipe.value(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", 80)  # detectron2's default
     found += benchmark.problems(Path(cfg.benchmark.datasets_root), names, num_classes, Path(cfg.paths.cache))
     if no_weights(cfg):  # random init: no checkpoint to find, hash or convert, whatever its format says
         return found
