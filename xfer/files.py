@@ -8,6 +8,7 @@ then a rename), so a reader or a killed writer never leaves half a file behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -33,6 +34,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def file_state(path: Path) -> tuple[str, int, int]:
+    """(resolved path, size, modification time in ns): a file in the same state has not changed since it was
+    read (rewriting a file updates its mtime). What is slow to read from a file is kept under that state."""
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    return str(resolved), st.st_size, st.st_mtime_ns
+
+
+def state_entry(folder: Path, state: tuple[str, int, int]) -> Path:
+    """The file under ``folder`` that keeps what was read from a file in ``state`` (:func:`file_state`)."""
+    return Path(folder) / hashlib.sha256(repr(state).encode()).hexdigest()[:32]
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from xfer.files import write_text_atomic
+from xfer.files import file_state, state_entry, write_text_atomic
 
 ID_CHARS = 12  # hex digits of the sha256 in folder names and tables (48 bits: no collision in practice)
 DIGESTS = "sha256"  # folder under paths.cache holding one digest per (resolved path, size, mtime_ns)
@@ -100,16 +100,14 @@ def file_sha256(path: Path, store: Path | None = None) -> str:
     """sha256 of a file's content, read at most once per process for an unchanged file, and at most once
     at all when ``store`` (a folder) keeps digests between processes. An unchanged file is one with the
     same resolved path, size and modification time (ns); rewriting a file updates its mtime."""
-    resolved = Path(path).resolve()
-    st = resolved.stat()  # FileNotFoundError: the caller says where the weights were looked for
-    key = (str(resolved), st.st_size, st.st_mtime_ns)
+    key = file_state(path)  # FileNotFoundError: the caller says where the weights were looked for
     if key in _SEEN:
         return _SEEN[key]
-    entry = Path(store) / hashlib.sha256(repr(key).encode()).hexdigest()[:32] if store else None
+    entry = state_entry(store, key) if store else None
     digest = _read_digest(entry) if entry else None
     if digest is None:
         h = hashlib.sha256()
-        with open(resolved, "rb") as f:
+        with open(key[0], "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         digest = h.hexdigest()

@@ -16,6 +16,7 @@ overrides) that measured the same metrics are compared pairwise with Welch's t-t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -78,7 +79,7 @@ class Trial:
         """What the trial measured, in its result's order; () when it has no result."""
         return tuple(self.metrics or ())
 
-    @property
+    @functools.cached_property
     def other_metrics(self) -> dict[str, float]:
         """The other numbers its result.json holds besides its metric names (COCO: APs, APm, APl of boxes and
         masks), by name, NaN where the evaluator had nothing to average: not in the table, but in trials.csv and

@@ -89,11 +89,8 @@ def _conversion_problems(cfg: DictConfig) -> list[str]:
 
 def recipe_resnets(cfg: DictConfig) -> dict:
     """MODEL.RESNETS as the recipe will build it: detectron2 defaults under the merged overrides."""
-    resnets = {"STEM_OUT_CHANNELS": 64, "RES2_OUT_CHANNELS": 256, "WIDTH_PER_GROUP": 64, "NUM_GROUPS": 1}
-    for part in recipe.d2_parts(cfg):  # the parts xfer.recipe.build merges, in its order
-        part = (part.get("MODEL") or {}).get("RESNETS") or {}
-        resnets.update({k: v for k, v in part.items() if k in resnets})
-    return resnets
+    defaults = {"STEM_OUT_CHANNELS": 64, "RES2_OUT_CHANNELS": 256, "WIDTH_PER_GROUP": 64, "NUM_GROUPS": 1}
+    return {k: recipe.value(cfg, f"MODEL.RESNETS.{k}", v) for k, v in defaults.items()}
 
 
 def problems(cfg: DictConfig, here: bool = True) -> list[str]:

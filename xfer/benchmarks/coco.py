@@ -10,14 +10,13 @@ images it lists are there is checked on every launch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xfer import d2compat
-from xfer.files import write_text_atomic
+from xfer.files import file_state, state_entry, write_text_atomic
 
 SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coco"], and DenseCL's train_net.py
     "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),
@@ -80,9 +79,7 @@ def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[st
     """:func:`json_problems`, kept on disk per (path, size, mtime) of the JSON: a launch parses it at most once."""
     if cache is None:
         return json_problems(json_file)
-    st = json_file.stat()
-    key = repr((str(json_file.resolve()), st.st_size, st.st_mtime_ns))
-    entry = Path(cache) / "coco_checks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    entry = state_entry(Path(cache) / "coco_checks", file_state(json_file)).with_suffix(".json")
     if entry.is_file():
         kept = json.loads(entry.read_text())
         return kept["problems"], kept["categories"], kept["files"]

@@ -27,9 +27,8 @@ def target(root: Path, fraction: float) -> Path:
 
 
 def subset(coco: dict, fraction: float, seed: int) -> dict:
-    """The instances dict restricted to round(fraction × images) images drawn with ``seed``, and their annotations."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction {fraction}: between 0 and 1 (exclusive)")
+    """The instances dict restricted to round(fraction × images) images drawn with ``seed``, and their annotations
+    (``fraction`` in (0, 1): :func:`write` checks it before reading anything)."""
     ids = np.array(sorted(i["id"] for i in coco["images"]))
     n = max(1, round(fraction * len(ids)))
     keep = set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
