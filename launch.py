@@ -1,8 +1,8 @@
 """xfer's entry point: ``python launch.py -m pretrain=densecl,regioncl_d seed=0-4``.
 
 Hydra composes one config per trial from conf/; the ``xfer`` launcher (hydra_plugins/) checks the
-whole sweep before running any of it, runs the trials on this node's GPUs (``xfer.local``) or submits
-them to SLURM (``xfer.slurm``), and writes the table. Without ``-m`` it runs one trial the same way.
+whole sweep before running any of it, runs the trials on this node's GPUs (``xfer.launch.local``) or submits
+them to SLURM (``xfer.launch.slurm``), and writes the table. Without ``-m`` it runs one trial the same way.
 """
 
 import sys
@@ -16,7 +16,7 @@ from xfer import cli
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from xfer import sweep
+    from xfer.launch import sweep
 
     hc = HydraConfig.get()
     return sweep.run_single(cfg, hc.runtime.output_dir, hc.overrides.task)

@@ -3,7 +3,7 @@
 
     python bench/checkpoint_disk.py [--backbone r50 r101]
 
-Builds the voc0712_c4_24k model on the CPU exactly as a trial does (``xfer.recipe.build``, detectron2's
+Builds the voc0712_c4_24k model on the CPU exactly as a trial does (``xfer.trial.recipe.build``, detectron2's
 ``build_model``, ``build_optimizer`` and ``build_lr_scheduler``), gives every parameter its SGD momentum
 buffer (one optimizer step on zero gradients, as after the first real iteration), and saves it with
 detectron2's ``DetectionCheckpointer`` twice: the model with the optimizer (SGD momentum) and scheduler
@@ -24,7 +24,8 @@ from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from xfer import d2compat, recipe  # noqa: E402
+from xfer import d2compat  # noqa: E402
+from xfer.trial import recipe  # noqa: E402
 
 
 def checkpoint_bytes(backbone: str, out: Path) -> tuple[int, int, int, int]:
@@ -35,7 +36,7 @@ def checkpoint_bytes(backbone: str, out: Path) -> tuple[int, int, int, int]:
     from detectron2.modeling import build_model
     from detectron2.solver import build_lr_scheduler, build_optimizer
 
-    import xfer.engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
+    import xfer.trial.engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["benchmark=voc0712_c4_24k", f"backbone={backbone}"])

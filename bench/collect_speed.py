@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from xfer import collect, results
+    from xfer.report import collect, results
 
     with tempfile.TemporaryDirectory(prefix="xfer-collect-") as tmp:
         root = Path(tmp) / "sweep"

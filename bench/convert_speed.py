@@ -18,7 +18,8 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xfer import convert, smoke  # noqa: E402
+from xfer import smoke
+from xfer.trial import convert  # noqa: E402
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def bare(config: Path, datasets: str, out: Path, ims: int | None, iters: int | N
     cmd = [sys.executable, __file__, "bare", str(config), datasets, str(out)]
     cmd += [f"--ims={ims}"] if ims else []
     cmd += [f"--bare-iters={iters}"] if iters else []
-    env = {"OMP_NUM_THREADS": "1", **os.environ}  # what xfer.local gives each trial process unless told otherwise
+    env = {"OMP_NUM_THREADS": "1", **os.environ}  # what xfer.launch.local gives each trial process unless told otherwise
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-5000:])
@@ -93,7 +93,7 @@ def bare_main(config: str, datasets: str, out: str, ims: int | None, iters: int 
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
-    from xfer import engine  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+    from xfer.trial import engine  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
 
     class Bare(DefaultTrainer):
         """detectron2's DefaultTrainer; only its writers match xfer's (no TensorBoard dependency)."""
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     if args.amp:
-        from xfer import devices
+        from xfer.trial import devices
 
         if not devices.gpu_count():
             parser.error("--amp needs a GPU: detectron2's AMPTrainer refuses to run on CPU")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xfer import checkpoint, convert
+from xfer.trial import checkpoint, convert
 
 
 class RunsCode:

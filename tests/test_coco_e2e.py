@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import launch, results_under
-from xfer import collect
+from xfer.report import collect
 
 pytestmark = pytest.mark.slow
 NAMES = ["box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"]

@@ -20,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from tests import coco_random
 from xfer import d2compat
 from xfer.benchmarks import coco_eval as ce
-from xfer.dist import free_port
+from xfer.trial.dist import free_port
 
 d2compat.ensure()
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402

@@ -19,9 +19,11 @@ from omegaconf import OmegaConf
 
 from tests.conftest import REPO, launch
 from tests.test_recipe import composed
-from xfer import collect, identity, recipe, validate
-from xfer import trial as runner
 from xfer.benchmarks import coco
+from xfer.report import collect
+from xfer.store import identity
+from xfer.trial import checks, recipe
+from xfer.trial import runner as runner
 
 C4_FEATURES, FPN_FEATURES = ["res4"], ["res2", "res3", "res4", "res5"]
 MIN_SIZE_TRAIN = [640, 672, 704, 736, 768, 800]
@@ -203,7 +205,7 @@ EXPECTED = {  # recipe -> (its MSRA/BGR chain, what the torchvision-input *_moco
 }
 RECIPES = sorted(EXPECTED)
 PRETRAINS = {"densecl": "rgb_torchvision", "supervised": "bgr_msra"}  # one pretrain per input convention
-NOT_RECIPE = {"MODEL.WEIGHTS", "MODEL.DEVICE", "OUTPUT_DIR", "SEED"}  # what xfer.recipe.build sets per trial
+NOT_RECIPE = {"MODEL.WEIGHTS", "MODEL.DEVICE", "OUTPUT_DIR", "SEED"}  # what xfer.trial.recipe.build sets per trial
 
 
 def plain(value):
@@ -311,8 +313,8 @@ def test_changing_by_input_is_a_setting_of_its_own():
 
 def test_the_width_check_sees_by_input_too():
     cfg = composed("benchmark=coco_c4_1x", "pretrain=densecl", "+benchmark.by_input.rgb_torchvision.MODEL.RESNETS.WIDTH_PER_GROUP=8")
-    assert validate.recipe_resnets(cfg)["WIDTH_PER_GROUP"] == 8
-    assert validate.recipe_resnets(composed("benchmark=coco_c4_1x", "pretrain=densecl"))["WIDTH_PER_GROUP"] == 64
+    assert checks.recipe_resnets(cfg)["WIDTH_PER_GROUP"] == 8
+    assert checks.recipe_resnets(composed("benchmark=coco_c4_1x", "pretrain=densecl"))["WIDTH_PER_GROUP"] == 64
 
 
 # ---- published numbers ----
@@ -419,7 +421,7 @@ def test_plan_of_a_coco_recipe_without_its_data_names_each_missing_dataset_once(
 def test_the_10pct_recipe_asks_for_densecls_json(tmp_path):
     cfg = composed("benchmark=coco_fpn_1x_densecl_10pct", "pretrain=scratch", "trial.evaluator=detectron2",
                    f"paths.datasets={tmp_path}", f"paths.cache={tmp_path}/cache")  # fmt: skip
-    found = validate.problems(cfg, here=False)
+    found = checks.problems(cfg, here=False)
     assert [m.split(":")[0] for m in found] == ["dataset coco_2017_train_0.1", "dataset coco_2017_val"], found
     assert f"{tmp_path}/coco/annotations/instances_train2017_0.1.json" in found[0]
 
@@ -433,7 +435,8 @@ def test_the_keys_build_the_papers_models():
     2fc box head and plain mask convs (RegionCL); FPN with 4 SyncBN convs + 1 fc and SyncBN mask convs (DenseCL)."""
     import torch.nn as nn
 
-    from xfer import d2compat, engine  # engine registers Res5ROIHeadsExtraNorm
+    from xfer import d2compat
+    from xfer.trial import engine  # engine registers Res5ROIHeadsExtraNorm
 
     d2compat.ensure()
     from detectron2.modeling import build_model

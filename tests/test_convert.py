@@ -21,7 +21,8 @@ import torch
 import torchvision
 
 from tests.conftest import REPO
-from xfer import convert, d2compat
+from xfer import d2compat
+from xfer.trial import convert
 
 # The seed's convert-pretrain-to-detectron2.py, applied by hand to representative names.
 SEED_NAMES = {
@@ -269,7 +270,8 @@ def test_cache_converts_once_per_file_and_format(tmp_path, tv):
 
 def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
     from tests.test_recipe import composed
-    from xfer import d2compat, engine, recipe
+    from xfer import d2compat
+    from xfer.trial import engine, recipe
 
     d2compat.ensure()
     from detectron2.checkpoint import DetectionCheckpointer

@@ -1,4 +1,4 @@
-"""The launcher plans and submits without importing torch (``xfer.devices``), and still counts GPUs as
+"""The launcher plans and submits without importing torch (``xfer.trial.devices``), and still counts GPUs as
 torch does: with the machine's GPUs visible, and with the suite's ``CUDA_VISIBLE_DEVICES=""`` (tests/conftest.py)."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from hashlib import sha256
 import pytest
 
 from tests.conftest import REPO, host_env, imported, launch
-from xfer import devices
+from xfer.trial import devices
 
 TORCH_COUNT = "import torch; print(torch.cuda.device_count())"
 
 
 @pytest.mark.parametrize("gpus", [False, True], ids=["gpus-hidden", "machine-gpus"])
 def test_gpu_count_is_torchs_and_skips_torch_without_a_driver(gpus):
-    code = ("import sys; from xfer import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
+    code = ("import sys; from xfer.trial import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
             "import torch; print(n, torch.cuda.device_count(), had, devices._driver_present())")  # fmt: skip
     env = host_env() if gpus else dict(os.environ)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=env)
@@ -39,7 +39,7 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
     again = launch(*sweep, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert again.returncode == 0, again.output[-3000:]
     modules = imported(again)
-    assert "hydra" in modules and "xfer.sweep" in modules  # the probe works
+    assert "hydra" in modules and "xfer.launch.sweep" in modules  # the probe works
     assert not {"torch", "detectron2"} & modules  # the suite hides the GPUs (conftest): no torch even with a driver
     assert "8 trials: 8 to run; 1 cpu device(s) per trial" in again.stdout
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, launch, results_under
-from xfer import collect, results
+from xfer.report import collect, results
 
 SMOKE = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0")
 
@@ -77,14 +77,14 @@ def test_another_checkpoint_trains_anew_and_a_copy_of_the_first_is_done_already(
     # (a SLURM job still queued, say) are refused, not trained into the old folder.
     from omegaconf import OmegaConf
 
-    from xfer import trial
-    from xfer.validate import InputError
+    from xfer.trial import runner
+    from xfer.trial.checks import InputError
 
     job = yaml.safe_load((path_b.parent / "trial.yaml").read_text())
     assert job["cfg"]["pretrain"]["sha256"] == sha(b_file)
     perturbed(weights_a, b_file, by=1.5)  # same path, other content (and a new mtime)
     with pytest.raises(InputError, match="changed since the launch"):
-        trial.setup(OmegaConf.create(job["cfg"]), path_b.parent, job["overrides"])
+        runner.setup(OmegaConf.create(job["cfg"]), path_b.parent, job["overrides"])
 
 
 @pytest.mark.parametrize("multirun", [True, False])
@@ -105,7 +105,7 @@ def test_a_digest_is_read_once_and_kept_on_disk(tmp_path):
     a fresh process still answers the first content's hash, so it did not read the file."""
     ckpt, store = tmp_path / "ckpt.pth", tmp_path / "digests"
     ckpt.write_bytes(b"A" * 4096)
-    code = "import sys; from pathlib import Path; from xfer import identity; " \
+    code = "import sys; from pathlib import Path; from xfer.store import identity; " \
            "print(identity.file_sha256(Path(sys.argv[1]), Path(sys.argv[2])))"  # fmt: skip
 
     def fresh() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import launch
-from xfer import files
+from xfer.store import files
 
 SMOKE = ["-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0"]
 # detectron2's PeriodicCheckpointer with the smoke recipe's CHECKPOINT_PERIOD 5 and MAX_ITER 10 saves after

@@ -19,7 +19,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO, launch, results_under
-from xfer import local, status
+from xfer.launch import local
+from xfer.report import status
 
 SMOKE = ["benchmark=smoke_fast", "pretrain=densecl"]
 
@@ -45,7 +46,7 @@ def checkpointed_mid_training(trial: Path):
 
 def ranks_of(launcher: subprocess.Popen, n: int) -> list[psutil.Process]:
     procs = psutil.Process(launcher.pid).children(recursive=True)
-    ranks = [p for p in procs if "xfer.rank" in " ".join(p.cmdline())]
+    ranks = [p for p in procs if "xfer.trial.rank" in " ".join(p.cmdline())]
     assert len(ranks) == n, [p.cmdline() for p in procs]
     return procs
 

@@ -22,8 +22,11 @@ from scipy.stats import t as student_t
 from scipy.stats import ttest_ind, ttest_ind_from_stats
 
 from tests.test_results import DENSE_VALUES, DENSECL, REGION_VALUES, REGIONCL, by_hand, cell, column, trial
-from xfer import benchmarks, collect, files, formats, local, plots, results, status
-from xfer import trial as runner
+from xfer import benchmarks
+from xfer.launch import local
+from xfer.report import collect, formats, plots, results, status
+from xfer.store import files
+from xfer.trial import runner as runner
 
 REPO = Path(__file__).resolve().parents[1]
 COCO = ("box_AP", "box_AP50", "box_AP75", "box_APs", "box_APm", "box_APl",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xfer import plan
+from xfer.launch import plan
 
 
 def entry(root: Path, key: str, seed: int, backbone: str = "r50", max_iter: int = 1000,

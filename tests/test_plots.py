@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from xfer import plots
-from xfer.files import VOC_METRICS as METRICS
-from xfer.results import Row, read_trials, summarize
+from xfer.report import plots
+from xfer.report.results import Row, read_trials, summarize
+from xfer.store.files import VOC_METRICS as METRICS
 
 PUBLISHED = {"AP50": 82.3, "AP": 56.0, "AP75": 62.6, "reruns": 5}
 

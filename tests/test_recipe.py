@@ -9,7 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import REPO, launch
-from xfer import identity, recipe, sweep, validate
+from xfer.launch import sweep
+from xfer.store import identity
+from xfer.trial import checks, recipe
 
 GROUPS = {g: sorted(p.stem for p in (REPO / "conf" / g).glob("*.yaml")) for g in ("benchmark", "backbone", "pretrain")}
 
@@ -249,5 +251,5 @@ def test_the_launchers_view_of_a_key_is_what_detectron2_trains(tmp_path):
         assert field(built, key) == expected and recipe.value(cfg, key) == expected, key
     assert sweep.max_iter_of(cfg) == 77
     assert recipe.value(cfg, "MODEL.NOT_A_KEY", "default") == "default"
-    problems = validate.problems(cfg, here=False)
+    problems = checks.problems(cfg, here=False)
     assert any("dataset coco_2017_train_0.1: missing" in p for p in problems), problems

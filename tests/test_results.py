@@ -22,8 +22,8 @@ import yaml
 from scipy.stats import t as student_t
 
 from tests.conftest import REPO
-from xfer import collect, formats, results, stats, status
-from xfer import trial as runner
+from xfer.report import collect, formats, results, stats, status
+from xfer.trial import runner as runner
 
 SEED_TABLE = REPO / "tests" / "golden" / "seed_table.html"  # the seed README's table block, copied by hand
 # Student t 0.975 quantiles by degrees of freedom (printed tables: 2.776, 3.182, 4.303), more digits.
@@ -82,7 +82,7 @@ def sweep(tmp_path, monkeypatch) -> Path:
     return root
 
 
-# ---- the oracles: arithmetic written out, independent of xfer.stats ----
+# ---- the oracles: arithmetic written out, independent of xfer.report.stats ----
 
 
 def by_hand(values: list[float]) -> dict:

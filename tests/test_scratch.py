@@ -15,8 +15,11 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import REPO, launch, results_under
-from xfer import d2compat, identity, results, trial, validate
-from xfer.formats import markdown
+from xfer import d2compat
+from xfer.report import results
+from xfer.report.formats import markdown
+from xfer.store import identity
+from xfer.trial import checks, runner
 
 SWEEP = ("-m", "benchmark=smoke_fast", "pretrain=scratch,densecl", "seed=0")
 
@@ -42,24 +45,24 @@ def test_no_weights_means_pretrain_weights_null_and_its_id_is_none(tmp_path):
     custom_null = composed("pretrain=custom", "pretrain.weights=null", cache)
     densecl = composed("pretrain=densecl", cache)
     unresolvable = composed("pretrain=custom", "pretrain.weights=${nowhere.at_all}", cache)
-    assert [validate.no_weights(c) for c in (scratch, custom_null, densecl, unresolvable)] == [True, True, False, False]
-    assert trial.weights_sha256(scratch) == trial.weights_sha256(custom_null) == identity.NO_WEIGHTS == "none"
+    assert [identity.no_weights(c) for c in (scratch, custom_null, densecl, unresolvable)] == [True, True, False, False]
+    assert runner.weights_sha256(scratch) == runner.weights_sha256(custom_null) == identity.NO_WEIGHTS == "none"
     assert not (tmp_path / "cache").exists()  # no file read, no digest kept
-    folder = identity.trial_dir(tmp_path, "r50_scratch", trial.weights_sha256(scratch), 0)
+    folder = identity.trial_dir(tmp_path, "r50_scratch", runner.weights_sha256(scratch), 0)
     assert folder == tmp_path / "r50_scratch" / "w-none" / "seed0"
     # A path that cannot be resolved is not random init: the check names it.
-    assert any("no weights path" in p for p in validate.problems(unresolvable, here=False))
+    assert any("no weights path" in p for p in checks.problems(unresolvable, here=False))
 
 
 def test_launch_checks_of_scratch_name_the_datasets_but_never_weights(tmp_path):
     overrides = ("pretrain=scratch", "trial.device=cpu", f"paths.datasets={tmp_path / 'none'}",
                  f"paths.cache={tmp_path / 'cache'}")  # fmt: skip
-    found = validate.problems(composed(*overrides), here=False)
+    found = checks.problems(composed(*overrides), here=False)
     assert len(found) == 3 and all(p.startswith("dataset voc_") for p in found), found  # the datasets, as usual
     assert not (tmp_path / "cache").exists()  # nothing hashed or converted
     ckpt = tmp_path / "ckpt.pth"
     ckpt.write_bytes(b"x")  # format none with a checkpoint: refused, with the fix
-    (msg,) = [p for p in validate.problems(composed(*overrides, f"pretrain.weights={ckpt}"), here=False)
+    (msg,) = [p for p in checks.problems(composed(*overrides, f"pretrain.weights={ckpt}"), here=False)
               if not p.startswith("dataset ")]  # fmt: skip
     assert "pretrain.format=none means no checkpoint" in msg and "pretrain.weights=null" in msg
 
@@ -166,7 +169,7 @@ def test_a_scratch_trial_starts_from_detectron2s_own_initialisation(tmp_path):
     from detectron2.modeling import build_model
     from detectron2.utils.env import seed_all_rng
 
-    from xfer import engine  # noqa: F401  registers the recipe's ROI head with detectron2
+    from xfer.trial import engine  # noqa: F401  registers the recipe's ROI head with detectron2
 
     cfg = CfgNode.load_cfg((path.parent / "d2_config.yaml").read_text())
     assert cfg.MODEL.WEIGHTS == "" and cfg.SEED == 3

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, imported, launch, results_under
-from xfer import status
+from xfer.report import status
 
 pytestmark = pytest.mark.slow
 CPU = ["cluster=slurm", "benchmark=smoke_fast", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
@@ -274,7 +274,7 @@ def failing_squeue(tmp_path: Path) -> dict:
 
 def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path):
     """Issue 12, item 3: squeue failing must not read as an empty queue."""
-    from xfer import slurm as xfer_slurm
+    from xfer.launch import slurm as xfer_slurm
 
     assert xfer_slurm.queued(["999999"]) == set()  # one job SLURM does not know: squeue exits 1, yet it is no error
     trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]

@@ -17,9 +17,10 @@ import yaml
 from PIL import Image, ImageDraw
 
 from tests.conftest import REPO
-from xfer import convert, d2compat
+from xfer import d2compat
 from xfer.benchmarks.voc import VOC_CLASSES
 from xfer.smoke import layouts, pretraining, scenes
+from xfer.trial import convert
 
 SMOKE = yaml.safe_load((REPO / "conf/benchmark/smoke.yaml").read_text())
 
@@ -118,7 +119,7 @@ def test_the_pretrained_resnet_is_the_detectors_under_torchvisions_names():
     from detectron2.config import CfgNode, get_cfg
     from detectron2.modeling import build_model
 
-    from xfer import engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
+    from xfer.trial import engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
 
     cfg = get_cfg()
     cfg.merge_from_other_cfg(CfgNode(SMOKE["d2"]))

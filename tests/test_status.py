@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
-from xfer import files, status
+from xfer.report import status
+from xfer.store import files
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_checkpoint_reader_works_without_numpy_dtypes(tmp_path):
             from numpy import dtypes
         except ImportError:
             print("numpy.dtypes hidden")
-        from xfer import checkpoint
+        from xfer.trial import checkpoint
         pkl = checkpoint.load({str(tmp_path / "R-50.pkl")!r})["blobs"]
         assert pkl["conv1_w"].dtype == np.float32
         assert pkl["conv1_w"].tolist() == np.arange(24).reshape(2, 3, 2, 2).tolist()

@@ -22,7 +22,7 @@ def _collect(args: argparse.Namespace) -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
         return 2
-    from xfer import collect
+    from xfer.report import collect
 
     try:
         report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme)
@@ -35,7 +35,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from xfer import status
+    from xfer.report import status
 
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
@@ -46,7 +46,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from xfer import convert  # torch: imported only for the command that needs it
+    from xfer.trial import convert  # torch: imported only for the command that needs it
 
     if args.format not in convert.LAYOUTS:
         print(f"error: --format {args.format}: one of {', '.join(convert.LAYOUTS)}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Command-line glue for launch.py: seed ranges (a trial's folder is derived in ``xfer.identity``).
+"""Command-line glue for launch.py: seed ranges (a trial's folder is derived in ``xfer.store.identity``).
 
 ``seed=0-4`` is the user's shorthand; Hydra knows ``seed=range(0,5)`` and ``seed=0,1,2,3,4``. The
 shorthand is rewritten before Hydra parses the command line, and refused when it is malformed or when

@@ -1,6 +1,6 @@
 """Hydra launcher ``xfer``: compose and check the whole sweep, then run its trials, then collect.
 
-Hydra finds plugins only inside the ``hydra_plugins`` namespace; the work is in ``xfer.sweep``. The
+Hydra finds plugins only inside the ``hydra_plugins`` namespace; the work is in ``xfer.launch.sweep``. The
 ``xfer`` sweeper is Hydra's basic sweeper without its own pass composing every job to validate the
 batch: the launcher composes every job anyway and reports the same errors, and composing twice was
 half of the time to plan or submit a sweep.
@@ -38,7 +38,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="xfer", node=XferSweepe
 
 class XferSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Left to the launcher, which composes every job of the batch itself (xfer.sweep.plan)."""
+        """Left to the launcher, which composes every job of the batch itself (xfer.launch.sweep.plan)."""
 
 
 class XferLauncher(Launcher):
@@ -48,6 +48,6 @@ class XferLauncher(Launcher):
         self.config = config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from xfer import sweep
+        from xfer.launch import sweep
 
         return sweep.launch(self.hydra_context, self.task_function, self.config, job_overrides, initial_job_idx)

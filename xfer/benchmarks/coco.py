@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xfer import d2compat
-from xfer.files import file_state, state_entry, write_text_atomic
+from xfer.store.files import file_state, state_entry, write_text_atomic
 
 SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coco"], and DenseCL's train_net.py
     "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),

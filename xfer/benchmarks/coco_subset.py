@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xfer.files import write_text_atomic
+from xfer.store.files import write_text_atomic
 
 SOURCE = Path("coco/annotations/instances_train2017.json")  # under the datasets root (detectron2's layout)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from xfer import d2compat
-from xfer.files import VOC_METRICS
+from xfer.store.files import VOC_METRICS
 
 _NAME = re.compile(r"^voc_(\d{4})_(\w+)$")
 VOC_CLASSES = (

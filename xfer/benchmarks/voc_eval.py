@@ -14,8 +14,8 @@ from arrays:
   detection), so tied scores fall the same way;
 - the VOC07 11-point and the area metrics are the same sums in the same order.
 The result agrees with detectron2's to within 1e-9 per class and threshold (tests/test_voc_eval.py).
-A trial records AP50, AP and AP75 of it, named in result.json's ``metric_names`` (``xfer.files.VOC_METRICS``,
-kept in ``xfer.files`` because the readers of result.json must not import detectron2).
+A trial records AP50, AP and AP75 of it, named in result.json's ``metric_names`` (``xfer.store.files.VOC_METRICS``,
+kept in ``xfer.store.files`` because the readers of result.json must not import detectron2).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ only exercises the pipeline). A ``scratch`` pretrain (no weights) needs only the
 
 Each file is made once into the cache, written atomically, and remade when what it was made from changes
 (its spec is stored beside it). torch is imported only to make weights: a launcher finding them made
-already need not pay its start-up (see ``xfer.devices``).
+already need not pay its start-up (see ``xfer.trial.devices``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from xfer import benchmarks
 from xfer.smoke import coco_scenes, layouts, pretraining, scenes
 from xfer.smoke.scenes import ensure_dataset
-from xfer.validate import no_weights
+from xfer.store.identity import no_weights
 
 __all__ = ["coco_scenes", "ensure_dataset", "ensure_weights", "layouts", "prepare", "pretraining", "scenes"]
 

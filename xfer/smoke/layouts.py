@@ -105,7 +105,7 @@ def wrap(tv: Mapping[str, torch.Tensor], layout: str) -> object:
         heads = {"0.clf.0.weight": torch.zeros(4, 4)}
         return {"phase_idx": 10, "classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": heads}}}}
     if layout == "detectron2":
-        from xfer.convert import rename
+        from xfer.trial.convert import rename
 
         return {"model": {rename(k): v.numpy() for k, v in backbone.items()}, "__author__": "someone"}
     if layout == "msra":

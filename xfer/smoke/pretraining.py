@@ -34,7 +34,7 @@ _STAGE = re.compile(r"^res(\d)\.(\d+)\.(conv\d|shortcut)(\.norm)?\.(.+)$")
 def torchvision_name(key: str) -> str | None:
     """detectron2 ResNet name (``stem.conv1.norm.weight``, ``res3.0.shortcut.weight``, ``res5.2.conv3.norm.bias``)
     -> torchvision's (``bn1.weight``, ``layer2.0.downsample.0.weight``, ``layer4.2.bn3.bias``); the inverse of
-    ``xfer.convert.rename``. None for what is not a ResNet tensor (the extra norm after res5, heads)."""
+    ``xfer.trial.convert.rename``. None for what is not a ResNet tensor (the extra norm after res5, heads)."""
     if key.startswith("stem.conv1."):
         rest = key[len("stem.conv1."):]
         return "bn1." + rest[len("norm."):] if rest.startswith("norm.") else "conv1." + rest
@@ -100,9 +100,9 @@ def _main(spec_file: Path) -> None:
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
 
-    from xfer import engine
     from xfer.benchmarks import voc
     from xfer.smoke.scenes import ensure_dataset
+    from xfer.trial import engine
 
     spec = json.loads(Path(spec_file).read_text())
     work = Path(spec["work"])

@@ -2,11 +2,11 @@
 
 The devices (``cluster.devices``: every visible GPU by default, ``CUDA_VISIBLE_DEVICES`` respected) are
 cut into fixed groups of ``cluster.gpus_per_trial``. Each group runs one trial at a time as that many
-processes (``python -m xfer.rank``, one per GPU, pinned to the group's GPUs, with the trial's own
+processes (``python -m xfer.trial.rank``, one per GPU, pinned to the group's GPUs, with the trial's own
 rendezvous port); a queue hands a freed group the next trial at once. The global batch is the
 recipe's whatever the group size: detectron2's IMS_PER_BATCH is global.
 
-Safety. A launcher runs a trial only while it holds the lock in the trial's folder (``xfer.locks``, which
+Safety. A launcher runs a trial only while it holds the lock in the trial's folder (``xfer.store.locks``, which
 a SLURM job takes too), so two launchers on one sweep never run a trial twice; the lock dies with its
 holder. The trial's processes die with the launcher, even a ``kill -9``-ed one, and the same command
 resumes from detectron2's last checkpoint and skips finished trials. Ctrl-C asks running trials to checkpoint and stop, waits
@@ -29,12 +29,12 @@ from filelock import FileLock
 from omegaconf import DictConfig, ListConfig
 
 import xfer
-from xfer import status as st
-from xfer.devices import visible_gpus
-from xfer.dist import free_port
-from xfer.files import FAILURE, PROGRESS, finished, read_json, record_failure
-from xfer.locks import take_lock
-from xfer.rank import INTERRUPTED
+from xfer.report import status as st
+from xfer.store.files import FAILURE, PROGRESS, finished, read_json, record_failure
+from xfer.store.locks import take_lock
+from xfer.trial.devices import visible_gpus
+from xfer.trial.dist import free_port
+from xfer.trial.rank import INTERRUPTED
 
 POLL_S = 0.5
 RANK_FAILED_GRACE_S = 5.0  # when one rank fails the others may wait in a collective forever: kill them then
@@ -268,7 +268,7 @@ class Runner:
         for rank in range(len(devices)):
             with open(job.dir / f"rank{rank}.out", "ab") as out:
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "xfer.rank", str(job.dir.resolve())],
+                    [sys.executable, "-m", "xfer.trial.rank", str(job.dir.resolve())],
                     env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C reaches the launcher only; it decides what the trial gets

@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json, read_result
-from xfer.locks import lock_held
+from xfer.store.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json, read_result
+from xfer.store.locks import lock_held
+from xfer.store.records import label
 
 STATES = ("queued", "requeued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
 
@@ -41,11 +42,6 @@ class TrialStatus:
     cause: str = ""
     s_per_iter: float | None = None
     job: str = ""  # SLURM: job id and state
-
-
-def label(setting_key: str, seed: int | None) -> str:
-    """How a trial is named in every view: ``smoke/r50_densecl seed3``."""
-    return setting_key + (f" seed{seed}" if seed is not None else "")
 
 
 def eta_s(progress: dict, now: float) -> float | None:
@@ -207,7 +203,7 @@ def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
     """Every trial under ``dirs``: done (from its files); else what SLURM says while it has the trial's job
     (queued, requeued, running); else from its files: failed, corrupt, running (its lock is held), partial
     (a checkpoint, nothing running) or queued. Sorted by setting and seed."""
-    from xfer import results
+    from xfer.report import results
 
     trials = sorted(results.read_trials(dirs), key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
     jobs = {t.path: (read_json(t.path / SLURM_RECORD) or {}).get("job_id") for t in trials}

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xfer import formats, results
-from xfer.files import write_text_atomic
+from xfer.report import formats, results
+from xfer.store.files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
         write_text_atomic(out_dir / name, text)
         written.append(out_dir / name)
     if plots and any(r.n for r in rows):
-        from xfer import plots as plotting  # matplotlib is imported only when plots are drawn
+        from xfer.report import plots as plotting  # matplotlib is imported only when plots are drawn
 
         written += plotting.write_all(rows, out_dir)
     if readme is not None:

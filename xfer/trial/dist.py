@@ -1,6 +1,6 @@
 """Process-group start-up for multi-process trials, the same for local nodes and SLURM.
 
-detectron2 v0.6's ``launch`` asserts CUDA, so xfer starts the processes itself (``xfer.local`` on a
+detectron2 v0.6's ``launch`` asserts CUDA, so xfer starts the processes itself (``xfer.launch.local`` on a
 node, SLURM's tasks on a cluster) and each joins the group here: one per GPU with NCCL, or CPU processes
 with gloo (how tests stand in for GPUs). A fresh port per trial keeps two trials on one node from
 meeting on a shared rendezvous port (detectron2 #91). One process needs no group. torch is imported
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from xfer.files import write_text_atomic
+from xfer.store.files import write_text_atomic
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from xfer import identity
-from xfer.checkpoint import CheckpointError, load
+from xfer.store import identity
+from xfer.trial.checkpoint import CheckpointError, load
 
 LAYOUTS = ("auto", "moco", "openselfsup", "torchvision", "vissl", "detectron2", "msra")
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -308,7 +308,7 @@ def cached(
     digests: Path | None = None,
 ) -> tuple[Path, Report]:
     """detectron2 weights for ``src``, converted once per (file content, format, prefix); file-locked.
-    The content's sha256 is the trial identity's (``xfer.identity``): read once per process, and once at
+    The content's sha256 is the trial identity's (``xfer.store.identity``): read once per process, and once at
     all when ``digests`` keeps it on disk, since a sweep asks for the same checkpoint once per trial."""
     src = Path(src)
     if not src.is_file():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from xfer.files import LOCK
+from xfer.store.files import LOCK
 
 
 def take_lock(trial_dir: Path) -> FileLock | None:

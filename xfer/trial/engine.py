@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from xfer import benchmarks, d2compat
-from xfer.files import PROGRESS, write_json_atomic
+from xfer.store.files import PROGRESS, write_json_atomic
 
 d2compat.ensure()
 
@@ -42,7 +42,7 @@ def verify_loaded(model, weights_file: str) -> int:
 
     detectron2 matches names heuristically and only warns about what it could not place; a trial that
     started from random init would report a worse method. Returns the number of tensors checked."""
-    from xfer.checkpoint import load
+    from xfer.trial.checkpoint import load
 
     model = getattr(model, "module", model)  # unwrap DDP
     state = model.state_dict()

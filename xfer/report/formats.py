@@ -1,4 +1,4 @@
-"""The results table in five formats, all rendered from the same rows (``xfer.results``).
+"""The results table in five formats, all rendered from the same rows (``xfer.report.results``).
 
 Markdown (for reading and pasting), CSV (tidy: one row per trial, for pandas), JSON (everything, for
 programs), LaTeX (booktabs, for the paper) and the seed README's HTML table, which :func:`rewrite_block`
@@ -21,9 +21,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from xfer.files import VOC_METRICS
-from xfer.results import Comparison, Row, Trial
-from xfer.status import label
+from xfer.report.results import Comparison, Row
+from xfer.store.files import VOC_METRICS
+from xfer.store.records import Trial, label
 
 START, END = "<!-- START TABLE -->", "</tbody></table>"
 FLAG_NOTE = ("`*`: ours and the published mean differ beyond the noise of both: Welch's t-test (two-sided) of our "

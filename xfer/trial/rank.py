@@ -1,4 +1,4 @@
-"""One process of a local trial: ``python -m xfer.rank TRIAL_DIR``, started and owned by ``xfer.local``.
+"""One process of a local trial: ``python -m xfer.trial.rank TRIAL_DIR``, started and owned by ``xfer.launch.local``.
 
 The launcher passes the process's place in the group through the environment (as torchrun does):
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, and
@@ -40,9 +40,9 @@ def main(argv: list[str]) -> int:
     env = os.environ
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"[%(asctime)s r{env['RANK']}] %(name)s %(levelname)s: %(message)s")  # fmt: skip
-    from xfer import engine, trial
+    from xfer.trial import engine, runner
 
-    me = trial.Rank(
+    me = runner.Rank(
         rank=int(env["RANK"]),
         world_size=int(env["WORLD_SIZE"]),
         local_rank=int(env["LOCAL_RANK"]),
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     )
     devices = env.get("XFER_DEVICES", "").split(",")
     try:
-        trial.run_rank(Path(argv[1]), me, stop.is_set, {"devices": devices, "started_unix": started})
+        runner.run_rank(Path(argv[1]), me, stop.is_set, {"devices": devices, "started_unix": started})
     except engine.Interrupted as e:
         print(f"rank {me.rank}: {e}", flush=True)
         return INTERRUPTED

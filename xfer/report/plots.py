@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xfer.results import Row
+from xfer.report.results import Row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

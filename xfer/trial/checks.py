@@ -11,8 +11,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import benchmarks, convert, devices, identity, recipe
-from xfer.convert import LAYOUTS
+from xfer import benchmarks
+from xfer.store import identity
+from xfer.store.identity import no_weights
+from xfer.trial import convert, devices, recipe
+from xfer.trial.convert import LAYOUTS
 
 
 class InputError(Exception):
@@ -24,19 +27,6 @@ class InputError(Exception):
 
 
 NO_FORMAT = "none"  # the ``pretrain.format`` of a pretrain without weights (``conf/pretrain/scratch.yaml``)
-
-
-def no_weights(cfg: DictConfig) -> bool:
-    """Whether the trial has no checkpoint and trains from detectron2's own initialisation (random init).
-
-    The one rule, so that every stage agrees: ``pretrain.weights`` is null (``pretrain=scratch``, or any
-    pretrain with ``pretrain.weights=null``). Such a trial is hashed, converted and checked for nothing; its
-    weights id is ``identity.NO_WEIGHTS``. A path that cannot be resolved is not "no weights": the checks
-    name it instead of training from random init by mistake."""
-    try:
-        return cfg.pretrain.weights is None
-    except OmegaConfBaseException:
-        return False
 
 
 def _weights_problem(cfg: DictConfig) -> str | None:

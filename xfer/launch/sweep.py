@@ -1,11 +1,11 @@
 """A sweep: compose every trial, check them all, then run them here or submit them, then collect.
 
-Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.validate``;
+Nothing runs until every trial of the sweep has composed and passed the checks in ``xfer.trial.checks``;
 problems are reported together (each once) and the launch exits with status 2. Each trial's folder is
-derived from its identity (``xfer.identity``: setting, weights content, seed), so its weights must be
+derived from its identity (``xfer.store.identity``: setting, weights content, seed), so its weights must be
 there to be found. Trials with a readable ``result.json`` are skipped and need not pass the checks (their
 dataset may be gone). Each trial to run gets its composed config written as ``trial.yaml`` in its
-folder; ``xfer.local`` runs those here, SLURM there. One failing trial does not stop the others; the
+folder; ``xfer.launch.local`` runs those here, SLURM there. One failing trial does not stop the others; the
 table is written from whatever finished.
 """
 
@@ -27,10 +27,14 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer import collect, devices, files, identity, local, recipe, slurm, status, trial, validate
-from xfer import plan as xfer_plan
-from xfer.files import RESULT
-from xfer.results import Setting
+from xfer import smoke
+from xfer.launch import local, slurm
+from xfer.launch import plan as xfer_plan
+from xfer.report import collect
+from xfer.store import files, identity
+from xfer.store.files import RESULT
+from xfer.store.records import Setting, label
+from xfer.trial import checks, devices, recipe, runner
 
 log = logging.getLogger(__name__)
 SEED = re.compile(r"^seed=\d+$")
@@ -57,7 +61,7 @@ class PlannedTrial:
     @property
     def setting(self) -> Setting:
         """What the trial measures: its setting (named by the overrides that change results) and weights."""
-        return trial.setting_of(self.cfg, identity.setting_overrides(self.overrides), self.sha256)
+        return runner.setting_of(self.cfg, identity.setting_overrides(self.overrides), self.sha256)
 
 
 def activate(p: PlannedTrial) -> DictConfig:
@@ -78,17 +82,18 @@ def inputs(cfg: DictConfig) -> tuple[str | None, str]:
     """(content hash of the trial's weights or None, error): a generated benchmark's inputs are made first
     (its weights must exist to be hashed). Missing weights get no hash; check() names the problem."""
     try:
-        trial.prepare(cfg)
+        if cfg.benchmark.generate:  # a generated benchmark (smoke): its dataset and this pretrain's weights
+            smoke.prepare(cfg)
     except Exception as e:  # generation of smoke inputs failed: report, don't run
         return None, f"could not generate the {cfg.benchmark.name} inputs: {type(e).__name__}: {e}"
     try:
-        return trial.weights_sha256(cfg), ""
+        return runner.weights_sha256(cfg), ""
     except (OSError, OmegaConfBaseException):
         return None, ""
 
 
 def locate(p: PlannedTrial, sweep_dir: Path) -> PlannedTrial:
-    """Set the trial's folder from its identity (``xfer.identity``): setting, weights content, seed."""
+    """Set the trial's folder from its identity (``xfer.store.identity``): setting, weights content, seed."""
     s = p.setting
     p.dir = identity.trial_dir(sweep_dir, identity.setting_dirname(s.backbone, s.pretrain, s.overrides), p.sha256,
                                p.cfg.seed)  # fmt: skip
@@ -137,7 +142,7 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
         checked.add(id(p.cfg))
         activate(p)
         mine = [p.inputs_error] if p.inputs_error else []
-        mine += validate.problems(p.cfg, here)
+        mine += checks.problems(p.cfg, here)
         if p.sha256 is None and not mine:  # validate names missing weights; anything else that stops hashing:
             mine.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "
                         "content hash names the trial's folder).")  # fmt: skip
@@ -176,7 +181,7 @@ def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str
         redo = files.Redo(cause, None, files.redo_start(p.dir, max_iter)) if dry_run else \
             files.set_aside_damaged(p.dir, max_iter)
         if redo:
-            lines.append(redo.describe(status.label(p.setting.key, cfg.seed)))
+            lines.append(redo.describe(label(p.setting.key, cfg.seed)))
     return lines
 
 
@@ -191,7 +196,7 @@ def labels(planned: list[PlannedTrial]) -> dict[int, str]:
 
 
 def plan_of(planned: list[PlannedTrial]) -> str:
-    """The dry run's table and estimate (see ``xfer.plan``)."""
+    """The dry run's table and estimate (see ``xfer.launch.plan``)."""
     entries, names = [], labels(planned)
     for p in planned:
         cfg = activate(p)
@@ -295,8 +300,8 @@ def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
     """Hand the trials to this node's queue: each folder gets its ``trial.yaml``, then they run."""
     jobs, names = [], labels(todo)
     for p in todo:
-        trial.write_job(p.dir, task_config(p), p.setting.overrides)
-        jobs.append(local.Job(p.dir, status.label(names[p.idx], p.cfg.seed)))
+        runner.write_job(p.dir, task_config(p), p.setting.overrides)
+        jobs.append(local.Job(p.dir, label(names[p.idx], p.cfg.seed)))
     return local.run(jobs, cfg.cluster, devices.resolve(cfg.trial.device))
 
 
@@ -321,21 +326,21 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     p = locate(PlannedTrial(0, list(overrides), cfg, Path(), None, *inputs(cfg)), Path(sweep_dir))
     if p.done:
         log.info("trial done already, skipping: %s", p.dir / RESULT)
-        return trial.read_result(p.dir)
+        return runner.read_result(p.dir)
     found = check([p])
     if found:
         report_problems(found)
         raise SystemExit(2)
     if not skip_queued_on_slurm([p]):
-        return trial.read_result(p.dir)
+        return runner.read_result(p.dir)
     for line in redo_damaged([p]):
         print(line)
     with open_dict(cfg):
         cfg.pretrain.sha256 = p.sha256
-    trial.write_job(p.dir, cfg, p.setting.overrides)
-    job = local.Job(p.dir, status.label(p.setting.key, cfg.seed))
+    runner.write_job(p.dir, cfg, p.setting.overrides)
+    job = local.Job(p.dir, label(p.setting.key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))
-    return trial.read_result(p.dir)
+    return runner.read_result(p.dir)
 
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from xfer.files import file_state, state_entry, write_text_atomic
+from xfer.store.files import file_state, state_entry, write_text_atomic
 
 ID_CHARS = 12  # hex digits of the sha256 in folder names and tables (48 bits: no collision in practice)
 DIGESTS = "sha256"  # folder under paths.cache holding one digest per (resolved path, size, mtime_ns)
@@ -124,3 +124,18 @@ def _read_digest(entry: Path) -> str | None:
     except OSError:
         return None
     return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
+
+
+def no_weights(cfg) -> bool:
+    """Whether the trial has no checkpoint and trains from detectron2's own initialisation (random init).
+
+    The one rule, so that every stage agrees: ``pretrain.weights`` is null (``pretrain=scratch``, or any
+    pretrain with ``pretrain.weights=null``). Such a trial is hashed, converted and checked for nothing; its
+    weights id is ``identity.NO_WEIGHTS``. A path that cannot be resolved is not "no weights": the checks
+    name it instead of training from random init by mistake."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return cfg.pretrain.weights is None
+    except OmegaConfBaseException:
+        return False

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xfer.results import Setting, Trial
+    from xfer.store.records import Setting, Trial
 
 
 def seed_order(t: Trial) -> tuple:

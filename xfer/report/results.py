@@ -11,12 +11,11 @@ trial counts once however the folders given overlap; two different results for o
 seed) are a conflict, named by path and left out of the statistics, and so is a finished trial that measured
 other metrics than the rest of its setting. Methods on the same benchmark and backbone (and the same other
 overrides) that measured the same metrics are compared pairwise with Welch's t-test. Rendering lives in
-``xfer.formats``, plots in ``xfer.plots``.
+``xfer.report.formats``, plots in ``xfer.report.plots``.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
@@ -27,72 +26,20 @@ from pathlib import Path
 
 import yaml
 
-from xfer import identity, stats
-from xfer.conflicts import one_per_identity, seed_order
-from xfer.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured, result_problem
+from xfer.report import stats
+from xfer.report.conflicts import one_per_identity, seed_order
+from xfer.store import identity
+from xfer.store.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured, result_problem
+from xfer.store.records import Setting, Trial, published_record
 
 STATES = ("done", "failed", "unfinished", "corrupt")
 ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
 
 
 @dataclass(frozen=True)
-class Setting:
-    """What a trial measures; trials that differ only by seed share it and are averaged. ``weights`` is
-    the short content hash of the checkpoint (``xfer.identity``; "" for results of an older xfer): two
-    checkpoints under one pretrain name are two settings, never pooled."""
-
-    benchmark: str
-    backbone: str
-    pretrain: str
-    overrides: str = ""
-    weights: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.benchmark}/{self.backbone}_{self.pretrain}" + (f",{self.overrides}" if self.overrides else "")
-
-    @property
-    def group(self) -> str:
-        """Settings in one group differ only by pretrain and weights: their methods can be compared."""
-        return f"{self.benchmark}/{self.backbone}" + (f",{self.overrides}" if self.overrides else "")
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial folder as collect sees it; ``state`` is one of :data:`STATES`. ``metrics`` of a finished
-    trial are in the order of its result's ``metric_names`` (:attr:`metric_names`)."""
-
-    setting: Setting
-    seed: int | None
-    state: str
-    path: Path
-    metrics: dict | None = None
-    published: dict | None = None
-    label: str = ""  # the pretrain as the seed's README names it, e.g. "ImageNet-1M, DenseCL, 200ep"
-    expected: int = 0  # the benchmark's trials per setting
-    cause: str = ""
-    record: dict = field(default_factory=dict)  # result.json, for the formats that show more
-    conflict: tuple[Path, ...] = ()  # other folders holding a different result for the same setting and seed
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """What the trial measured, in its result's order; () when it has no result."""
-        return tuple(self.metrics or ())
-
-    @functools.cached_property
-    def other_metrics(self) -> dict[str, float]:
-        """The other numbers its result.json holds besides its metric names (COCO: APs, APm, APl of boxes and
-        masks), by name, NaN where the evaluator had nothing to average: not in the table, but in trials.csv and
-        results.json, where analyses look for them."""
-        found = (self.record or {}).get("metrics") or {}
-        return {k: float(v) for k, v in sorted(found.items())
-                if k not in (self.metrics or {}) and isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
-
-
-@dataclass(frozen=True)
 class Row:
     """One setting of the table. ``metric_names``: what its finished trials measured, in their order (all
-    agree, see ``xfer.conflicts.mark_other_metrics``); a setting without a finished trial takes those of its
+    agree, see ``xfer.report.conflicts.mark_other_metrics``); a setting without a finished trial takes those of its
     benchmark's other settings, or VOC's when none finished either (:func:`summarize`). Left out, they are
     the keys of ``stats``."""
 
@@ -178,19 +125,6 @@ class Comparison:
 def _load(path: Path) -> dict:
     with open(path) as f:
         return json.load(f)
-
-
-def published_record(numbers: dict | None, std: dict | None, trials: int | None) -> dict | None:
-    """The published numbers as a trial records them: the seed's means (one key per metric, where the formats
-    read them, and whatever else the pretrain lists) and, where the benchmark states it, their spread: ``std``
-    per metric and ``n``, the trials each mean averages. Without ``std`` nothing is tested against them."""
-    if numbers is None:
-        return None
-    out = dict(numbers)
-    if std and trials:
-        out["std"] = {m: float(v) for m, v in std.items() if v is not None}
-        out["n"] = int(trials)
-    return out
 
 
 def _from_job(path: Path) -> dict:

@@ -1,16 +1,16 @@
 """The trial runner: one Hydra job = convert weights, train, evaluate, write ``result.json``.
 
 The launcher writes the composed config as ``trial.yaml`` into the trial's folder; every process of
-the trial (started by ``xfer.local`` or by SLURM) reads it there and runs :func:`run_rank`.
+the trial (started by ``xfer.launch.local`` or by SLURM) reads it there and runs :func:`run_rank`.
 
-A trial's folder is fixed by its setting, its weights' content and its seed (``xfer.identity``), so running
+A trial's folder is fixed by its setting, its weights' content and its seed (``xfer.store.identity``), so running
 the same command again finds it:
 a ``result.json`` means done (skipped), detectron2's ``last_checkpoint`` means resume from there.
 ``result.json`` is written last and atomically; it carries the metrics and everything needed to
 trust them later (recipe hash, versions, devices, wall time, iterations, weights).
 
-The launcher uses this module's hand-over half (:func:`prepare`, :func:`write_job`) and imports no torch
-(see ``xfer.devices``); torch is imported where a trial process needs it.
+The launcher uses this module's hand-over half (:func:`write_job`) and imports no torch
+(see ``xfer.trial.devices``); torch is imported where a trial process needs it.
 """
 
 from __future__ import annotations
@@ -26,16 +26,19 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from xfer import benchmarks, d2compat, devices, dist, files, identity, recipe, smoke
-from xfer.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
-from xfer.results import Setting, published_record
-from xfer.validate import InputError, no_weights, problems, weights_of
+from xfer import benchmarks, d2compat
+from xfer.store import files, identity
+from xfer.store.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
+from xfer.store.identity import no_weights
+from xfer.store.records import Setting, published_record
+from xfer.trial import devices, dist, recipe
+from xfer.trial.checks import InputError, problems, weights_of
 
 log = logging.getLogger(__name__)
 
 
 def setting_of(cfg: DictConfig, overrides: str = "", sha256: str | None = None) -> Setting:
-    """What the trial measures: its setting (overrides as ``xfer.identity`` derives them) and weights."""
+    """What the trial measures: its setting (overrides as ``xfer.store.identity`` derives them) and weights."""
     return Setting(cfg.benchmark.name, cfg.backbone.name, cfg.pretrain.name, overrides, identity.weights_id(sha256))
 
 
@@ -45,12 +48,6 @@ def weights_sha256(cfg: DictConfig) -> str:
     if no_weights(cfg):
         return identity.NO_WEIGHTS
     return identity.file_sha256(Path(cfg.pretrain.weights), Path(cfg.paths.cache) / identity.DIGESTS)
-
-
-def prepare(cfg: DictConfig) -> None:
-    """Generate what a generated benchmark (smoke) needs: its dataset and this pretrain's weights."""
-    if cfg.benchmark.generate:
-        smoke.prepare(cfg)
 
 
 def published(cfg: DictConfig) -> dict | None:
@@ -84,7 +81,7 @@ def versions() -> dict:
 
 def metrics_record(names: Sequence[str], metrics: dict) -> dict:
     """What ``result.json`` says the trial measured: ``metric_names`` (which metrics, in the order its tables
-    show them: collect, the formats and status go by it, see ``xfer.files.metric_names``), the benchmark's own
+    show them: collect, the formats and status go by it, see ``xfer.store.files.metric_names``), the benchmark's own
     (``xfer.benchmarks``), and ``metrics``, which may hold more (COCO's APs/APm/APl, kept for JSON readers)."""
     return {"metric_names": list(names), "metrics": dict(metrics)}
 
@@ -97,7 +94,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     from detectron2.utils import comm
     from detectron2.utils.logger import setup_logger
 
-    from xfer import engine  # registers the ROI head in this process
+    from xfer.trial import engine  # registers the ROI head in this process
 
     cfg = CfgNode.load_cfg(d2_yaml)
     for name in ("detectron2", "fvcore", "xfer"):  # log.txt (rank 0), log.txt.rankN, and rank 0's stdout
@@ -144,7 +141,6 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     import torch
 
     d2compat.ensure()
-    prepare(cfg)
     found = problems(cfg)
     if found:
         raise InputError(found)
@@ -205,7 +201,7 @@ def _weights(cfg: DictConfig, sha256: str) -> tuple[Path | None, dict, str]:
 
 
 def read_result(out_dir: Path) -> dict | None:
-    """The finished trial's result; None when it has none or a damaged one (see ``xfer.files.read_result``)."""
+    """The finished trial's result; None when it has none or a damaged one (see ``xfer.store.files.read_result``)."""
     return files.read_result(Path(out_dir))
 
 
@@ -222,7 +218,7 @@ def write_job(trial_dir: Path, cfg: DictConfig | dict, overrides: str) -> None:
 
 @dataclass(frozen=True)
 class Rank:
-    """Where one process sits in its trial's process group (from SLURM's or xfer.local's environment)."""
+    """Where one process sits in its trial's process group (from SLURM's or xfer.launch.local's environment)."""
 
     rank: int = 0
     world_size: int = 1

@@ -18,9 +18,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.files import RESULT, checkpoint_iteration, read_json, read_result
-from xfer.locks import lock_held
-from xfer.status import duration
+from xfer.report.status import duration
+from xfer.store.files import RESULT, checkpoint_iteration, read_json, read_result
+from xfer.store.locks import lock_held
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Entry:
 
     def progress(self) -> tuple[str, int]:
         """(state, iterations already trained) from the trial's folder."""
-        if read_result(self.dir) is not None:  # a damaged result.json is not done (xfer.files.read_result)
+        if read_result(self.dir) is not None:  # a damaged result.json is not done (xfer.store.files.read_result)
             return "done", self.max_iter
         last = self.dir / "last_checkpoint"
         done = checkpoint_iteration(last.read_text().strip(), self.max_iter) if last.exists() else 0

@@ -83,7 +83,7 @@ def _plain_pickle(path: Path) -> object:
 
 def load(path: Path, trust: bool = False) -> object:
     """The object stored in a checkpoint file, read safely unless ``trust``. (torch is imported here, not
-    at the top: a launcher whose conversions are cached never reads a checkpoint, see ``xfer.devices``.)"""
+    at the top: a launcher whose conversions are cached never reads a checkpoint, see ``xfer.trial.devices``.)"""
     import torch
 
     path = Path(path)

@@ -5,7 +5,7 @@ GPU, joined into one process group from SLURM's environment (rendezvous address 
 file system, so jobs sharing a node never collide). On SLURM's warning signal (preemption or time limit)
 every rank finishes its iteration, rank 0 saves a detectron2 checkpoint there, and the job requeues
 itself; a requeue without warning resumes from the last periodic checkpoint. Each run of a job (each
-requeue) publishes its own rendezvous address. Rank 0 holds the trial's lock (``xfer.locks``) while the job
+requeue) publishes its own rendezvous address. Rank 0 holds the trial's lock (``xfer.store.locks``) while the job
 trains, so a local launcher never trains the same folder meanwhile; if one already does, the job leaves
 the trial to it. A failed or cancelled trial leaves ``failure.json`` with the cause, unless its
 ``result.json`` was written first (then it is done). Launching the same command again submits only trials
@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xfer.files import FAILURE, SLURM_RECORD, finished, read_json, record_failure
+from xfer.store.files import SLURM_RECORD, read_json
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +123,8 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
            sweep_dirs: list[Path]) -> Submission:  # fmt: skip
     """Submit (trial dir, composed config, overrides) as one array, then the collect job after it, which writes
     the table of each of the sweep's folders (one per benchmark; the logs go under the first)."""
-    from xfer.trial import write_job
+    from xfer.trial.runner import write_job
+    from xfer.trial.slurm_job import TrialJob
 
     sweep_dir = sweep_dirs[0]
     folder = sweep_dir.resolve() / "_slurm"
@@ -170,7 +166,7 @@ def collect_options(cluster: DictConfig, array_id: str) -> dict:
 
 def collect(sweep_dirs: list[str]) -> str:
     """The collect job: in each sweep folder, the table of its finished trials."""
-    from xfer.collect import collect as collect_dir
+    from xfer.report.collect import collect as collect_dir
 
     texts = [collect_dir([Path(d)]).markdown for d in sweep_dirs]
     print("\n".join(texts))
@@ -191,87 +187,3 @@ def wait(job_ids: list[str], poll_s: float = 2.0, unreadable_max: int = 30) -> N
             if failures >= unreadable_max:
                 raise
         time.sleep(poll_s)
-
-
-def this_run() -> str:
-    """What tells this run of the job from its earlier ones: a requeued job keeps its id, but SLURM counts its
-    restarts, and each run's job step has its own launcher (srun) port."""
-    return f"{os.environ.get('SLURM_RESTART_COUNT', '0')}.{os.environ.get('SLURM_STEP_LAUNCHER_PORT', '0')}"
-
-
-class TrialJob:
-    """What each array task runs (in each of its processes): one trial, resumable."""
-
-    def __init__(self, trial_dir: str, max_requeues: int) -> None:
-        self.trial_dir = trial_dir
-        self.max_requeues = max_requeues
-
-    def __call__(self) -> str:
-        import submitit
-
-        from xfer import dist, engine, trial
-        from xfer.locks import take_lock
-
-        env = submitit.JobEnvironment()
-        out = Path(self.trial_dir)
-        rank = env.global_rank
-        handlers = [logging.StreamHandler(sys.stdout)]
-        if rank == 0:
-            handlers.append(logging.FileHandler(out / "job.log"))
-        logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s r{rank}] %(name)s: %(message)s",
-                            handlers=handlers, force=True)  # fmt: skip
-        run = this_run()
-        lock = None
-        if rank == 0:  # rank 0 decides for the whole job whether this run trains; the others follow it
-            lock = take_lock(out)
-            skip = ("another launcher holds the trial's lock (it trains the trial); this job leaves it alone"
-                    if lock is None else "trial done already" if finished(out) else "")  # fmt: skip
-            if skip:
-                log.warning("%s: %s", skip, out)
-                if env.num_tasks > 1:
-                    dist.publish(out / ".rendezvous", env.job_id, run, dist.SKIPPED)
-                if lock is not None:
-                    lock.release()
-                return str(out)
-            (out / FAILURE).unlink(missing_ok=True)
-        stop = threading.Event()
-        signal.signal(env._usr_sig(), lambda *_: stop.set())  # preemption / time-limit warning
-        signal.signal(signal.SIGTERM, self._terminated)
-        try:
-            address = dist.rendezvous(out / ".rendezvous", env.job_id, run, rank) if env.num_tasks > 1 else ""
-            if address is None:
-                log.info("rank 0 does not train this run of the job (see its log); nothing to do")
-                return str(out)
-            me = trial.Rank(rank, env.num_tasks, env.local_rank, env.num_tasks // env.num_nodes, address)
-            info = {"slurm_job_id": env.job_id, "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
-            trial.run_rank(out, me, stop.is_set, info)
-        except engine.Interrupted as e:
-            self._requeue(env, rank, e.iteration)
-        except Exception as e:
-            if finished(out):  # a rank failed in teardown, after result.json was written: the trial is done
-                log.warning("trial done (result.json written), then: %s: %s", type(e).__name__, e)
-                return str(out)
-            if rank == 0:
-                record_failure(out, f"{type(e).__name__}: {e}", traceback.format_exc(), job_id=env.job_id)
-            raise
-        finally:
-            if lock is not None:
-                lock.release()
-        return str(out)
-
-    def _terminated(self, signum, frame) -> None:
-        if not finished(Path(self.trial_dir)):  # a requeue sends it too: status asks SLURM before it reads this
-            record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
-                           job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
-        sys.exit(143)
-
-    def _requeue(self, env, rank: int, iteration: int) -> None:
-        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
-        if rank == 0:
-            if restarts >= self.max_requeues:
-                record_failure(Path(self.trial_dir), f"stopped at iteration {iteration} after {restarts} requeues",
-                               job_id=env.job_id)
-                raise RuntimeError(f"not requeued: {restarts} requeues already (cluster.max_requeues)")
-            log.warning("checkpoint saved at iteration %d; requeueing job %s", iteration, env.job_id)
-            subprocess.run(["scontrol", "requeue", env.job_id], check=True)
-        sys.exit(-1)  # SystemExit, not an error: submitit records no result, so the requeued job runs again

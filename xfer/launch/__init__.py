@@ -1,0 +1,1 @@
+"""Launching: compose, check, plan, and place trials here (local) or on SLURM."""

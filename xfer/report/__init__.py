@@ -1,0 +1,1 @@
+"""Reporting: read the store, write tables, plots and the status view."""

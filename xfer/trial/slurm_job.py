@@ -1,0 +1,105 @@
+"""What each task of a SLURM job array runs, in each of its processes: one trial, resumable.
+
+The launcher (``xfer.launch.slurm``) submits :class:`TrialJob` through submitit; this module is the in-job
+half. Rank 0 takes the trial's lock (``xfer.store.locks``) and decides for the whole job whether this run
+trains; on SLURM's warning signal every rank checkpoints and the job requeues itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from xfer.store.files import FAILURE, finished, record_failure
+
+log = logging.getLogger(__name__)
+
+
+def this_run() -> str:
+    """What tells this run of the job from its earlier ones: a requeued job keeps its id, but SLURM counts its
+    restarts, and each run's job step has its own launcher (srun) port."""
+    return f"{os.environ.get('SLURM_RESTART_COUNT', '0')}.{os.environ.get('SLURM_STEP_LAUNCHER_PORT', '0')}"
+
+
+class TrialJob:
+    """What each array task runs (in each of its processes): one trial, resumable."""
+
+    def __init__(self, trial_dir: str, max_requeues: int) -> None:
+        self.trial_dir = trial_dir
+        self.max_requeues = max_requeues
+
+    def __call__(self) -> str:
+        import submitit
+
+        from xfer.store.locks import take_lock
+        from xfer.trial import dist, engine, runner
+
+        env = submitit.JobEnvironment()
+        out = Path(self.trial_dir)
+        rank = env.global_rank
+        handlers = [logging.StreamHandler(sys.stdout)]
+        if rank == 0:
+            handlers.append(logging.FileHandler(out / "job.log"))
+        logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s r{rank}] %(name)s: %(message)s",
+                            handlers=handlers, force=True)  # fmt: skip
+        run = this_run()
+        lock = None
+        if rank == 0:  # rank 0 decides for the whole job whether this run trains; the others follow it
+            lock = take_lock(out)
+            skip = ("another launcher holds the trial's lock (it trains the trial); this job leaves it alone"
+                    if lock is None else "trial done already" if finished(out) else "")  # fmt: skip
+            if skip:
+                log.warning("%s: %s", skip, out)
+                if env.num_tasks > 1:
+                    dist.publish(out / ".rendezvous", env.job_id, run, dist.SKIPPED)
+                if lock is not None:
+                    lock.release()
+                return str(out)
+            (out / FAILURE).unlink(missing_ok=True)
+        stop = threading.Event()
+        signal.signal(env._usr_sig(), lambda *_: stop.set())  # preemption / time-limit warning
+        signal.signal(signal.SIGTERM, self._terminated)
+        try:
+            address = dist.rendezvous(out / ".rendezvous", env.job_id, run, rank) if env.num_tasks > 1 else ""
+            if address is None:
+                log.info("rank 0 does not train this run of the job (see its log); nothing to do")
+                return str(out)
+            me = runner.Rank(rank, env.num_tasks, env.local_rank, env.num_tasks // env.num_nodes, address)
+            info = {"slurm_job_id": env.job_id, "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
+            runner.run_rank(out, me, stop.is_set, info)
+        except engine.Interrupted as e:
+            self._requeue(env, rank, e.iteration)
+        except Exception as e:
+            if finished(out):  # a rank failed in teardown, after result.json was written: the trial is done
+                log.warning("trial done (result.json written), then: %s: %s", type(e).__name__, e)
+                return str(out)
+            if rank == 0:
+                record_failure(out, f"{type(e).__name__}: {e}", traceback.format_exc(), job_id=env.job_id)
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+        return str(out)
+
+    def _terminated(self, signum, frame) -> None:
+        if not finished(Path(self.trial_dir)):  # a requeue sends it too: status asks SLURM before it reads this
+            record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
+                           job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
+        sys.exit(143)
+
+    def _requeue(self, env, rank: int, iteration: int) -> None:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if rank == 0:
+            if restarts >= self.max_requeues:
+                record_failure(Path(self.trial_dir), f"stopped at iteration {iteration} after {restarts} requeues",
+                               job_id=env.job_id)
+                raise RuntimeError(f"not requeued: {restarts} requeues already (cluster.max_requeues)")
+            log.warning("checkpoint saved at iteration %d; requeueing job %s", iteration, env.job_id)
+            subprocess.run(["scontrol", "requeue", env.job_id], check=True)
+        sys.exit(-1)  # SystemExit, not an error: submitit records no result, so the requeued job runs again
