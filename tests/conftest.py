@@ -75,16 +75,22 @@ def smoke_sweep(tmp_path_factory) -> tuple[Path, Launch]:
     return out, run
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
-    """A real SLURM for the session; skipped only outside CI when its packages are not installed."""
+def start_slurm(root: Path, extra: tuple[str, ...] = ()):
+    """A real SLURM started in ``root`` (``extra``: more slurm.conf lines); skipped only outside CI when its
+    packages are not installed."""
     from tests import slurm_cluster
 
     if not slurm_cluster.available():
         if os.environ.get("CI"):
             pytest.fail("SLURM packages missing in CI: .ci/run installs munge slurmctld slurmd slurm-client")
         pytest.skip("SLURM not installed here (apt-get install munge slurmctld slurmd slurm-client)")
-    cluster = slurm_cluster.SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    return slurm_cluster.SlurmCluster(root, extra).start()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real SLURM for the session, which its clients find through this process's SLURM_CONF."""
+    cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
     old = {k: os.environ.get(k) for k in cluster.env}
     os.environ.update(cluster.env)
     yield cluster
@@ -94,3 +100,12 @@ def slurm(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def small_slurm(tmp_path_factory):
+    """A second real SLURM, with small limits: arrays of at most 5 tasks (MaxArraySize), ended jobs forgotten
+    after 2 s (MinJobAge). Its clients need its ``env`` (the session's SLURM_CONF names the default one)."""
+    cluster = start_slurm(tmp_path_factory.mktemp("small_slurm"), ("MaxArraySize=5", "MinJobAge=2"))
+    yield cluster
+    cluster.stop()

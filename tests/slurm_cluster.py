@@ -28,7 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _conf(root: Path, host: str) -> str:
+def _conf(root: Path, host: str, extra: tuple[str, ...] = ()) -> str:
     return f"""\
 ClusterName=xfertest
 SlurmctldHost={host}(127.0.0.1)
@@ -59,14 +59,17 @@ SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=1
 NodeName={host} NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=other Nodes=ALL Default=NO MaxTime=INFINITE State=UP
-"""
+""" + "".join(f"{line}\n" for line in extra)
 
 
 class SlurmCluster:
-    """Start with :meth:`start`, stop with :meth:`stop`; ``env`` is what clients need."""
+    """Start with :meth:`start`, stop with :meth:`stop`; ``env`` is what clients need. ``extra``: more
+    ``slurm.conf`` lines (``MaxArraySize=5``), after the defaults, which they override (slurmctld keeps a
+    key's last value)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
+        self.extra = tuple(extra)
         self.conf = self.root / "slurm.conf"
         self.env = {"SLURM_CONF": str(self.conf)}
 
@@ -82,7 +85,7 @@ class SlurmCluster:
         subprocess.run([self._sbin("munged"), f"--socket={self.root}/munge.socket", f"--key-file={key}",
                         f"--pid-file={self.root}/munged.pid", f"--log-file={self.root}/munged.log",
                         f"--seed-file={self.root}/munge.seed", "--force"], check=True)  # fmt: skip
-        self.conf.write_text(_conf(self.root, socket.gethostname().split(".")[0]))
+        self.conf.write_text(_conf(self.root, socket.gethostname().split(".")[0], self.extra))
         env = {**os.environ, **self.env}
         subprocess.run([self._sbin("slurmctld"), "-f", str(self.conf)], check=True, env=env)
         subprocess.run([self._sbin("slurmd"), "-f", str(self.conf)], check=True, env=env)

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
 from xfer.report import status
-from xfer.store import files
+from xfer.store import files, locks, queue
 
 
 @pytest.fixture
@@ -51,23 +51,24 @@ def test_status_reads_every_state_from_disk(every_state):
 
 def test_a_held_lock_means_running(every_state):
     folder = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed4"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-                               f"lock = FileLock({str(folder / '.lock')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from xfer.store import locks; "
+                               f"lock = locks.take({str(folder.resolve())!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
         assert {s.label: s.state for s in status.scan([every_state])}["voc0712_c4_24k/r50_regioncl_d seed4"] == "running"
     finally:
         holder.kill()
         holder.wait()
-    assert not status.lock_held(folder)
+    assert not locks.held(folder)
 
 
 def test_status_command_prints_the_table(every_state):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": os.path.dirname(sys.executable)}  # no SLURM commands
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", str(every_state)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "2 queued, 1 partial, 1 done, 1 failed, 1 corrupt" in proc.stdout  # the SLURM one is queued too
+    assert "1 queued, 1 partial, 1 done, 1 failed, 1 corrupt, 1 unknown" in proc.stdout  # SLURM's trial: unknown
+    assert "SLURM's queue could not be read: squeue is not on PATH" in proc.stdout
     assert "FloatingPointError: Loss became infinite" in proc.stdout and "unreadable result.json" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", "nope"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "not a folder: nope" in proc.stderr
@@ -110,9 +111,9 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
 def test_slurm_speaks_first_while_it_has_the_job(every_state):
     """Issue 12, item 6: a requeue's SIGTERM leaves failure.json; SLURM still has the job, so it is not failed."""
     failed = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed3"  # has failure.json
-    assert status.on_slurm(status.JobState("PENDING", restarts=1), failed) == "requeued"
-    assert status.on_slurm(status.JobState("PENDING"), failed) == "queued"
-    assert status.on_slurm(status.JobState("RUNNING", restarts=2), failed) == "running"
+    assert status.on_slurm(queue.JobState("PENDING", restarts=1), failed) == "requeued"
+    assert status.on_slurm(queue.JobState("PENDING"), failed) == "queued"
+    assert status.on_slurm(queue.JobState("RUNNING", restarts=2), failed) == "running"
     for ended in ("CANCELLED", "FAILED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", ""):
-        assert status.on_slurm(status.JobState(ended), failed) == ""  # the folder's word then
+        assert status.on_slurm(queue.JobState(ended), failed) == ""  # the folder's word then
     assert status.on_slurm(None, failed) == ""
