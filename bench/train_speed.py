@@ -93,10 +93,15 @@ def bare_main(config: str, datasets: str, out: str, ims: int | None, iters: int 
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
-    from xfer.trial import engine  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+    from xfer.trial import engine  # registers Res5ROIHeadsExtraNorm
 
     class Bare(DefaultTrainer):
-        """detectron2's DefaultTrainer; only its writers match xfer's (no TensorBoard dependency)."""
+        """detectron2's DefaultTrainer; only its writers match xfer's (no TensorBoard dependency), and it reads
+        xfer's converted weights (safetensors), as a trial does."""
+
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            engine.reads_converted(self)
 
         def build_writers(self):
             return [CommonMetricPrinter(self.max_iter), JSONWriter(str(Path(self.cfg.OUTPUT_DIR) / "metrics.json"))]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import torch
 import torchvision
 
@@ -42,6 +43,7 @@ LAYOUTS = {
     "vissl": "vissl", "detectron2": "detectron2", "msra": "msra",
 }  # fmt: skip
 PICKLED = ("msra", "detectron2")  # saved as plain pickles (.pkl), as those codebases do
+OUT = "out.safetensors"  # converted weights as the trials read them (the conversion cache's format)
 NARROW = convert.Widths(stem=64, res2_out=256, bottleneck=8)  # torchvision's resnet50(width_per_group=8)
 
 
@@ -161,7 +163,11 @@ def saved(tmp_path: Path, tv, layout: str) -> Path:
     return src
 
 
-def converted(path):
+def converted(path) -> dict[str, np.ndarray]:
+    """Converted weights read back by the format's own library: safetensors', or pickle for the detectron2
+    pickle ``python -m xfer convert`` writes for a ``.pkl`` name."""
+    if Path(path).suffix == ".safetensors":
+        return safetensors.numpy.load_file(str(path))
     payload = pickle.loads(Path(path).read_bytes())
     assert payload["matching_heuristics"] is True and payload["__author__"].startswith("xfer")
     return payload["model"]
@@ -181,9 +187,9 @@ def assert_is_detectron2s_resnet(model: dict, tv: dict, depth: int, widths: conv
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_each_layout_converts_to_detectron2s_own_resnet(tmp_path, tv, layout):
-    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / "out.pkl")
+    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
     assert report.layout == LAYOUTS[layout] and report.depth == 50 and report.widths == NARROW
-    model = converted(tmp_path / "out.pkl")
+    model = converted(tmp_path / OUT)
     assert report.converted == len(detectron2_resnet(50, NARROW)) == 265
     assert_is_detectron2s_resnet(model, tv, 50, NARROW, msra=layout == "msra")
     # spelled out: the first block's conv and its BN, the stem's BN, the shortcut, the last res5 conv
@@ -200,11 +206,11 @@ def test_names_follow_the_seed_script():
 
 
 def test_report_says_what_was_dropped(tmp_path, tv):
-    report = convert.convert_file(saved(tmp_path, tv, "moco"), tmp_path / "out.pkl")
+    report = convert.convert_file(saved(tmp_path, tv, "moco"), tmp_path / OUT)
     counted = [k for k in tv if not k.endswith("num_batches_tracked")]  # BN step counters are not weights
     assert report.dropped == {"fc": 2, "module.encoder_k": len(counted), "module.queue": 1} and len(counted) == 267
     assert report.convention == "rgb_torchvision" and "module.encoder_q." in report.summary()
-    assert convert.read_report(tmp_path / "out.pkl") == report
+    assert convert.read_report(tmp_path / OUT) == report
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +222,9 @@ def full_size():
                                           (101, "msra")])  # fmt: skip
 def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
     tv = full_size[depth]
-    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / "out.pkl")
+    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
     assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), LAYOUTS[layout])
-    model = converted(tmp_path / "out.pkl")
+    model = converted(tmp_path / OUT)
     assert len(model) == {50: 265, 101: 520}[depth]
     assert_is_detectron2s_resnet(model, tv, depth, convert.Widths(), msra=layout == "msra")
 
@@ -236,9 +242,9 @@ def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tv, edit, messa
     tv = dict(tv)
     edit(tv)
     with pytest.raises(convert.ConversionError, match="incomplete weights") as e:
-        convert.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / "out.pkl")
+        convert.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / OUT)
     assert message in str(e.value) and "read as openselfsup" in str(e.value)
-    assert not (tmp_path / "out.pkl").exists()
+    assert not (tmp_path / OUT).exists() and not (tmp_path / "out.json").exists()
 
 
 def test_forced_format_that_does_not_fit_names_what_the_keys_look_like(tmp_path, tv):
@@ -269,6 +275,9 @@ def test_cache_converts_once_per_file_and_format(tmp_path, tv):
 
 
 def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
+    """Through the trial's loader (engine.Checkpointer, reading the cache's safetensors), and into exactly the
+    model detectron2's own loader makes of the same conversion as a model-zoo ``.pkl`` (the format xfer's
+    cache held before), every tensor of it, the heads' random init included (same seed)."""
     from tests.test_recipe import composed
     from xfer import d2compat
     from xfer.trial import engine, recipe
@@ -277,19 +286,43 @@ def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    convert.convert_file(saved(tmp_path, tv, "vissl"), tmp_path / "w.pkl")
+    src = saved(tmp_path, tv, "vissl")
+    convert.convert_file(src, tmp_path / "w.safetensors")
+    convert.convert_file(src, tmp_path / "w.pkl")
     widths = ("+d2.MODEL.RESNETS.STEM_OUT_CHANNELS=64", "+d2.MODEL.RESNETS.RES2_OUT_CHANNELS=256")  # NARROW
-    cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom", *widths), tmp_path / "w.pkl", tmp_path, "cpu")
+    cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom", *widths), tmp_path / "w.safetensors", tmp_path,
+                       "cpu")  # fmt: skip
+    torch.manual_seed(0)
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(str(tmp_path / "w.pkl"))
-    assert engine.verify_loaded(model, str(tmp_path / "w.pkl")) == 265
+    engine.Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    assert engine.verify_loaded(model, cfg.MODEL.WEIGHTS) == 265
     state = model.state_dict()
     torch.testing.assert_close(state["roi_heads.res5.2.conv3.weight"], tv["layer4.2.conv3.weight"], rtol=0, atol=0)
     torch.testing.assert_close(state["backbone.stem.conv1.weight"], tv["conv1.weight"], rtol=0, atol=0)
+    torch.manual_seed(0)
+    zoo = build_model(cfg)
+    DetectionCheckpointer(zoo).load(str(tmp_path / "w.pkl"))
+    assert state.keys() == zoo.state_dict().keys()
+    for key, value in zoo.state_dict().items():
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
     with torch.no_grad():
         model.roi_heads.res5[1].conv2.weight.add_(1.0)  # as if detectron2 had placed it wrongly
     with pytest.raises(engine.WeightsNotLoaded, match=r"1 pretrained tensors .*roi_heads\.res5\.1\.conv2\.weight"):
-        engine.verify_loaded(model, str(tmp_path / "w.pkl"))
+        engine.verify_loaded(model, cfg.MODEL.WEIGHTS)
+
+
+def test_a_tensor_stored_transposed_converts_to_its_values(tmp_path, tv):
+    """safetensors writes an array's memory as it lies: a tensor saved as a transposed view (not contiguous)
+    must still come out with its values, not its memory order."""
+    state = dict(tv)
+    w = state["layer1.0.conv2.weight"]  # (8, 8, 3, 3): stored as a permuted view of another layout
+    state["layer1.0.conv2.weight"] = w.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    assert not state["layer1.0.conv2.weight"].is_contiguous() and torch.equal(state["layer1.0.conv2.weight"], w)
+    src = tmp_path / "transposed.pth"
+    torch.save({"state_dict": state}, src)
+    assert not torch.load(src, weights_only=True)["state_dict"]["layer1.0.conv2.weight"].is_contiguous()
+    convert.convert_file(src, tmp_path / OUT)
+    np.testing.assert_array_equal(converted(tmp_path / OUT)["res2.0.conv2.weight"], w.numpy())
 
 
 def test_convert_command(tmp_path, tv):
@@ -298,6 +331,7 @@ def test_convert_command(tmp_path, tv):
     ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "layout moco" in ok.stdout and "265 tensors converted" in ok.stdout and "rgb_torchvision" in ok.stdout
+    assert len(converted(tmp_path / "o.pkl")) == 265  # a detectron2 model-zoo pickle, for detectron2 elsewhere
     bad = subprocess.run([*cmd, "--depth", "101"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "is a ResNet-50, not ResNet-101" in bad.stderr
-    assert not (tmp_path / "o.pkl").exists()
+    assert not (tmp_path / "o.pkl").exists() and not (tmp_path / "o.json").exists()

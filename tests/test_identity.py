@@ -100,13 +100,14 @@ def test_missing_weights_stop_the_launch_before_any_trial_folder(tmp_path, multi
 
 
 def test_a_digest_is_read_once_and_kept_on_disk(tmp_path):
-    """Planning again must not read a checkpoint of hundreds of MB: the digest is kept, keyed by the
-    resolved path, size and mtime. Shown by content changed behind the key's back (same size and mtime):
-    a fresh process still answers the first content's hash, so it did not read the file."""
+    """Planning again must not read a checkpoint of hundreds of MB: the digest is kept on disk under the file's
+    state. Shown by an entry changed behind the file's back: a fresh process answers it, so it did not read the
+    file. A damaged entry is computed again; and content rewritten at the same size with the old modification
+    time put back (as ``cp -p``, ``rsync -t`` and ``tar`` do) is a new state, read again."""
     ckpt, store = tmp_path / "ckpt.pth", tmp_path / "digests"
     ckpt.write_bytes(b"A" * 4096)
-    code = "import sys; from pathlib import Path; from xfer.store import identity; " \
-           "print(identity.file_sha256(Path(sys.argv[1]), Path(sys.argv[2])))"  # fmt: skip
+    code = "import sys; from pathlib import Path; from xfer.store import digests; " \
+           "print(digests.file_sha256(Path(sys.argv[1]), Path(sys.argv[2])))"  # fmt: skip
 
     def fresh() -> str:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -115,11 +116,15 @@ def test_a_digest_is_read_once_and_kept_on_disk(tmp_path):
 
     first = hashlib.sha256(b"A" * 4096).hexdigest()
     assert fresh() == first
+    (entry,) = store.iterdir()
+    entry.write_text(entry.read_text().replace(first, "f" * 64))
+    assert fresh() == "f" * 64  # from the store: the file was not read again
+    entry.write_text(entry.read_text()[:40])  # damaged (a truncated entry): read the file
+    assert fresh() == first and entry.read_text().startswith(first)
     st = ckpt.stat()
     ckpt.write_bytes(b"B" * 4096)
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert fresh() == first  # from the store: the file was not read again
-    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # as any rewrite does
+    assert (ckpt.stat().st_size, ckpt.stat().st_mtime_ns, ckpt.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
     assert fresh() == hashlib.sha256(b"B" * 4096).hexdigest()
 
 
@@ -144,7 +149,7 @@ def test_collect_keeps_two_checkpoints_of_one_pretrain_apart_and_reads_old_resul
         written(tmp_path, "mine", seed, m, ep200)
     written(tmp_path, "densecl", 0, (79.0, 49.0, 54.0), None)  # an older xfer's result: no hash
     written(tmp_path, "densecl", 1, (78.0, 48.0, 53.0), None)
-    report = collect.collect([tmp_path / "smoke"], plots=False)
+    report = collect.collect([tmp_path / "smoke"], plots=False, compare="all")  # no baseline here: every pair
     lines = {line for line in report.markdown.splitlines() if line.startswith("| smoke/")}
     assert any(line.startswith("| smoke/r50_mine | 2/5 | 80.50 ") and line.endswith("| 111111111111 |") for line in lines)
     assert any(line.startswith("| smoke/r50_mine | 2/5 | 82.50 ") and line.endswith("| 222222222222 |") for line in lines)

@@ -122,7 +122,7 @@ def test_a_scratch_trial_trains_from_no_checkpoint(scratch_sweep):
     cache = scratch_sweep / "_cache"
     made = sorted(p.name for p in (cache / "smoke_fast" / "weights").iterdir() if not p.name.endswith((".lock", ".spec")))
     assert made == ["densecl_r50.pth"]  # no checkpoint generated for scratch
-    assert len(list((cache / "converted").glob("*.pkl"))) == 1  # densecl's, nothing for scratch
+    assert len(list((cache / "converted").glob("*.safetensors"))) == 1  # densecl's, nothing for scratch
     # Same seed, same heads (built alike), another backbone: the first iteration's losses differ.
     assert first_losses(folder) != first_losses(densecl)
 

@@ -61,6 +61,7 @@ def _convert(args: argparse.Namespace) -> int:
         return 2
     if args.depth and report.depth != args.depth:
         args.output.unlink()
+        args.output.with_suffix(".json").unlink(missing_ok=True)  # its report
         print(f"error: {args.input} is a ResNet-{report.depth}, not ResNet-{args.depth}", file=sys.stderr)
         return 2
     print(f"{args.output}: {report.summary()}; input convention: {report.convention or 'unknown'}")
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watch", action="store_true", help="keep the table current until Ctrl-C")
     p.add_argument("--every", type=float, default=2.0, help="seconds between refreshes with --watch")
     p.set_defaults(run=_status)
-    p = sub.add_parser("convert", help="checkpoint -> detectron2 weights (.pkl), strictly checked")
+    p = sub.add_parser("convert", help="checkpoint -> detectron2 weights, strictly checked")
     p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path)
+    p.add_argument("output", type=Path, help="a .safetensors (data only, as xfer's trials read it) or a .pkl "
+                                             "(detectron2's model-zoo pickle, for detectron2 elsewhere)")
     p.add_argument("--format", default="auto", help="layout of the input (default: detect)")
     p.add_argument("--prefix", default=None, help="strip this prefix to find torchvision-named ResNet keys")
     p.add_argument("--depth", type=int, help="insist on this ResNet depth")

@@ -4,7 +4,7 @@ registered under the config's root, and evaluated for box and mask AP (see ``xfe
 Names and files are detectron2's (``coco_2017_train`` is ``coco/train2017`` with
 ``coco/annotations/instances_train2017.json`` under ``$DETECTRON2_DATASETS``), plus DenseCL's 10% split
 ``coco_2017_train_0.1``. A real instances JSON is hundreds of MB: the launcher reads each file once and keeps
-what it found under ``paths.cache``, keyed by the file's path, size and modification time; whether the
+what it found under ``paths.cache``, keyed by the file's state (``xfer.store.digests``); whether the
 images it lists are there is checked on every launch.
 """
 
@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xfer import d2compat
-from xfer.store.files import file_state, state_entry, write_text_atomic
+from xfer.store.digests import file_state, state_entry
+from xfer.store.files import write_text_atomic
 
 SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coco"], and DenseCL's train_net.py
     "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),
@@ -76,13 +77,16 @@ def json_problems(json_file: Path) -> tuple[list[str], list, list[str]]:
 
 
 def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str]]:
-    """:func:`json_problems`, kept on disk per (path, size, mtime) of the JSON: a launch parses it at most once."""
+    """:func:`json_problems`, kept on disk per state of the JSON (``xfer.store.digests.file_state``): a launch
+    parses it at most once. A damaged entry is parsed again."""
     if cache is None:
         return json_problems(json_file)
     entry = state_entry(Path(cache) / "coco_checks", file_state(json_file)).with_suffix(".json")
-    if entry.is_file():
+    try:
         kept = json.loads(entry.read_text())
         return kept["problems"], kept["categories"], kept["files"]
+    except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged: parse the JSON again
+        pass
     found, categories, files = json_problems(json_file)
     entry.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(entry, json.dumps({"problems": found, "categories": categories, "files": files}))

@@ -8,7 +8,6 @@ then a rename), so a reader or a killed writer never leaves half a file behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -31,22 +30,35 @@ KEEP_CHECKPOINTS = ("final", "all", "none")  # trial.keep_checkpoints: what a fi
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """``path`` holds ``text`` whole or keeps what it held: a temporary file, flushed to disk (fsync) before
+    the rename, so a crash or power loss right after never leaves an empty or half-written file under the
+    name. The folder is synced too (best effort) so the rename itself survives."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
-def file_state(path: Path) -> tuple[str, int, int]:
-    """(resolved path, size, modification time in ns): a file in the same state has not changed since it was
-    read (rewriting a file updates its mtime). What is slow to read from a file is kept under that state."""
-    resolved = Path(path).resolve()
-    st = resolved.stat()
-    return str(resolved), st.st_size, st.st_mtime_ns
-
-
-def state_entry(folder: Path, state: tuple[str, int, int]) -> Path:
-    """The file under ``folder`` that keeps what was read from a file in ``state`` (:func:`file_state`)."""
-    return Path(folder) / hashlib.sha256(repr(state).encode()).hexdigest()[:32]
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; best effort: some file systems refuse it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

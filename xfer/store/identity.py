@@ -30,8 +30,6 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from xfer.store.files import file_state, state_entry, write_text_atomic
-
 ID_CHARS = 12  # hex digits of the sha256 in folder names and tables (48 bits: no collision in practice)
 DIGESTS = "sha256"  # folder under paths.cache holding one digest per (resolved path, size, mtime_ns)
 NO_WEIGHTS = "none"  # the digest and weights id of a trial without weights (random init); not hex, so no
@@ -91,39 +89,6 @@ def weights_dirname(sha256: str | None) -> str:
 def trial_dir(sweep_dir: Path, setting: str, sha256: str | None, seed: object) -> Path:
     """``<sweep_dir>/<setting>/w-<weights id>/seed<N>``: the one place a trial's folder is derived."""
     return Path(sweep_dir) / setting / weights_dirname(sha256) / f"seed{seed}"
-
-
-_SEEN: dict[tuple[str, int, int], str] = {}  # this process's digests
-
-
-def file_sha256(path: Path, store: Path | None = None) -> str:
-    """sha256 of a file's content, read at most once per process for an unchanged file, and at most once
-    at all when ``store`` (a folder) keeps digests between processes. An unchanged file is one with the
-    same resolved path, size and modification time (ns); rewriting a file updates its mtime."""
-    key = file_state(path)  # FileNotFoundError: the caller says where the weights were looked for
-    if key in _SEEN:
-        return _SEEN[key]
-    entry = state_entry(store, key) if store else None
-    digest = _read_digest(entry) if entry else None
-    if digest is None:
-        h = hashlib.sha256()
-        with open(key[0], "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
-        if entry:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(entry, f"{digest} {key[1]} {key[2]} {key[0]}\n")
-    _SEEN[key] = digest
-    return digest
-
-
-def _read_digest(entry: Path) -> str | None:
-    try:
-        digest = entry.read_text().split(" ", 1)[0]
-    except OSError:
-        return None
-    return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
 
 
 def no_weights(cfg) -> bool:

@@ -6,6 +6,9 @@ places. xfer therefore reads PyTorch files with torch's weights-only unpickler a
 NumPy arrays and scalars, containers, and ``argparse.Namespace`` (training scripts store their args).
 Anything else is refused before it is constructed. ``trust=True`` lifts this for a file the user vouches
 for, and says so loudly.
+
+xfer's own converted weights (``xfer.trial.convert``) are safetensors files (:data:`SAFETENSORS`): a JSON
+header and raw tensor bytes, a format with nothing in it that could run, whoever wrote the file.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ log = logging.getLogger(__name__)
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.dtypes")
 _NUMPY_NAMES = {"_reconstruct", "scalar", "ndarray", "dtype"}
+
+
+SAFETENSORS = ".safetensors"  # the suffix of safetensors files, read as such by :func:`load`
 
 
 class CheckpointError(ValueError):
@@ -81,6 +87,28 @@ def _plain_pickle(path: Path) -> object:
         return _RestrictedUnpickler(f, encoding="latin1").load()
 
 
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file, as NumPy arrays; CheckpointError when it is not a sound one."""
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors' own errors, OSError, dtypes NumPy lacks (bfloat16)
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of a safetensors file, from its header alone (which safetensors checks
+    against the file's size); CheckpointError when it is not a sound one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+
+
 def load(path: Path, trust: bool = False) -> object:
     """The object stored in a checkpoint file, read safely unless ``trust``. (torch is imported here, not
     at the top: a launcher whose conversions are cached never reads a checkpoint, see ``xfer.trial.devices``.)"""
@@ -91,6 +119,8 @@ def load(path: Path, trust: bool = False) -> object:
         raise CheckpointError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
+    if path.suffix == SAFETENSORS:  # nothing to trust or distrust: the format holds no code
+        return read_safetensors(path)
     if trust:
         log.warning("UNPICKLING %s FULLY (trust=true): any code inside it runs now", path)
         try:

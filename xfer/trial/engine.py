@@ -18,9 +18,11 @@ import torch
 
 from xfer import benchmarks, d2compat
 from xfer.store.files import PROGRESS, write_json_atomic
+from xfer.trial.checkpoint import SAFETENSORS, read_safetensors
 
 d2compat.ensure()
 
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
 from detectron2.engine import defaults as d2_defaults  # noqa: E402
 from detectron2.layers import get_norm  # noqa: E402
@@ -38,15 +40,13 @@ class WeightsNotLoaded(RuntimeError):
 
 def verify_loaded(model, weights_file: str) -> int:
     """Every converted tensor must now sit, unchanged, in the model's backbone (C4) or its res5 ROI head, or in
-    the FPN backbone's bottom-up ResNet.
+    the FPN backbone's bottom-up ResNet (``weights_file``: xfer's converted weights, a safetensors file).
 
     detectron2 matches names heuristically and only warns about what it could not place; a trial that
     started from random init would report a worse method. Returns the number of tensors checked."""
-    from xfer.trial.checkpoint import load
-
     model = getattr(model, "module", model)  # unwrap DDP
     state = model.state_dict()
-    wrong, weights = [], load(Path(weights_file))["model"]
+    wrong, weights = [], read_safetensors(Path(weights_file))
     for key, value in weights.items():
         # C4: the trunk in backbone.*, res5 in the ROI head; FPN: the whole ResNet in backbone.bottom_up.*
         places = (f"roi_heads.{key}", f"backbone.bottom_up.{key}") if key.startswith("res5.") else ()
@@ -64,6 +64,25 @@ def verify_loaded(model, weights_file: str) -> int:
     return len(weights)
 
 
+class Checkpointer(DetectionCheckpointer):
+    """detectron2's checkpointer, reading xfer's converted weights too: a safetensors file, read as data
+    (``xfer.trial.checkpoint``) and handed to detectron2's loader as it hands on its model-zoo ``.pkl`` (same
+    names, same name-matching heuristics, so the same model); any other file (a trial's own ``model_*.pth``)
+    as detectron2 reads it. detectron2 itself would torch.load the safetensors file, and fail."""
+
+    def _load_file(self, filename):
+        if not str(filename).endswith(SAFETENSORS):
+            return super()._load_file(filename)
+        return {"model": read_safetensors(Path(filename)), "__author__": "xfer", "matching_heuristics": True}
+
+
+def reads_converted(trainer: DefaultTrainer) -> None:
+    """Make a DefaultTrainer's checkpointer a :class:`Checkpointer`. DefaultTrainer builds its
+    DetectionCheckpointer inline and gives that very object to its checkpoint hook, so the object's class is
+    changed in place (the subclass adds one method and no state)."""
+    trainer.checkpointer.__class__ = Checkpointer
+
+
 @ROI_HEADS_REGISTRY.register()
 class Res5ROIHeadsExtraNorm(Res5ROIHeads):
     """Res5 ROI head with an extra norm layer after res5, as in the MoCo paper's detection recipe."""
@@ -76,8 +95,12 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json only."""
+    """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json only,
+    reading xfer's converted weights (:class:`Checkpointer`)."""
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        reads_converted(self)
 
     def build_hooks(self):
         """detectron2's hooks without periodic evaluation, and with its writers every 20 iterations or, for
@@ -179,7 +202,7 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc"
         trainer.register_hooks([StopOnRequest(stop)])
     trainer.resume_or_load(resume=True)
     start, trained = trainer.start_iter, 0
-    if start == 0 and cfg.MODEL.WEIGHTS.endswith(".pkl"):  # fresh from the pretrained weights
+    if start == 0 and cfg.MODEL.WEIGHTS.endswith(SAFETENSORS):  # fresh from the pretrained weights
         log.info("verified: all %d pretrained tensors loaded", verify_loaded(trainer.model, cfg.MODEL.WEIGHTS))
     elif start == 0 and not cfg.MODEL.WEIGHTS:  # pretrain.weights null: nothing was loaded, on purpose
         log.info("random init: no pretrained weights (MODEL.WEIGHTS ''), training from detectron2's own initialisation")

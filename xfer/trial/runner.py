@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xfer import benchmarks, d2compat
 from xfer.store import files, identity
+from xfer.store.digests import file_sha256
 from xfer.store.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
 from xfer.store.identity import no_weights
 from xfer.store.records import Setting, published_record
@@ -42,12 +43,16 @@ def setting_of(cfg: DictConfig, overrides: str = "", sha256: str | None = None) 
     return Setting(cfg.benchmark.name, cfg.backbone.name, cfg.pretrain.name, overrides, identity.weights_id(sha256))
 
 
-def weights_sha256(cfg: DictConfig) -> str:
-    """The content hash of the trial's weights (digests kept under ``paths.cache``); OSError when unreadable.
-    A trial without weights (random init) reads no file: its id is ``identity.NO_WEIGHTS``."""
+def weights_sha256(cfg: DictConfig, cached: bool = True) -> str:
+    """The content hash of the trial's weights; OSError when unreadable. ``cached``: as kept under
+    ``paths.cache`` (the launcher plans with it); else read from the file now (the trial job checks its
+    weights against the launcher's plan so, trusting no cache). A trial without weights (random init)
+    reads no file: its id is ``identity.NO_WEIGHTS``."""
     if no_weights(cfg):
         return identity.NO_WEIGHTS
-    return identity.file_sha256(Path(cfg.pretrain.weights), Path(cfg.paths.cache) / identity.DIGESTS)
+    if not cached:
+        return file_sha256(Path(cfg.pretrain.weights), reread=True)
+    return file_sha256(Path(cfg.pretrain.weights), Path(cfg.paths.cache) / identity.DIGESTS)
 
 
 def published(cfg: DictConfig) -> dict | None:
@@ -144,7 +149,7 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     found = problems(cfg)
     if found:
         raise InputError(found)
-    sha256 = weights_sha256(cfg)
+    sha256 = weights_sha256(cfg, cached=False)
     planned = cfg.pretrain.get("sha256")
     if planned and sha256 != planned:  # the folder was chosen for other content: training here would mix them
         raise InputError([f"pretrain {cfg.pretrain.name}: {cfg.pretrain.weights} changed since the launch (sha256 "
