@@ -24,7 +24,7 @@ from scipy.stats import ttest_ind, ttest_ind_from_stats
 from tests.test_results import DENSE_VALUES, DENSECL, REGION_VALUES, REGIONCL, by_hand, cell, column, trial
 from xfer import benchmarks
 from xfer.launch import local
-from xfer.report import collect, formats, plots, results, status
+from xfer.report import collect, comparisons, formats, plots, results, status
 from xfer.store import files
 from xfer.trial import runner as runner
 
@@ -217,10 +217,10 @@ def test_comparisons_only_between_rows_of_the_same_metrics_with_scipys_welch_p(m
     coco(cc, "scratch", 0, BASE[:6], names=COCO[:6])  # same group, box metrics only (another evaluator)
     coco(cc, "scratch", 1, tuple(b + 1 for b in BASE[:6]), names=COCO[:6])
     rows = results.summarize(results.read_trials([voc, cc]))
-    comparisons = {(c.group, c.b, c.a): c for c in results.compare(rows)}
-    assert set(comparisons) == {(f"{BENCH}/r50", "mocov2", "densecl"),  # scratch: other metrics; byol: no trial
-                                ("voc0712_c4_24k/r50", "regioncl_d", "densecl")}  # and none across benchmarks
-    cmp = comparisons[(f"{BENCH}/r50", "mocov2", "densecl")]
+    compared = {(c.group, c.b, c.a): c for c in comparisons.compare(rows, "all")}
+    assert set(compared) == {(f"{BENCH}/r50", "mocov2", "densecl"),  # scratch: other metrics; byol: no trial
+                             ("voc0712_c4_24k/r50", "regioncl_d", "densecl")}  # and none across benchmarks
+    cmp = compared[(f"{BENCH}/r50", "mocov2", "densecl")]
     assert cmp.metric_names == COCO
     for j, m in enumerate(COCO):
         a, b = col(DENSE_COCO, m), col(MOCO_COCO, m)
@@ -229,9 +229,9 @@ def test_comparisons_only_between_rows_of_the_same_metrics_with_scipys_welch_p(m
     # by hand: se² = 1/3 + 4/3; t = 0.25 / sqrt(5/3) = 0.19365; df = (5/3)² / ((1/3)²/2 + (4/3)²/2) = 2.94118
     assert cmp.p["box_AP"] == pytest.approx(2 * student_t.sf(0.25 / math.sqrt(5 / 3), 2.94118), abs=1e-5)
     assert round(cmp.p["box_AP"], 4) == 0.8591
-    voc_cmp = comparisons[("voc0712_c4_24k/r50", "regioncl_d", "densecl")]
+    voc_cmp = compared[("voc0712_c4_24k/r50", "regioncl_d", "densecl")]
     assert voc_cmp.metric_names == ("AP50", "AP", "AP75")
-    text = formats.markdown(rows, results.compare(rows))
+    text = formats.markdown(rows, comparisons.compare(rows, "all"))
     comparison_tables = tables(text.split("Comparisons (difference of means")[1])
     assert [t[0] for t in comparison_tables] == [
         "| group | b − a | " + " | ".join(f"Δ{m}" for m in COCO) + " |", "| group | b − a | ΔAP50 | ΔAP | ΔAP75 |"]
@@ -274,7 +274,7 @@ def test_tidy_csv_has_a_column_per_metric_name_blank_where_a_row_lacks_it(mixed)
 
 def test_json_latex_and_html_carry_each_settings_own_names(mixed):
     voc, cc = mixed
-    collect.collect([voc, cc], out_dir=Path("both"), plots=False)
+    collect.collect([voc, cc], out_dir=Path("both"), plots=False, compare="all")  # no baseline in these groups
     got = json.loads(Path("both/results.json").read_text())
     settings = {s["key"]: s for s in got["settings"]}
     dense = settings[f"{BENCH}/r50_densecl"]
@@ -381,7 +381,7 @@ def test_a_trial_with_other_metric_names_than_its_setting_is_a_conflict(tmp_path
         got = {r["seed"]: r for r in csv.DictReader(f)}
     assert got["2"]["state"] == "conflict" and got["2"]["APs"] == "40.0" and got["0"]["APs"] == ""
     assert {s.label: s.cause for s in status.scan([root])}["voc0712_c4_24k/r50_densecl seed2"] == conflict.cause
-    assert not results.compare(report.rows)  # one setting: nothing to compare; and nothing crashed
+    assert not comparisons.compare(report.rows)  # one setting: nothing to compare; and nothing crashed
 
     shutil.rmtree(others[1])  # one against one: the lowest seed's names are the setting's
     (row,) = results.summarize(results.read_trials([root]))
@@ -433,7 +433,7 @@ def test_a_nan_metric_reads_as_undefined_everywhere_not_as_a_number(tmp_path):
         coco(tmp_path / "in", "densecl", seed, tuple(float("nan") if seed == 1 and i == 3 else v
                                                      for i, v in enumerate(values)), names=shown)  # fmt: skip
         coco(tmp_path / "in", "mocov2", seed, tuple(v - 5 for v in values), names=shown)
-    report = collect.collect([tmp_path / "in"], out_dir=tmp_path / "out", plots=True)
+    report = collect.collect([tmp_path / "in"], out_dir=tmp_path / "out", plots=True, baseline="densecl")
     dense = next(line for line in report.markdown.splitlines() if line.startswith(f"| {BENCH}/r50_densecl |"))
     cells = dense.split(" | ")
     assert cells[2] == "41.00 ± 1.00 [38.52, 43.48]" and cells[5] == "— (NaN in 1 of 3 trials)"

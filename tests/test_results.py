@@ -22,7 +22,7 @@ import yaml
 from scipy.stats import t as student_t
 
 from tests.conftest import REPO
-from xfer.report import collect, formats, results, stats, status
+from xfer.report import collect, comparisons, formats, results, stats, status
 from xfer.trial import runner as runner
 
 SEED_TABLE = REPO / "tests" / "golden" / "seed_table.html"  # the seed README's table block, copied by hand
@@ -244,7 +244,7 @@ def test_rows_count_every_trial_and_flag_the_published_mean(sweep):
     # AP75: ours 64.828 ± 0.171 against 65.6 ± 0.4 (n 5): t = −3.97, df 5.41, p = 0.0124; AP50 and AP: p > 0.3
     assert dense.flagged == {"AP50": False, "AP": False, "AP75": True}
     assert lone.stats["AP"].std is None and lone.flagged == {}  # no published r101 numbers in this fixture
-    (cmp,) = results.compare(list(rows.values()))
+    (cmp,) = comparisons.compare(list(rows.values()), baseline="densecl")  # no scratch or supervised here
     assert (cmp.group, cmp.a, cmp.b) == ("voc0712_c4_24k/r50", "densecl", "regioncl_d")
     for m in METRICS:  # Welch with n 5 against n 3
         a, b = by_hand(column(DENSE_VALUES, m)), by_hand(column(REGION_VALUES, m))

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import REPO, launch, results_under
 from xfer import d2compat
-from xfer.report import results
+from xfer.report import comparisons, results
 from xfer.report.formats import markdown
 from xfer.store import identity
 from xfer.trial import checks, runner
@@ -84,12 +84,12 @@ def test_a_row_without_weights_is_always_side_a_of_its_comparisons(tmp_path):
         written(tmp_path, "moco_v1", "0123456789ab", seed, 81.0 + seed)
         written(tmp_path, "aaa_rand", "none", seed, 69.0 + seed)  # pretrain=custom pretrain.weights=null
     rows = results.summarize(results.read_trials([tmp_path]))
-    pairs = [(c.b, c.a) for c in results.compare(rows)]
+    pairs = [(c.b, c.a) for c in comparisons.compare(rows, "all")]
     assert pairs == [("scratch", "aaa_rand"), ("densecl", "aaa_rand"), ("moco_v1", "aaa_rand"),
                      ("densecl", "scratch"), ("moco_v1", "scratch"), ("moco_v1", "densecl")]  # fmt: skip
-    by_pair = {(c.b, c.a): c for c in results.compare(rows)}
+    by_pair = {(c.b, c.a): c for c in comparisons.compare(rows, "all")}
     assert by_pair[("densecl", "scratch")].diff["AP50"] == pytest.approx(12.0)  # pretrained − scratch
-    table = markdown(rows, results.compare(rows))
+    table = markdown(rows, comparisons.compare(rows, "all"))
     assert "| voc0712_c4_24k/r50 | densecl − scratch |" in table and "| voc0712_c4_24k/r50_scratch | 2/2 |" in table
 
 

@@ -1,6 +1,7 @@
 """``python -m xfer``: the stages of xfer one at a time.
 
-- ``collect DIR [DIR ...]``: the results table (Markdown, CSV, JSON, LaTeX, HTML) and plots, from disk.
+- ``collect DIR [DIR ...] [--compare baseline|all] [--baseline NAME]``: the results table (Markdown, CSV, JSON,
+  LaTeX, HTML) and plots, from disk; each method compared with its group's baseline, or every pair.
 - ``status [DIR ...] [--watch]``: where every trial stands, from its files (and SLURM's queue).
 - ``convert IN OUT``: turn a pretrained checkpoint into complete detectron2 ResNet weights.
 - ``coco-subset``: write a low-data COCO training file (``coco_2017_train_0.1``'s) from train2017's.
@@ -22,10 +23,15 @@ def _collect(args: argparse.Namespace) -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
         return 2
-    from xfer.report import collect
+    from xfer.report import collect, comparisons
 
+    problem = comparisons.option_problem(args.compare, args.baseline, "--compare", "--baseline")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
-        report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme)
+        report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme,
+                                 compare=args.compare, baseline=args.baseline)  # fmt: skip
     except ValueError as e:  # a README without the table block
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", type=Path, default=None,
                    help="rewrite this Markdown file's <!-- START TABLE --> ... </tbody></table> block in place")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
+    p.add_argument("--compare", default="baseline", help="baseline (default): each method against its group's "
+                   "baseline; all: every pair of methods")  # fmt: skip
+    p.add_argument("--baseline", default=None, metavar="NAME", help="the baseline's pretrain name (default: scratch, "
+                   "else supervised, else supervised_tv)")  # fmt: skip
     p.set_defaults(run=_collect)
     p = sub.add_parser("status", help="every trial under the folders: queued, running, done, failed (from disk)")
     p.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], help="sweep folders (default: outputs)")

@@ -107,7 +107,7 @@ def arrays(n: int, limits: queue.Limits) -> list[range]:
 
 
 def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig,
-           sweep_dirs: list[Path]) -> Submission:  # fmt: skip
+           sweep_dirs: list[Path], collect_with: dict | None = None) -> Submission:  # fmt: skip
     """Submit (trial dir, composed config, overrides) as job arrays within SLURM's MaxArraySize (read first:
     :class:`QueueUnreadable` before anything is submitted when it cannot be), then the collect job after all
     of them, which writes the table of each of the sweep's folders (one per benchmark; the logs go under
@@ -147,7 +147,7 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
                           tasks_per_node=1, cpus_per_task=1,
                           slurm_additional_parameters=collect_options(cluster, array_ids))  # fmt: skip
-    collect_job = collector.submit(collect, [str(d.resolve()) for d in sweep_dirs])
+    collect_job = collector.submit(collect, [str(d.resolve()) for d in sweep_dirs], collect_with)
     return Submission(array_ids, job_ids, collect_job.job_id, folder)
 
 
@@ -160,11 +160,12 @@ def collect_options(cluster: DictConfig, array_ids: list[str]) -> dict:
     return options
 
 
-def collect(sweep_dirs: list[str]) -> str:
-    """The collect job: in each sweep folder, the table of its finished trials."""
+def collect(sweep_dirs: list[str], options: dict | None = None) -> str:
+    """The collect job: in each sweep folder, the table of its finished trials (``options``: the launch's
+    ``xfer.report.collect.options``, e.g. which methods to compare)."""
     from xfer.report.collect import collect as collect_dir
 
-    texts = [collect_dir([Path(d)]).markdown for d in sweep_dirs]
+    texts = [collect_dir([Path(d)], **(options or {})).markdown for d in sweep_dirs]
     print("\n".join(texts))
     return "\n".join(texts)
 

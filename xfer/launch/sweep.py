@@ -239,7 +239,7 @@ def launch(
     if config.plan:
         print(f"plan of sweep {shown} (nothing runs with plan=true):")
         print(plan_of(planned), end="")
-    found = check(planned, here=not on_slurm)
+    found = collect.option_problems(config) + check(planned, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)
@@ -257,7 +257,7 @@ def launch(
     log.info("sweep %s: %d trials, %d done already, %d to run", shown, len(planned), done, len(todo))
     outcome = run_here(todo, planned[0].cfg) if todo else None
     for sweep_dir in sweep_dirs:
-        report = collect.collect([sweep_dir])
+        report = collect.collect([sweep_dir], **collect.options(config))
         print(report.markdown, end="")
         print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also .csv .json .tex .html, plots)")
     exit_with(outcome)
@@ -353,7 +353,7 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs:
     if not todo:
         return
     jobs = [(p.dir, task_config(p), p.setting.overrides) for p in todo]
-    sub = slurm.submit(jobs, config.cluster, sweep_dirs)
+    sub = slurm.submit(jobs, config.cluster, sweep_dirs, collect.options(config))
     ids = ",".join([sub.array_id, sub.collect_id])
     print(
         f"submitted {len(todo)} trials as SLURM job array {sub.array_id}; job {sub.collect_id} collects the table after it"
@@ -370,7 +370,7 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs:
                   file=sys.stderr)  # fmt: skip
             raise SystemExit(2) from None
         for d in sweep_dirs:
-            print(collect.collect([d]).markdown, end="")
+            print(collect.collect([d], **collect.options(config)).markdown, end="")
 
 
 def queued_on_slurm(todo: list[PlannedTrial], nothing: str) -> dict[Path, str]:

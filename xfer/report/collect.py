@@ -7,22 +7,26 @@ It reads only what trials wrote, so it can run again at any time; what it writes
 - ``table.md``: the table, missing trials by name, comparisons   - ``trials.csv``: one row per trial
 - ``results.json``: everything, for programs   - ``table.tex``: booktabs   - ``table.html``: the seed's layout
 - ``ap.png``/``.svg`` and ``curves.png``/``.svg`` (unless plots are off)
+
+The comparisons are each method against its group's baseline unless asked otherwise (``xfer.report.comparisons``):
+``--compare all`` / ``--baseline NAME`` on the command line, ``collect.compare`` / ``collect.baseline`` in a
+launch's config (:func:`options`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xfer.report import formats, results
+from xfer.report import comparisons, formats, results
 from xfer.store.files import write_text_atomic
 
 
 @dataclass(frozen=True)
 class Report:
     rows: list[results.Row]
-    comparisons: list[results.Comparison]
+    comparisons: comparisons.Comparisons
     markdown: str
     written: list[Path] = field(default_factory=list)
 
@@ -37,17 +41,39 @@ class Report:
         return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished{conflicting}"
 
 
-def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = True, readme: Path | None = None) -> Report:
+def option_problems(cfg: Mapping) -> list[str]:
+    """What is wrong with a launch's ``collect.compare`` and ``collect.baseline`` (see :func:`options`), as the
+    launch reports problems: checked with the trials, before any runs, so a bad value never waits for the table."""
+    section = cfg.get("collect") or {}
+    problem = comparisons.option_problem(section.get("compare", "baseline"), section.get("baseline"),
+                                         "collect.compare=", "collect.baseline=")  # fmt: skip
+    return [problem] if problem else []
+
+
+def options(cfg: Mapping) -> dict:
+    """collect's keyword arguments from a launch's config: ``collect.compare`` (baseline, the default, or all)
+    and ``collect.baseline`` (a pretrain name; null: automatic). A ValueError names a bad value and its fix."""
+    found = option_problems(cfg)
+    if found:
+        raise ValueError(found[0])
+    section = cfg.get("collect") or {}
+    baseline = section.get("baseline")
+    return {"compare": str(section.get("compare", "baseline")), "baseline": None if baseline is None else str(baseline)}
+
+
+def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = True, readme: Path | None = None,
+            compare: str = "baseline", baseline: str | None = None) -> Report:  # fmt: skip
     """Read every trial under ``dirs``, write all formats into ``out_dir`` (default: the first of ``dirs``);
-    with ``readme``, also rewrite that Markdown file's seed-style table block in place."""
+    with ``readme``, also rewrite that Markdown file's seed-style table block in place. ``compare`` and
+    ``baseline``: which methods are compared (:func:`xfer.report.comparisons.compare`)."""
     dirs = [Path(d) for d in dirs]
     out_dir = Path(out_dir or dirs[0])
     rows = results.summarize(results.read_trials(dirs))
-    comparisons = results.compare(rows)
-    md = formats.markdown(rows, comparisons)
+    compared = comparisons.compare(rows, compare, baseline)
+    md = formats.markdown(rows, compared)
     html = formats.seed_html(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {"table.md": md, "trials.csv": formats.tidy_csv(rows), "results.json": formats.to_json(rows, comparisons),
+    texts = {"table.md": md, "trials.csv": formats.tidy_csv(rows), "results.json": formats.to_json(rows, compared),
              "table.tex": formats.latex(rows), "table.html": html + "\n"}  # fmt: skip
     written = []
     for name, text in texts.items():
@@ -60,4 +86,4 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
     if readme is not None:
         formats.rewrite_block(readme, html)
         written.append(Path(readme))
-    return Report(rows, comparisons, md, written)
+    return Report(rows, compared, md, written)

@@ -21,7 +21,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from xfer.report.results import Comparison, Row
+from xfer.report.comparisons import BASELINES, Comparison, Comparisons
+from xfer.report.results import Row
 from xfer.store.files import VOC_METRICS
 from xfer.store.records import Trial, label
 
@@ -140,9 +141,56 @@ def _table(names: tuple[str, ...], rows: list[Row]) -> list[str]:
     return out
 
 
-def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
+def _comparison_heading(comparisons: Sequence[Comparison]) -> str:
+    """What the comparison tables hold: each method against its group's baseline (named, or the automatic
+    choice), or every pair."""
+    mode = comparisons.mode if isinstance(comparisons, Comparisons) else "all"
+    if mode == "all":
+        return "Comparisons (difference of means, Welch's t-test, two-sided), every pair of methods of a group, b − a:"
+    chosen = comparisons.baseline or f"{', else '.join(BASELINES)}"
+    return (f"Comparisons (difference of means, Welch's t-test, two-sided), each method against its group's baseline "
+            f"({chosen}), method − baseline:")  # fmt: skip
+
+
+def _left_out_lines(c: Comparisons) -> list[str]:
+    """What baseline mode did not compare, one line per reason, each naming how to choose otherwise."""
+    choose = "choose the baseline with `--baseline NAME` (`collect.baseline=NAME` in a launch), or compare every pair " \
+             "with `--compare all` (`collect.compare=all`)"  # fmt: skip
+    wanted = c.baseline or " / ".join(BASELINES)
+    lines = []
+    if c.no_baseline:
+        lines.append(f"No baseline ({wanted}: no finished trial) in {len(c.no_baseline)} group(s), not compared: "
+                     f"{', '.join(c.no_baseline)}; {choose}.")  # fmt: skip
+    for group, weights in c.ambiguous.items():
+        lines.append(f"Not compared: {group}: its baseline was measured with {len(weights)} checkpoints (w-"
+                     f"{', w-'.join(weights)}); keep one checkpoint's trials under the folders given, or {choose}.")  # fmt: skip
+    if c.other_metrics:
+        lines.append(f"Not compared (other metrics than their group's baseline): {', '.join(c.other_metrics)}.")
+    return lines
+
+
+def _comparison_lines(comparisons: Sequence[Comparison]) -> list[str]:
+    """The comparisons section: what it holds, one table per list of metric names, what was left out."""
+    left_out = _left_out_lines(comparisons) if isinstance(comparisons, Comparisons) else []
+    if not comparisons and not left_out:
+        return []
+    out = ["", _comparison_heading(comparisons)]
+    against = "b − a" if getattr(comparisons, "mode", "all") == "all" else "method − baseline"
+    by_names: dict[tuple[str, ...], list[Comparison]] = {}
+    for c in comparisons:
+        by_names.setdefault(c.metric_names, []).append(c)
+    for names, members in by_names.items():
+        out += ["", f"| group | {against} | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
+        for c in members:
+            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in names)
+            out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
+    return out + ([""] + left_out if left_out else [])
+
+
+def markdown(rows: list[Row], comparisons: Sequence[Comparison]) -> str:
     """The tables (one per list of metric names, see :func:`metric_tables`), the trials still missing (by
-    name), the conflicts, and the pairwise comparisons (one table per list of metric names)."""
+    name), the conflicts, and the comparisons (one table per list of metric names; with :class:`Comparisons`,
+    what they hold and what baseline mode left out)."""
     out: list[str] = []
     for names, members in metric_tables(rows):
         out += ([""] if out else []) + _table(names, members)
@@ -158,16 +206,7 @@ def markdown(rows: list[Row], comparisons: list[Comparison]) -> str:
     if other:
         out += ["", f"Other metrics ({len(other)}): a finished trial measured other metrics than the rest of its "
                 "setting; counted in neither n nor the statistics until it or they are removed:", *other]  # fmt: skip
-    if comparisons:
-        out += ["", "Comparisons (difference of means, Welch's t-test, two-sided):"]
-        by_names: dict[tuple[str, ...], list[Comparison]] = {}
-        for c in comparisons:
-            by_names.setdefault(c.metric_names, []).append(c)
-        for names, members in by_names.items():
-            out += ["", f"| group | b − a | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
-            for c in members:
-                cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in names)
-                out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
+    out += _comparison_lines(comparisons)
     return "\n".join(out) + "\n"
 
 
@@ -217,10 +256,20 @@ def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 6)
 
 
-def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
+def comparison_record(comparisons: Sequence[Comparison]) -> dict:
+    """How the comparisons were chosen, for programs: ``mode``, ``baseline`` as asked (None: automatic), each
+    group's baseline, and what baseline mode left out (``no_baseline``: groups; ``ambiguous``: group -> the
+    weights ids of its baseline's checkpoints; ``other_metrics``: setting keys)."""
+    c = comparisons if isinstance(comparisons, Comparisons) else Comparisons(tuple(comparisons), mode="all")
+    return {"mode": c.mode, "baseline": c.baseline, "baselines": c.baselines, "no_baseline": list(c.no_baseline),
+            "ambiguous": {g: list(w) for g, w in c.ambiguous.items()}, "other_metrics": list(c.other_metrics)}  # fmt: skip
+
+
+def to_json(rows: list[Row], comparisons: Sequence[Comparison]) -> str:
     """Everything, for programs. Per setting, ``metric_names`` (what it measured, in order) and per metric
     of those: ``published_p`` is the p-value of the ``*`` test and ``published_differs`` its verdict (None
-    where nothing is tested, see ``Row.published_p``). Each comparison names its metrics too."""
+    where nothing is tested, see ``Row.published_p``). Each comparison names its metrics too (``b − a``; against
+    a baseline, ``a`` is the baseline), and ``compared`` says how they were chosen (:func:`comparison_record`)."""
     settings = []
     for r in rows:
         metrics = {}
@@ -253,7 +302,8 @@ def to_json(rows: list[Row], comparisons: list[Comparison]) -> str:
     comps = [{"group": c.group, "a": c.a, "b": c.b, "metric_names": list(c.metric_names),
               "diff": {m: _num(c.diff[m]) for m in c.metric_names},
               "p_welch": {m: _num(c.p[m]) for m in c.metric_names}} for c in comparisons]  # fmt: skip
-    return json.dumps({"settings": settings, "comparisons": comps}, indent=2) + "\n"
+    return json.dumps({"settings": settings, "comparisons": comps, "compared": comparison_record(comparisons)},
+                      indent=2) + "\n"
 
 
 def _tex(text: str) -> str:

@@ -10,13 +10,13 @@ its stated std, gives p < 0.05), and the failed or unfinished trials by name, ne
 trial counts once however the folders given overlap; two different results for one trial (same setting and
 seed) are a conflict, named by path and left out of the statistics, and so is a finished trial that measured
 other metrics than the rest of its setting. Methods on the same benchmark and backbone (and the same other
-overrides) that measured the same metrics are compared pairwise with Welch's t-test. Rendering lives in
-``xfer.report.formats``, plots in ``xfer.report.plots``.
+overrides) that measured the same metrics are compared with Welch's t-test (``xfer.report.comparisons``:
+each against its group's baseline by default). Rendering lives in ``xfer.report.formats``, plots in
+``xfer.report.plots``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections import Counter, defaultdict
@@ -104,22 +104,6 @@ class Row:
     def flagged(self) -> dict[str, bool]:
         """Metrics where ours and the published mean differ beyond both sides' noise (p < :data:`ALPHA`)."""
         return {m: p is not None and p < ALPHA for m, p in self.published_p.items()}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``b − a`` for two methods of one group: difference of means and Welch's p-value per metric (both
-    rows' metric names, in their order)."""
-
-    group: str
-    a: str
-    b: str
-    diff: dict[str, float]
-    p: dict[str, float | None]
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return tuple(self.diff)
 
 
 def _load(path: Path) -> dict:
@@ -268,34 +252,3 @@ def _names_for_unfinished(rows: list[Row]) -> list[Row]:
         return mine.most_common(1)[0][0] if mine else fallback
 
     return [r if r.n else replace(r, metric_names=names(r)) for r in rows]
-
-
-def compare(rows: list[Row]) -> list[Comparison]:
-    """Every pair of methods within a group (same benchmark, backbone and other overrides) that measured the
-    same metrics (the same ``metric_names``, over which they are compared), as ``b − a``; a pair whose names
-    differ is not compared, as no test spans two kinds of number.
-
-    A row without weights (random init, weights id ``identity.NO_WEIGHTS``) is always ``a``: the baseline, so
-    its comparisons read "pretrained − scratch" (``densecl − scratch``), the gain a paper reports. Other
-    pairs are in pretrain order."""
-    by_group: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
-        if r.n:
-            by_group[r.setting.group].append(r)
-    out = []
-    for group in sorted(by_group):
-        members = sorted(by_group[group], key=lambda r: (r.setting.weights != identity.NO_WEIGHTS, r.setting.pretrain,
-                                                         r.setting.weights))  # fmt: skip
-        shared = {p for p, n in Counter(r.setting.pretrain for r in members).items() if n > 1}
-        name = {id(r): r.setting.pretrain + (f" w-{r.setting.weights or '?'}" if r.setting.pretrain in shared else "")
-                for r in members}  # a pretrain measured with two checkpoints: say which is which
-        for a, b in itertools.combinations(members, 2):
-            if a.metric_names != b.metric_names:
-                continue
-            names = a.metric_names
-            va = {m: [t.metrics[m] for t in a.done] for m in names}
-            vb = {m: [t.metrics[m] for t in b.done] for m in names}
-            out.append(Comparison(group, name[id(a)], name[id(b)],
-                                  {m: b.stats[m].mean - a.stats[m].mean for m in names},
-                                  {m: stats.welch_p(va[m], vb[m]) for m in names}))  # fmt: skip
-    return out
