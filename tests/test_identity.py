@@ -149,7 +149,7 @@ def test_collect_keeps_two_checkpoints_of_one_pretrain_apart_and_reads_old_resul
         written(tmp_path, "mine", seed, m, ep200)
     written(tmp_path, "densecl", 0, (79.0, 49.0, 54.0), None)  # an older xfer's result: no hash
     written(tmp_path, "densecl", 1, (78.0, 48.0, 53.0), None)
-    report = collect.collect([tmp_path / "smoke"], plots=False, compare="all")  # no baseline here: every pair
+    report = collect.collect([tmp_path / "smoke"], plots=False)
     lines = {line for line in report.markdown.splitlines() if line.startswith("| smoke/")}
     assert any(line.startswith("| smoke/r50_mine | 2/5 | 80.50 ") and line.endswith("| 111111111111 |") for line in lines)
     assert any(line.startswith("| smoke/r50_mine | 2/5 | 82.50 ") and line.endswith("| 222222222222 |") for line in lines)

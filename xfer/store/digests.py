@@ -14,7 +14,7 @@ tick of the file system's clock (a few ms) as the write it replaces, impossible 
 the trial job hashes its weights itself anyway (``xfer.trial.runner.weights_sha256``).
 
 Every call takes the state afresh (one stat), so an answer is never older than the file. Entries on disk are
-written atomically and synced; one that is damaged, unreadable or for another state is simply computed again.
+written atomically and synced; one that is damaged or unreadable is simply computed again.
 This module imports neither torch nor OmegaConf: the launcher, collect and the conversion cache share it.
 """
 
@@ -45,18 +45,14 @@ def state_entry(folder: Path, state: tuple) -> Path:
     return Path(folder) / hashlib.sha256(repr(state).encode()).hexdigest()[:32]
 
 
-def _entry_text(digest: str, state: FileState) -> str:
-    return f"{digest} {state!r}\n"
-
-
-def _kept(entry: Path, state: FileState) -> str | None:
-    """The digest an on-disk entry keeps for ``state``; None when there is none, or a damaged one."""
+def _kept(entry: Path) -> str | None:
+    """The digest an on-disk entry keeps (its name says for which state); None when there is none, or a
+    damaged one."""
     try:
-        text = entry.read_text()
+        digest = entry.read_text().split(" ", 1)[0]
     except (OSError, UnicodeDecodeError):
         return None
-    digest = text.split(" ", 1)[0]
-    return digest if _HEX64.fullmatch(digest) and text == _entry_text(digest, state) else None
+    return digest if _HEX64.fullmatch(digest) else None
 
 
 def _read_sha256(path: str) -> str:
@@ -78,7 +74,7 @@ def file_sha256(path: Path, store: Path | None = None, *, reread: bool = False) 
     state = file_state(path)
     entry = state_entry(store, state) if store is not None else None
     if not reread:
-        digest = _MEMO.get(state) or (_kept(entry, state) if entry is not None else None)
+        digest = _MEMO.get(state) or (_kept(entry) if entry is not None else None)
         if digest:
             _MEMO[state] = digest
             return digest
@@ -86,7 +82,7 @@ def file_sha256(path: Path, store: Path | None = None, *, reread: bool = False) 
     if file_state(path) != state:
         return digest
     _MEMO[state] = digest
-    if entry is not None and _kept(entry, state) != digest:
+    if entry is not None and _kept(entry) != digest:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(entry, _entry_text(digest, state))
+        write_text_atomic(entry, f"{digest} {state!r}\n")  # the state for people: the name stands for it
     return digest

@@ -68,7 +68,8 @@ class Checkpointer(DetectionCheckpointer):
     """detectron2's checkpointer, reading xfer's converted weights too: a safetensors file, read as data
     (``xfer.trial.checkpoint``) and handed to detectron2's loader as it hands on its model-zoo ``.pkl`` (same
     names, same name-matching heuristics, so the same model); any other file (a trial's own ``model_*.pth``)
-    as detectron2 reads it. detectron2 itself would torch.load the safetensors file, and fail."""
+    as detectron2 reads it. (detectron2 hands any other file to torch.load, which recent torch lets read
+    safetensors; v0.6 then matches no names and loads nothing: :func:`verify_loaded` would stop the trial.)"""
 
     def _load_file(self, filename):
         if not str(filename).endswith(SAFETENSORS):
