@@ -36,7 +36,7 @@ def checkpoint_bytes(backbone: str, out: Path) -> tuple[int, int, int, int]:
     from detectron2.modeling import build_model
     from detectron2.solver import build_lr_scheduler, build_optimizer
 
-    import xfer.trial.engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
+    import xfer.trial.roi_heads  # noqa: F401  registers Res5ROIHeadsExtraNorm
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["benchmark=voc0712_c4_24k", f"backbone={backbone}"])

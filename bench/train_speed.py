@@ -93,7 +93,7 @@ def bare_main(config: str, datasets: str, out: str, ims: int | None, iters: int 
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
-    from xfer.trial import engine  # registers Res5ROIHeadsExtraNorm
+    from xfer.trial import engine  # its import registers Res5ROIHeadsExtraNorm (xfer.trial.roi_heads)
 
     class Bare(DefaultTrainer):
         """detectron2's DefaultTrainer; only its writers match xfer's (no TensorBoard dependency), and it reads

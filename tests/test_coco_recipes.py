@@ -436,7 +436,7 @@ def test_the_keys_build_the_papers_models():
     import torch.nn as nn
 
     from xfer import d2compat
-    from xfer.trial import engine  # engine registers Res5ROIHeadsExtraNorm
+    from xfer.trial import roi_heads  # registers Res5ROIHeadsExtraNorm
 
     d2compat.ensure()
     from detectron2.modeling import build_model
@@ -445,7 +445,7 @@ def test_the_keys_build_the_papers_models():
         return build_model(recipe.build(composed(f"benchmark={name}", "pretrain=densecl"), None, Path("out"), "cpu"))
 
     c4 = model("coco_c4_1x")
-    assert type(c4.roi_heads) is engine.Res5ROIHeadsExtraNorm
+    assert type(c4.roi_heads) is roi_heads.Res5ROIHeadsExtraNorm
     assert isinstance(c4.roi_heads.res5.norm, nn.SyncBatchNorm) and c4.roi_heads.res5.norm.num_features == 2048
     assert isinstance(c4.backbone.stem.conv1.norm, nn.SyncBatchNorm)
     block = c4.backbone.res3[0]

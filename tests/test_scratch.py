@@ -169,7 +169,7 @@ def test_a_scratch_trial_starts_from_detectron2s_own_initialisation(tmp_path):
     from detectron2.modeling import build_model
     from detectron2.utils.env import seed_all_rng
 
-    from xfer.trial import engine  # noqa: F401  registers the recipe's ROI head with detectron2
+    from xfer.trial import roi_heads  # noqa: F401  registers the recipe's ROI head with detectron2
 
     cfg = CfgNode.load_cfg((path.parent / "d2_config.yaml").read_text())
     assert cfg.MODEL.WEIGHTS == "" and cfg.SEED == 3

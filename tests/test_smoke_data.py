@@ -119,7 +119,7 @@ def test_the_pretrained_resnet_is_the_detectors_under_torchvisions_names():
     from detectron2.config import CfgNode, get_cfg
     from detectron2.modeling import build_model
 
-    from xfer.trial import engine  # noqa: F401  registers Res5ROIHeadsExtraNorm
+    from xfer.trial import roi_heads  # noqa: F401  registers Res5ROIHeadsExtraNorm
 
     cfg = get_cfg()
     cfg.merge_from_other_cfg(CfgNode(SMOKE["d2"]))

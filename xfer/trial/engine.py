@@ -1,8 +1,9 @@
-"""detectron2 glue for one trial: the seed's ROI head, a trainer, and train-then-evaluate.
+"""detectron2 glue for one trial: a trainer that reads xfer's converted weights, and train-then-evaluate.
 
 Thin on purpose, like detectron2's ``tools/train_net.py``: the library trains and evaluates; xfer only
-adds the MoCo/DenseCL ROI head (res5 followed by one more norm layer), the benchmark's evaluation, and an explicit
-final evaluation whose result is returned instead of being left on the trainer.
+adds the MoCo/DenseCL ROI head (``xfer.trial.roi_heads``, registered by importing this module), its hooks
+(``xfer.trial.hooks``), the check that every pretrained tensor was loaded, the benchmark's evaluation, and an
+explicit final evaluation whose result is returned instead of being left on the trainer.
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ import contextlib
 import functools
 import logging
 import os
-import time
 from pathlib import Path
 
 import torch
 
 from xfer import benchmarks, d2compat
-from xfer.store.files import PROGRESS, write_json_atomic
+from xfer.trial import roi_heads  # noqa: F401  registers Res5ROIHeadsExtraNorm, which the recipes build
 from xfer.trial.checkpoint import SAFETENSORS, read_safetensors
+from xfer.trial.hooks import ProgressFile, StopOnRequest
 
 d2compat.ensure()
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
 from detectron2.engine import defaults as d2_defaults  # noqa: E402
-from detectron2.layers import get_norm  # noqa: E402
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter  # noqa: E402
@@ -84,17 +83,6 @@ def reads_converted(trainer: DefaultTrainer) -> None:
     trainer.checkpointer.__class__ = Checkpointer
 
 
-@ROI_HEADS_REGISTRY.register()
-class Res5ROIHeadsExtraNorm(Res5ROIHeads):
-    """Res5 ROI head with an extra norm layer after res5, as in the MoCo paper's detection recipe."""
-
-    @classmethod
-    def _build_res5_block(cls, cfg):
-        seq, out_channels = super()._build_res5_block(cfg)
-        seq.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))
-        return seq, out_channels
-
-
 class Trainer(DefaultTrainer):
     """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json only,
     reading xfer's converted weights (:class:`Checkpointer`)."""
@@ -127,72 +115,12 @@ def _ddp_for(device: str):
         d2_defaults.create_ddp_model = original
 
 
-class Interrupted(Exception):
-    """Training stopped early on request (a preemption warning), after saving a checkpoint."""
-
-    def __init__(self, iteration: int) -> None:
-        super().__init__(f"stopped after iteration {iteration}, checkpoint saved")
-        self.iteration = iteration
-
-
-class StopOnRequest(hooks.HookBase):
-    """After each iteration, if any rank was asked to stop: save a checkpoint there, then stop.
-
-    The ranks agree through one all-reduce per iteration, so all save and stop at the same iteration.
-    """
-
-    def __init__(self, requested) -> None:
-        self._requested = requested
-
-    def after_step(self):
-        flag = torch.tensor([1.0 if self._requested() else 0.0])
-        if comm.get_world_size() > 1:
-            import torch.distributed as dist
-
-            if dist.get_backend() == "nccl":
-                flag = flag.cuda()
-            dist.all_reduce(flag)
-        if flag.item() > 0:
-            self.trainer.checkpointer.save(f"model_{self.trainer.iter:07d}", iteration=self.trainer.iter)
-            comm.synchronize()
-            raise Interrupted(self.trainer.iter)
-
-
-class ProgressFile(hooks.HookBase):
-    """Rank 0 keeps ``progress.json`` (iteration, phase, times) current for the launcher's live view
-    and ``python -m xfer status``: a few small atomic writes a minute, whatever the iteration speed."""
-
-    def __init__(self, out_dir: str, every_s: float = 2.0) -> None:
-        self._path = Path(out_dir) / PROGRESS
-        self._every_s = every_s
-        self._last = 0.0
-        self._started = time.time()
-
-    def write(self, phase: str, done: int) -> None:
-        record = {"phase": phase, "iteration": done, "max_iter": self.trainer.max_iter,
-                  "start_iter": self.trainer.start_iter, "started_at": self._started, "updated_at": time.time()}  # fmt: skip
-        write_json_atomic(self._path, record)
-        self._last = record["updated_at"]
-
-    def before_train(self):
-        self._started = time.time()
-        self.write("training", self.trainer.start_iter)
-
-    def after_step(self):
-        if time.time() - self._last >= self._every_s or self.trainer.iter + 1 == self.trainer.max_iter:
-            self.write("training", self.trainer.iter + 1)
-
-    def after_train(self):  # also runs when training raised: then iter is where it stopped
-        done = self.trainer.iter >= self.trainer.max_iter
-        self.write("evaluating" if done else "stopped", min(self.trainer.iter, self.trainer.max_iter))
-
-
 def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc") -> dict:
     """Train (resuming from the last checkpoint in OUTPUT_DIR) and evaluate with ``evaluator``, one of the
     dataset format ``fmt``'s (see ``xfer.benchmarks``); the same on every rank. Returns the format's metrics.
 
     ``stop``: a callable polled after every iteration; when it says True, a checkpoint is saved at that
-    iteration and :class:`Interrupted` is raised (the job then requeues and resumes from it)."""
+    iteration and ``xfer.trial.hooks.Interrupted`` is raised (the job then requeues and resumes from it)."""
     seed_all_rng(cfg.SEED + comm.get_rank())
     with _ddp_for(cfg.MODEL.DEVICE):
         trainer = Trainer(cfg)

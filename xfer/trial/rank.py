@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     env = os.environ
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"[%(asctime)s r{env['RANK']}] %(name)s %(levelname)s: %(message)s")  # fmt: skip
-    from xfer.trial import engine, runner
+    from xfer.trial import hooks, runner
 
     me = runner.Rank(
         rank=int(env["RANK"]),
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     devices = env.get("XFER_DEVICES", "").split(",")
     try:
         runner.run_rank(Path(argv[1]), me, stop.is_set, {"devices": devices, "started_unix": started})
-    except engine.Interrupted as e:
+    except hooks.Interrupted as e:
         print(f"rank {me.rank}: {e}", flush=True)
         return INTERRUPTED
     return 0

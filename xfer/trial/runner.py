@@ -99,7 +99,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     from detectron2.utils import comm
     from detectron2.utils.logger import setup_logger
 
-    from xfer.trial import engine  # registers the ROI head in this process
+    from xfer.trial import engine  # its import registers the ROI head (xfer.trial.roi_heads) in this process
 
     cfg = CfgNode.load_cfg(d2_yaml)
     for name in ("detectron2", "fvcore", "xfer"):  # log.txt (rank 0), log.txt.rankN, and rank 0's stdout

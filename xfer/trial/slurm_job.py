@@ -39,7 +39,11 @@ def claim(out: Path, job_id: str, lock_wait_s: float) -> tuple[locks.TrialLock |
     done, or (recorded in ``failure.json``) another launcher kept its lock for ``lock_wait_s`` seconds, or
     the file system cannot lock files here."""
     try:
-        lock = locks.wait(out, lock_wait_s)
+        lock = locks.take(out)
+        if lock is None:
+            log.warning("another launcher holds the trial's lock; waiting up to %g s for it (cluster.lock_wait_s)",
+                        lock_wait_s)  # fmt: skip
+            lock = locks.wait(out, lock_wait_s)
     except locks.LocksUnsupported as e:
         record_failure(out, str(e), job_id=job_id)
         return None, str(e)
@@ -65,7 +69,7 @@ class TrialJob:
     def __call__(self) -> str:
         import submitit
 
-        from xfer.trial import dist, engine, runner
+        from xfer.trial import dist, hooks, runner
 
         env = submitit.JobEnvironment()
         out = Path(self.trial_dir)
@@ -97,7 +101,7 @@ class TrialJob:
             me = runner.Rank(rank, env.num_tasks, env.local_rank, env.num_tasks // env.num_nodes, address)
             info = {"slurm_job_id": env.job_id, "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
             runner.run_rank(out, me, stop.is_set, info)
-        except engine.Interrupted as e:
+        except hooks.Interrupted as e:
             self._requeue(env, rank, e.iteration)
         except Exception as e:
             if finished(out):  # a rank failed in teardown, after result.json was written: the trial is done
