@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO, imported, launch, results_under
 from xfer.report import status
+from xfer.store import locks
 
 pytestmark = pytest.mark.slow
 CPU = ["cluster=slurm", "benchmark=smoke_fast", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1"]
@@ -23,7 +25,7 @@ ENV = {"OMP_NUM_THREADS": "1"}
 STALL_S = 180  # a wait fails when nothing it watches changed for this long, whatever the machine's pace
 
 
-def snapshot(trial: Path | None) -> tuple:
+def snapshot(trial: Path | None, env: dict | None = None) -> tuple:
     """What moves while SLURM and a trial make progress: the queue (job states, restarts) and the trial
     folder's files (names, sizes, times: metrics.json, progress.json, checkpoints, logs)."""
     files = []
@@ -32,19 +34,20 @@ def snapshot(trial: Path | None) -> tuple:
             files.append((path.name, path.stat().st_size, path.stat().st_mtime_ns))
         except FileNotFoundError:  # a temporary file renamed meanwhile
             pass
-    return squeue(), tuple(files)
+    return squeue(env), tuple(files)
 
 
-def wait_for(predicate, what: str, trial: Path | None = None, stall_s: float = STALL_S):
+def wait_for(predicate, what: str, trial: Path | None = None, stall_s: float = STALL_S, env: dict | None = None):
     """Poll ``predicate`` until it gives a true value and return that. Fail when neither the queue nor the
     trial's files changed for ``stall_s`` seconds, or when the trial's job left the queue without a result
-    and the predicate still does not hold: the wait follows progress, not a clock."""
+    and the predicate still does not hold: the wait follows progress, not a clock. ``env``: the cluster's
+    (the session's by default)."""
     seen, since = None, time.time()
     while True:
         value = predicate()
         if value:
             return value
-        now = snapshot(trial)
+        now = snapshot(trial, env)
         if now != seen:
             seen, since = now, time.time()
         elif time.time() - since > stall_s:
@@ -78,9 +81,9 @@ def queued_ids() -> set[str]:
     return {line.split("|")[0] for line in squeue().splitlines()}
 
 
-def squeue() -> str:
+def squeue(env: dict | None = None) -> str:
     return subprocess.run(["squeue", "-h", "-r", "-O", "JobArrayID:|,State:|,RestartCnt:|"], capture_output=True,
-                          text=True).stdout  # fmt: skip
+                          text=True, env={**os.environ, **(env or {})}).stdout  # fmt: skip
 
 
 def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
@@ -197,19 +200,6 @@ def progress(trial: Path) -> dict:
         return {}
 
 
-def lock_is_held(trial: Path) -> bool:
-    """Asked of the OS through filelock itself: can this process take the trial's lock now?"""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(trial / ".lock"))
-    try:
-        lock.acquire(blocking=False)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
 RANK_0_STARTS_LATE = """\
 import os, time
 
@@ -238,7 +228,7 @@ def test_two_task_trial_requeued_twice_rejoins_and_trains_exactly_max_iter(slurm
     locked = []  # whether the trial's lock was held while the job trained, before each requeue
     for n, at in ((1, 25), (2, 65)):  # each time a few iterations after a checkpoint (every 20 iterations)
         wait_for(lambda at=at: progress(trial).get("iteration", 0) >= at, f"run {n} to pass iteration {at}", trial)
-        locked.append(lock_is_held(trial))
+        locked.append(locks.held(trial))
         subprocess.run(["scontrol", "requeue", job], check=True)
         wait_for(lambda: (trial / "failure.json").exists(), f"run {n} to end", trial)
         resumes.append(int((trial / "last_checkpoint").read_text().strip()[len("model_") : -len(".pth")]) + 1)
@@ -274,9 +264,6 @@ def failing_squeue(tmp_path: Path) -> dict:
 
 def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path):
     """Issue 12, item 3: squeue failing must not read as an empty queue."""
-    from xfer.launch import slurm as xfer_slurm
-
-    assert xfer_slurm.queued(["999999"]) == set()  # one job SLURM does not know: squeue exits 1, yet it is no error
     trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
     slurm_args = ["-m", *CPU, *trial_args]
     first = launch(*slurm_args, env=ENV)  # held: stays pending, so it is still queued at every relaunch below
@@ -309,33 +296,112 @@ def relaunch_with_an_unreadable_queue(slurm_args: list[str], trial_args: list[st
     assert not (trial / "log.txt").exists() and queue_of(*jobs) == queue
 
 
-def test_a_slurm_job_leaves_a_trial_that_a_local_launcher_trains(slurm, tmp_path):
-    """Issue 12, item 3: the SLURM job takes the trial's lock too; when a local launcher holds it, the job
-    exits cleanly (both tasks, no failure.json) and the trial trains once."""
-    trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX_ITER=200", f"output_root={tmp_path}"]
-    here = subprocess.Popen([sys.executable, str(REPO / "launch.py"), *trial_args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **ENV})  # fmt: skip
+HOLDER = """\
+import sys
+from xfer.store import locks
+lock = locks.take(sys.argv[1])
+print("held" if lock else "refused", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_slurm_job_kept_out_of_its_trial_leaves_it_and_says_why(slurm, tmp_path):
+    """Issue 12, item 3; issue 19: the SLURM job takes the trial's lock too. Another launcher took the trial after
+    the submission (here a process that only holds its lock): the job waits ``cluster.lock_wait_s``, then
+    leaves the trial (both tasks end cleanly, nothing trains) and says why in failure.json. Status shows the
+    trial running while the other holds it, failed with that cause once it has let go: never queued beside an
+    ended job. (A job that finds the trial done instead ends without a failure: tests/test_locks.py.)"""
+    run = launch("-m", *CPU, "cluster.tasks_per_node=2", "pretrain=densecl", "seed=0", "cluster.lock_wait_s=5",
+                 "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=ENV)  # fmt: skip
+    assert run.returncode == 0 and "1 to submit" in run.stdout, run.output[-3000:]
+    (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
+    job, collect_id = job_id(trial), run.stdout.split("; job ")[1].split(" ")[0]
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(trial)], cwd=REPO, text=True, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)  # fmt: skip
     try:
-        found: list[Path] = []
-        wait_for(lambda: found.extend(p.parent for p in tmp_path.rglob("progress.json")) or found, "local training")
-        trial = found[0]
-        run = launch("-m", *CPU, "cluster.tasks_per_node=2", *trial_args, env=ENV)
-        assert run.returncode == 0 and "1 to submit" in run.stdout, run.output[-3000:]
-        job = job_id(trial)
-        wait_for(lambda: job not in queued_ids(), "the SLURM job to end")
-        assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1, "trained twice at once"
-        assert "another launcher holds the trial's lock" in (trial / "job.log").read_text()
-        assert not (trial / "failure.json").exists()
-        out, _ = here.communicate(timeout=600)
+        assert holder.stdout.readline().strip() == "held"
+        subprocess.run(["scontrol", "release", job, collect_id], check=True)
+        wait_for(lambda: not queue_of(job, collect_id), "the job and the collect job to end")
+        while_held = {s.label: (s.state, s.cause) for s in status.scan([tmp_path])}
     finally:
-        here.kill()
-    assert here.returncode == 0, out[-3000:]
-    (r,) = results_under(tmp_path).values()
-    assert r["run"]["start_iter"] == 0 and r["run"]["iterations_run"] == 200 and "slurm_job_id" not in r["run"]
-    assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1
+        holder.stdin.close()
+        holder.wait()
+    cause = "lock held by another launcher for 5 s (cluster.lock_wait_s); this job left the trial to it"
+    assert json.loads((trial / "failure.json").read_text())["cause"] == cause
+    assert "waiting up to 5 s for it" in (trial / "job.log").read_text()
+    assert list(while_held.values()) == [("running", "")]  # the holder has it, whatever failure.json says
+    assert [(s.state, s.cause) for s in status.scan([tmp_path])] == [("failed", cause)]
+    assert not (trial / "log.txt").exists() and not (trial / "result.json").exists()  # nothing trained
     logs = [p.read_text() for p in (tmp_path / "smoke_fast" / "_slurm" / job.split("_")[0]).glob("*_log.out")]
     assert len(logs) == 2 and all("Exiting after successful completion" in text for text in logs)  # both tasks
     assert any("rank 0 does not train this run of the job" in text for text in logs)  # rank 1 did not wait
+
+
+LOOKER = """\
+import sys, threading
+from pathlib import Path
+from xfer.store import locks
+
+claimed = ("log.txt", "failure.json", "result.json")  # what a job leaves once rank 0 has decided
+looks = [0]
+
+
+def look(trial: Path) -> None:
+    while not any((trial / name).exists() for name in claimed):
+        for _ in range(50):
+            locks.held(trial)
+        looks[0] += 50
+
+
+trials = [p.parent for p in Path(sys.argv[1]).rglob("trial.yaml")]
+threads = [threading.Thread(target=look, args=(t,)) for t in trials for _ in range(8)]
+print(len(trials), flush=True)
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(looks[0], flush=True)
+"""
+
+
+def scontrol_show(job: str, env: dict) -> str:
+    return subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, env=env).stdout
+
+
+def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_job_out(small_slurm, tmp_path):
+    """Issue 19: 12 trials where MaxArraySize is 5 go out as three arrays (5, 5, 2) and a collect job after all
+    three. Meanwhile a looker asks ``locks.held`` of every trial without pause (8 threads a trial: a thread that
+    took the lock to look would keep it while it waits for the GIL) until each job's rank 0 has decided, and
+    the jobs take their lock without waiting (``cluster.lock_wait_s=0``): every trial ends done, none left to
+    a looker. (A looker that takes the lock to look left 1 to 4 trials of 12 here.)"""
+    env = {**ENV, **small_slurm.env}
+    run = launch("-m", *CPU, "pretrain=scratch,densecl,regioncl", "seed=0-3", "cluster.lock_wait_s=0",
+                 "cluster.array_parallelism=6", "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=env)  # fmt: skip
+    assert run.returncode == 0, run.output[-4000:]
+    arrays = run.stdout.split("submitted 12 trials as SLURM job arrays ")[1].split(";")[0].split(", ")
+    collect_id = run.stdout.split("; job ")[1].split(" ")[0]
+    trials = [p.parent for p in tmp_path.rglob("slurm.json")]
+    assert len(arrays) == 3 and len(trials) == 12
+    tasks = [f"{a}_{i}" for a, n in zip(arrays, (5, 5, 2), strict=True) for i in range(n)]
+    assert sorted(job_id(t) for t in trials) == sorted(tasks)
+    dependency = scontrol_show(collect_id, env).split("Dependency=")[1].split()[0]
+    assert sorted(re.findall(r"afterany:(\d+)_\*", dependency)) == sorted(arrays), dependency
+    for t in trials:  # as the folders of trials that ran before have it (a relaunch, a requeue)
+        (t / ".lock").touch()
+    looker = subprocess.Popen([sys.executable, "-c", LOOKER, str(tmp_path)], cwd=REPO, text=True, stdout=subprocess.PIPE)
+    try:
+        assert looker.stdout.readline().strip() == "12"
+        subprocess.run(["scontrol", "release", *arrays, collect_id], check=True, env=env)
+        wait_for(lambda: not squeue(env).strip(), "the arrays and the collect job to end", env=env)
+        looks = int(looker.communicate(timeout=60)[0])
+    finally:
+        looker.kill()
+    failures = {str(t.relative_to(tmp_path)): json.loads((t / "failure.json").read_text())["cause"] for t in trials
+                if (t / "failure.json").exists()}  # fmt: skip
+    assert not failures and len(results_under(tmp_path)) == 12 and looks > 0, failures
+    table = (tmp_path / "smoke_fast" / "table.md").read_text()  # the collect job ran after all three arrays
+    for setting in ("smoke_fast/r50_scratch", "smoke_fast/r50_densecl", "smoke_fast/r50_regioncl_d"):
+        assert f"{setting} | 4/5 |" in table, table
 
 
 def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path):

@@ -108,19 +108,17 @@ def arrays(n: int, limits: queue.Limits) -> list[range]:
 
 def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig,
            sweep_dirs: list[Path], collect_with: dict | None = None) -> Submission:  # fmt: skip
-    """Submit (trial dir, composed config, overrides) as job arrays within SLURM's MaxArraySize (read first:
+    """Submit (trial dir, composed config, overrides), whose ``trial.yaml`` the launcher has written
+    (``xfer.store.handover``), as job arrays within SLURM's MaxArraySize (read first:
     :class:`QueueUnreadable` before anything is submitted when it cannot be), then the collect job after all
     of them, which writes the table of each of the sweep's folders (one per benchmark; the logs go under
     the first). ``cluster.array_parallelism`` is shared out among the arrays, so the sweep never runs more
     trials at once than it says (unless there are more arrays than that: one each then)."""
-    from xfer.trial.runner import write_job
     from xfer.trial.slurm_job import TrialJob
 
     parts = arrays(len(trials), queue.limits())
     sweep_dir = sweep_dirs[0]
     folder = sweep_dir.resolve() / "_slurm"
-    for trial_dir, cfg, overrides in trials:
-        write_job(trial_dir, cfg, overrides)
     gpus = int(cluster.gpus_per_node)
     params = {
         "name": f"xfer-{sweep_dir.name}", "timeout_min": int(cluster.time_min), "nodes": int(cluster.nodes),
@@ -143,7 +141,6 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
             (trials[i][0] / SLURM_RECORD).write_text(json.dumps(record))
         array_ids.append(jobs[0].job_id.split("_")[0])
         job_ids += [j.job_id for j in jobs]
-        log.info("SLURM job array %s: %d trial(s)", array_ids[-1], len(jobs))
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
                           tasks_per_node=1, cpus_per_task=1,
                           slurm_additional_parameters=collect_options(cluster, array_ids))  # fmt: skip

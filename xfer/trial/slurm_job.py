@@ -39,7 +39,11 @@ def claim(out: Path, job_id: str, lock_wait_s: float) -> tuple[locks.TrialLock |
     done, or (recorded in ``failure.json``) another launcher kept its lock for ``lock_wait_s`` seconds, or
     the file system cannot lock files here."""
     try:
-        lock = locks.wait(out, lock_wait_s)
+        lock = locks.take(out)
+        if lock is None:
+            log.warning("another launcher holds the trial's lock; waiting up to %g s for it (cluster.lock_wait_s)",
+                        lock_wait_s)  # fmt: skip
+            lock = locks.wait(out, lock_wait_s)
     except locks.LocksUnsupported as e:
         record_failure(out, str(e), job_id=job_id)
         return None, str(e)
