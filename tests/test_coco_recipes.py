@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO, launch
 from tests.test_recipe import composed
 from xfer.benchmarks import coco
 from xfer.report import collect
-from xfer.store import identity
 from xfer.trial import checks, recipe
 from xfer.trial import runner as runner
 
@@ -305,10 +305,22 @@ def test_the_override_the_c4_header_names_gives_moco_heads_recipe():
                          "INPUT.MAX_SIZE_TRAIN": 1333}  # fmt: skip
 
 
-def test_changing_by_input_is_a_setting_of_its_own():
-    for override in ("benchmark.by_input.rgb_torchvision.INPUT.MAX_SIZE_TRAIN=1333", "~benchmark.by_input",
-                     "+benchmark.by_input.bgr_msra.INPUT.MAX_SIZE_TRAIN=1200", "input@pretrain.input=bgr_msra"):
-        assert identity.setting_overrides([override, "seed=1"]) == override
+@pytest.mark.parametrize(("override", "named"), [
+    ("benchmark.by_input.rgb_torchvision.INPUT.MAX_SIZE_TRAIN=1333", "INPUT.MAX_SIZE_TRAIN=1333"),
+    ("~benchmark.by_input", "INPUT.MAX_SIZE_TRAIN=1333"),  # detectron2's default then
+    ("+benchmark.by_input.bgr_msra.INPUT.MAX_SIZE_TRAIN=1200", ""),  # another input's entry: densecl runs the same
+    ("input@pretrain.input=bgr_msra", "input=bgr_msra"),
+])  # fmt: skip
+def test_changing_by_input_is_a_setting_of_its_own_when_it_changes_what_runs(tmp_path, override, named):
+    from hydra import compose as hydra_compose
+
+    from xfer.launch import identify
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        compose = lambda o: hydra_compose(config_name="config", overrides=o, return_hydra_config=True)  # noqa: E731
+        cfg = compose(["benchmark=coco_c4_1x", "pretrain=densecl", override, "seed=1"])
+        ids = identify.Identifier(compose, tmp_path)
+        assert ids.extras(cfg, identify.choices_of(cfg)) == named
 
 
 def test_the_width_check_sees_by_input_too():

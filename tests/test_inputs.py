@@ -26,8 +26,8 @@ def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
     assert f"weights not found at {tmp_path}/noweights/densecl_r50.pth" in err
     assert f"{tmp_path}/noweights/regioncl_d_r50.pth" in err and "pretrain.weights=" in err
     assert "torch.cuda.device_count() == 0" in err  # the suite hides any GPU (tests/conftest.py)
-    written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
-    assert written in ([], ["multirun.yaml"]), written  # Hydra's sweep record at most; no trial folder
+    written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and "_cache" not in p.parts]
+    assert written in ([], ["multirun.yaml"]), written  # Hydra's sweep record at most (and caches); no trial folder
 
 
 def test_custom_pretrain_without_weights_names_the_fix(tmp_path):
@@ -37,7 +37,8 @@ def test_custom_pretrain_without_weights_names_the_fix(tmp_path):
     assert "pretrain mine (r50): weights not found" in run.stderr and "pretrain.weights=" in run.stderr
 
 
-def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path):
+def test_batch_that_the_process_count_cannot_divide_is_refused(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)
     run = launch("-m", "benchmark=smoke_fast", "cluster.devices=4", "cluster.gpus_per_trial=3", f"output_root={tmp_path}")
     assert run.returncode == 2
     assert "cluster.gpus_per_trial=3 cannot share the global batch 2 evenly" in run.stderr
@@ -85,7 +86,8 @@ def _tiny(depth: int):
          "incomplete weights; 15 missing: res4.2.conv1.norm.bias"),
     ],
 )  # fmt: skip
-def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, make, args, message):
+def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, smoke_fast_made, make, args, message):
+    smoke_fast_made(tmp_path / "out")
     weights = tmp_path / "w.pth"
     torch.save(make(), weights)
     run = launch("-m", "benchmark=smoke_fast", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
@@ -107,8 +109,9 @@ class RunsCode:
 
 
 @pytest.mark.parametrize("trust", [False, True])
-def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, trust):
+def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, smoke_fast_made, trust):
     """The launch reads the checkpoint (in the launcher, cwd the repo); only pretrain.trust=true runs it."""
+    smoke_fast_made(tmp_path / "out")
     marker = tmp_path / "code-ran"
     weights = tmp_path / "w.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode(marker)}, weights)

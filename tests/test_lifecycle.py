@@ -4,13 +4,15 @@ periodic checkpoints a finished trial no longer needs are dropped (``trial.keep_
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import launch
-from xfer.store import files
+from xfer.store import state
+from xfer.store.redo import prune_checkpoints, redo_start, set_aside_damaged
 
 SMOKE = ["-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0"]
 # detectron2's PeriodicCheckpointer with the smoke recipe's CHECKPOINT_PERIOD 5 and MAX_ITER 10 saves after
@@ -44,28 +46,49 @@ def checkpoints(trial: Path) -> set[str]:
 )
 def test_a_damaged_result_is_not_done(tmp_path, text, why):
     (tmp_path / "result.json").write_text(text)
-    assert files.read_result(tmp_path) is None
-    assert why in files.damage(tmp_path)
+    found = state.read_result(tmp_path)
+    assert found.kind == "damaged" and found.record is None and why in found.cause
+    assert state.of(tmp_path).state == "damaged"
 
 
 def test_a_sound_result_is_done(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(record()))
-    assert files.read_result(tmp_path) == record()
-    assert files.damage(tmp_path) == "" and files.damage(tmp_path / "absent") == ""
+    assert state.read_result(tmp_path).record == record() and state.of(tmp_path).state == "done"
+    assert state.read_result(tmp_path / "absent").kind == "missing"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_result_that_cannot_be_read_is_unreadable_and_stays(tmp_path):
+    """An I/O error (here EACCES, as on another user's file) is not damage: the file may be sound."""
+    (tmp_path / "result.json").write_text(json.dumps(record()))
+    (tmp_path / "result.json").chmod(0)
+    try:
+        s = state.of(tmp_path)
+        assert s.state == "unreadable" and "PermissionError" in s.cause
+    finally:
+        (tmp_path / "result.json").chmod(0o644)
+
+
+def test_an_io_error_is_unreadable_not_damaged(tmp_path):
+    """A folder where result.json should be: reading it raises IsADirectoryError, an OSError like EIO or ESTALE.
+    The trial is unreadable (reported, left in place), never damaged (moved aside and redone)."""
+    (tmp_path / "result.json").mkdir()
+    s = state.of(tmp_path)
+    assert s.state == "unreadable" and "IsADirectoryError" in s.cause and (tmp_path / "result.json").is_dir()
 
 
 def test_damaged_results_are_set_aside_never_overwritten(tmp_path):
     kept = []
     for text in ('{"setting": {"bench', '{"metr'):  # two damaged files within the same second
         (tmp_path / "result.json").write_text(text)
-        redo = files.set_aside_damaged(tmp_path)
+        redo = set_aside_damaged(tmp_path, state.read_result(tmp_path).cause)
         assert redo is not None and not (tmp_path / "result.json").exists()
         kept.append((redo.kept_as, text))
     assert len({path for path, _ in kept}) == 2
     for path, text in kept:
         assert path.name.startswith("result.json.damaged-") and path.read_text() == text
     (tmp_path / "result.json").write_text(json.dumps(record()))
-    assert files.set_aside_damaged(tmp_path) is None and (tmp_path / "result.json").exists()
+    assert state.read_result(tmp_path).kind == "sound" and (tmp_path / "result.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -81,7 +104,7 @@ def test_a_redo_starts_from_what_the_trial_left(tmp_path, last, max_iter, start)
     if last:
         (tmp_path / last).write_bytes(b"weights")
         (tmp_path / "last_checkpoint").write_text(last)
-    assert files.redo_start(tmp_path, max_iter).startswith(start)
+    assert redo_start(tmp_path, max_iter).startswith(start)
 
 
 @pytest.mark.parametrize(
@@ -96,12 +119,13 @@ def test_pruning_keeps_what_the_option_says(tmp_path, keep, left):
     for name in EVERY_CHECKPOINT:
         (tmp_path / name).write_text("model_final.pth" if name == "last_checkpoint" else "weights")
     (tmp_path / "result.json").write_text(json.dumps(record()))
-    files.prune_checkpoints(tmp_path, keep)
+    prune_checkpoints(tmp_path, keep)
     assert checkpoints(tmp_path) == left
     assert (tmp_path / "result.json").exists() and (tmp_path / "result.json").read_text() == json.dumps(record())
 
 
-def test_an_unknown_keep_checkpoints_value_is_refused_before_anything_runs(tmp_path):
+def test_an_unknown_keep_checkpoints_value_is_refused_before_anything_runs(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)
     run = launch(*SMOKE, f"output_root={tmp_path}", "trial.keep_checkpoints=some")
     assert run.returncode == 2, run.output[-2000:]
     assert "trial.keep_checkpoints='some': use one of final, all, none." in run.stderr

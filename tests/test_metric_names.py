@@ -25,7 +25,8 @@ from tests.test_results import DENSE_VALUES, DENSECL, REGION_VALUES, REGIONCL, b
 from xfer import benchmarks
 from xfer.launch import local
 from xfer.report import collect, comparisons, formats, plots, results, status
-from xfer.store import files
+from xfer.store import files, state
+from xfer.store.redo import set_aside_damaged
 from xfer.trial import runner as runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def test_the_trial_runner_names_what_it_measured_and_the_order_survives_sorted_k
     written = {"setting": {"benchmark": "voc0712_c4_24k", "backbone": "r50", "pretrain": "densecl"}, **record}
     files.write_json_atomic(tmp_path / "result.json", written)
     assert list(json.loads((tmp_path / "result.json").read_text())["metrics"]) == ["AP", "AP50", "AP75"]
-    done = files.read_result(tmp_path)
+    done = state.read_result(tmp_path).record
     assert list(files.measured(done).items()) == [("AP50", 82.6), ("AP", 58.3), ("AP75", 64.6)]
 
 
@@ -131,7 +132,7 @@ def test_an_old_result_without_metric_names_is_done_as_voc_and_pools_with_a_new_
     new = trial(tmp_path, DENSECL, 1, (83.0, 59.0, 65.0))
     record = json.loads((new / "result.json").read_text())
     (new / "result.json").write_text(json.dumps({**record, "metric_names": ["AP50", "AP", "AP75"]}))
-    assert files.read_result(old) is not None and files.metric_names(files.read_result(old)) == ("AP50", "AP", "AP75")
+    assert state.of(old).state == "done" and files.metric_names(state.read_result(old).record) == ("AP50", "AP", "AP75")
     (row,) = results.summarize(results.read_trials([tmp_path]))
     assert (row.n, row.conflicts, row.metric_names) == (2, [], ("AP50", "AP", "AP75"))
     assert row.stats["AP"].mean == 58.5 and row.stats["AP75"].std == pytest.approx(math.sqrt(0.5))  # (0.25+0.25)/1
@@ -153,10 +154,11 @@ def test_a_result_whose_named_metric_is_missing_or_a_bool_is_damaged(tmp_path, c
     folder = trial(tmp_path, DENSECL, 0, (82.0, 58.0, 64.0))
     record = json.loads((folder / "result.json").read_text())
     (folder / "result.json").write_text(json.dumps({**record, **change}))
-    assert files.read_result(folder) is None and why in files.damage(folder)
+    found = state.read_result(folder)
+    assert found.kind == "damaged" and why in found.cause
     (t,) = results.read_trials([tmp_path])  # collect agrees with the launcher: not done, and why
-    assert t.state == "corrupt" and t.cause == f"damaged result.json: {files.damage(folder)}"
-    redo = files.set_aside_damaged(folder)  # set aside as any damaged result, so the trial runs again
+    assert t.state == "damaged" and t.cause == found.cause
+    redo = set_aside_damaged(folder, found.cause)  # set aside as any damaged result, so the trial runs again
     assert redo is not None and not (folder / "result.json").exists() and why in redo.cause
 
 
@@ -192,7 +194,7 @@ def test_one_collect_gives_a_table_per_metric_list_with_hand_computed_cells(mixe
     voc_only = collect.collect([voc], out_dir=Path("voc_only"), plots=False).markdown
     assert voc_table == tables(voc_only)[0]  # the VOC table, byte for byte, with or without COCO beside it
     assert text.index("Not finished (4):") > text.index(voc_table[-1])  # then the missing trials, all of them
-    assert f"- {BENCH}/r50_byol seed0: unfinished" in text
+    assert f"- {BENCH}/r50_byol seed0: to run" in text
 
 
 def test_an_unfinished_or_unreadable_setting_sits_in_its_benchmarks_table_or_the_common_one(tmp_path):

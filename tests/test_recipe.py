@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from tests import test_trial_identity as trial_identity
 from tests.conftest import REPO, launch
 from xfer.launch import sweep
 from xfer.store import identity
@@ -157,38 +158,17 @@ def test_user_detectron2_overrides_merge_last_and_unknown_keys_fail():
         d2("+d2.SOLVER.NOT_A_KEY=1")
 
 
-# What names a setting (the brief of issue 12, item 1, written out by hand): how and where a trial runs, the
-# group choices the name shows and the pretrain's descriptive keys stay out; all else stays in.
-NAMES_NO_SETTING = ["+cluster.sbatch.reservation=myres", "++cluster.sbatch.qos=high", "~cluster.sbatch.comment",
-                    "cluster=slurm", "cluster.gpus_per_trial=2", "trial.evaluator=detectron2",
-                    "+trial.keep_checkpoints=false", "paths.datasets=/data", "paths.cache=/c", "output_root=/o",
-                    "plan=true", "seed=3", "hydra.verbose=true", "benchmark=smoke_fast", "backbone=r101", "pretrain=custom",
-                    "pretrain.name=mine", "pretrain.label=Mine", "pretrain.source=me", "pretrain.weights=/w.pth",
-                    "pretrain.trust=true", "+pretrain.published.voc0712_c4_24k.r50.AP50=80"]  # fmt: skip
-NAMES_A_SETTING = ["+d2.SOLVER.BASE_LR=0.01", "~d2.SOLVER.AMP", "benchmark.d2.SOLVER.MAX_ITER=300",
-                   "backbone.d2.MODEL.RESNETS.DEPTH=101", "pretrain.format=moco", "pretrain.prefix=enc.",
-                   "input@pretrain.input=bgr_msra", "+experiment=amp", "+unknown.key=1", "++benchmark.trials=3"]  # fmt: skip
-
-
-@pytest.mark.parametrize("override", NAMES_NO_SETTING + NAMES_A_SETTING)
-def test_an_override_names_a_setting_only_when_it_can_change_the_result(override):
-    assert identity.setting_overrides([override]) == ("" if override in NAMES_NO_SETTING else override)
-
-
-def test_setting_names_are_sorted_and_long_ones_hashed_without_slashes():
-    assert identity.setting_overrides(["plan=true", "+experiment=amp", "+d2.A=1"]) == "+d2.A=1,+experiment=amp"
+def test_long_setting_names_are_hashed_without_slashes():
     assert identity.setting_dirname("r50", "densecl") == "r50_densecl"
-    assert identity.setting_dirname("r50", "densecl", "+d2.SOLVER.BASE_LR=0.01") == "r50_densecl,+d2.SOLVER.BASE_LR=0.01"
+    assert identity.setting_dirname("r50", "densecl", "SOLVER.BASE_LR=0.01") == "r50_densecl,SOLVER.BASE_LR=0.01"
     long = identity.setting_dirname("r50", "x", "a=" + "b/" * 100)
     assert len(long) < 120 and "/" not in long and long != identity.setting_dirname("r50", "x", "a=" + "c/" * 100)
 
 
 def planned(tmp_path: Path, *overrides: str) -> sweep.PlannedTrial:
-    """The trial the launcher plans for these overrides (the smoke weights are made, then hashed)."""
-    cfg = composed("benchmark=smoke_fast", f"output_root={tmp_path}", *overrides)
-    sha256, error = sweep.inputs(cfg)
-    assert sha256 and not error, error
-    return sweep.locate(sweep.PlannedTrial(0, list(overrides), cfg, Path(), None, sha256), tmp_path / "smoke_fast")
+    """The trial the launcher plans for these overrides (the smoke weights are made, then hashed): its identity
+    and folder worked out as the launcher does (``tests/test_trial_identity.py``)."""
+    return trial_identity.planned(tmp_path, *overrides)
 
 
 def test_trial_folder_follows_what_changes_the_result(tmp_path):
@@ -201,8 +181,8 @@ def test_trial_folder_follows_what_changes_the_result(tmp_path):
     for extra in same:
         assert planned(tmp_path, "seed=0", *extra).dir == base.dir, extra
     assert planned(tmp_path, "seed=1").dir == base.dir.parent / "seed1"
-    for extra, setting in [(("+d2.SOLVER.BASE_LR=0.1",), "r50_densecl,+d2.SOLVER.BASE_LR=0.1"),
-                           (("+experiment=amp",), "r50_densecl,+experiment=amp"),
+    for extra, setting in [(("+d2.SOLVER.BASE_LR=0.1",), "r50_densecl,SOLVER.BASE_LR=0.1"),
+                           (("+experiment=amp",), "r50_densecl,experiment=amp"),
                            (("pretrain=custom", "pretrain.name=mine"), "r50_mine")]:  # fmt: skip
         assert planned(tmp_path, "seed=0", *extra).dir.parent.parent.name == setting
 
@@ -217,23 +197,26 @@ def test_own_method_is_compared_with_the_baselines(tmp_path):
     assert run.returncode == 0 and "| smoke_fast/r50_mine | to run |" in run.stdout, run.output[-2000:]
 
 
-def test_a_reservation_is_not_part_of_the_setting(tmp_path):
+def test_a_reservation_is_not_part_of_the_setting(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)
     run = launch("-m", "cluster=slurm", "cluster.gpus_per_node=0", "benchmark=smoke_fast", "seed=0",
                  "+cluster.sbatch.reservation=myres", "plan=true", f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode in (0, 2), run.output[-2000:]  # 2 where no sbatch is on PATH: the plan prints first
     assert "| smoke_fast/r50_densecl | to run |" in run.stdout, run.output[-2000:]
 
 
-def test_amp_is_an_explicit_setting_of_its_own(tmp_path):
+def test_amp_is_an_explicit_setting_of_its_own(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)
     cfg = composed("+experiment=amp")
     assert d2("+experiment=amp").SOLVER.AMP.ENABLED is True and d2().SOLVER.AMP.ENABLED is False
     assert cfg.trial.evaluator == "xfer"  # the fast evaluator is the default
     run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", "trial.device=cuda", "plan=true",
                  f"output_root={tmp_path}")  # fmt: skip
-    assert "| smoke_fast/r50_densecl,+experiment=amp |" in run.stdout  # its own row, never averaged with fp32
+    assert "| smoke_fast/r50_densecl,experiment=amp |" in run.stdout  # its own row, never averaged with fp32
 
 
-def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path):
+def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)
     run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", f"output_root={tmp_path}")
     assert run.returncode == 2 and "mixed precision (+experiment=amp, d2.SOLVER.AMP.ENABLED) needs CUDA" in run.stderr
 

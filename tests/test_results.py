@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from scipy.stats import t as student_t
 
 from tests.conftest import REPO
 from xfer.report import collect, comparisons, formats, results, stats, status
+from xfer.store import handover
 from xfer.trial import runner as runner
 
 SEED_TABLE = REPO / "tests" / "golden" / "seed_table.html"  # the seed README's table block, copied by hand
@@ -68,7 +70,7 @@ def trial(root: Path, pretrain: dict, seed: int, metrics: tuple | None = None, b
 
 @pytest.fixture
 def sweep(tmp_path, monkeypatch) -> Path:
-    """Trials in every state: done, failed, unfinished (never started), corrupt, and a lone n=1 setting."""
+    """Trials in every state: done, failed, to run (never started), damaged, and a lone n=1 setting."""
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
     root = Path("sweep")
     for seed, m in enumerate(DENSE_VALUES):
@@ -130,6 +132,21 @@ def test_statistics_match_hand_computed_values():
     one = stats.summarize([82.64])
     assert one.mean == 82.64 and one.std is None and one.ci95 is None and one.covers(82.64) is None
     assert stats.welch_p([1.0], [4.0, 5.0]) is None and stats.welch_p([1.0, 1.0], [2.0, 2.0]) is None
+
+
+def test_the_sample_std_is_the_standard_librarys_bit_for_bit():
+    """stats.stdev computes in integers what statistics.stdev computes in Fractions: the same float, for AP-like
+    values, values over many orders of magnitude, ties and subnormals; NaN where a value is not finite (where the
+    standard library raises AttributeError), and then a summary has no spread."""
+    rng = np.random.default_rng(7)
+    samples = [[82.64, 82.64, 82.5, 82.8, 82.7], [1.0, 1.0], [0.1, 0.2, 0.3], [5e-324, 1e-310, 0.0], [1e300, -1e300, 3.0]]
+    samples += [list(np.round(rng.normal(58, 0.3, n), 4)) for n in (2, 3, 5, 10, 40) for _ in range(200)]
+    samples += [list(rng.normal(0, 1, 5) * 10.0 ** rng.integers(-30, 30, 5)) for _ in range(500)]
+    for values in samples:
+        ours, theirs = stats.stdev([float(v) for v in values]), statistics.stdev([float(v) for v in values])
+        assert ours == theirs, values
+    assert math.isnan(stats.stdev([math.nan, 1.0])) and math.isnan(stats.stdev([math.inf, 1.0]))
+    assert stats.summarize([math.inf, 1.0]).std is None
 
 
 def test_welch_p_for_unequal_n_and_variances_worked_out_by_hand():
@@ -220,9 +237,9 @@ def test_the_published_spread_reaches_the_trial_record(tmp_path):
     record = runner.published(cfg)
     assert {m: record[m] for m in METRICS} == PUB_DENSECL
     assert record["std"] == STD and record["n"] == 5
-    runner.write_job(tmp_path / "seed0", cfg, "")  # the launcher's hand-over, as a queued trial has it
+    handover.write(tmp_path / "seed0", OmegaConf.to_container(cfg, resolve=True), "", None)  # as a queued trial has it
     queued = results.read_trial(tmp_path / "seed0")
-    assert queued.state == "unfinished" and queued.published == record
+    assert queued.state == "to run" and queued.published == record
     assert "std" not in (runner.published(smoke) or {})  # smoke states no std: nothing to test against
 
 
@@ -233,8 +250,8 @@ def test_rows_count_every_trial_and_flag_the_published_mean(sweep):
     rows = {r.key: r for r in results.summarize(results.read_trials([sweep]))}
     dense, region, lone = (rows[f"voc0712_c4_24k/{k}"] for k in ("r50_densecl", "r50_regioncl_d", "r101_densecl"))
     assert [(r.n, r.expected) for r in (dense, region, lone)] == [(5, 5), (3, 6), (1, 5)]
-    assert sorted((t.seed, t.state) for t in region.missing) == [(3, "failed"), (4, "unfinished"), (5, "corrupt")]
-    assert "unreadable result.json" in next(t for t in region.missing if t.state == "corrupt").cause
+    assert sorted((t.seed, t.state) for t in region.missing) == [(3, "failed"), (4, "to run"), (5, "damaged")]
+    assert "damaged result.json: not JSON" in next(t for t in region.missing if t.state == "damaged").cause
     for m in METRICS:
         hand = by_hand(column(DENSE_VALUES, m))
         assert dense.stats[m].mean == pytest.approx(hand["mean"]) and dense.stats[m].std == pytest.approx(hand["std"])
@@ -276,7 +293,7 @@ def test_markdown_cells_are_the_hand_computed_statistics(sweep):
     assert formats.FLAG_NOTE in text and "Not tested" not in text
     missing = text.split("Not finished (3):\n")[1].split("\n\n")[0].splitlines()
     assert [line.split(": ")[0] for line in missing] == [f"- voc0712_c4_24k/r50_regioncl_d seed{s}" for s in (3, 4, 5)]
-    assert "FloatingPointError" in missing[0] and "unfinished" in missing[1] and "unreadable result.json" in missing[2]
+    assert "FloatingPointError" in missing[0] and "to run" in missing[1] and "damaged result.json: not JSON" in missing[2]
 
 
 def test_json_csv_and_latex_carry_the_hand_computed_values(sweep):
@@ -294,13 +311,13 @@ def test_json_csv_and_latex_carry_the_hand_computed_values(sweep):
         assert dense["metrics"][m]["published_differs"] is bool(p < 0.05)
         assert (dense["metrics"][m]["published_std"], dense["metrics"][m]["published_n"]) == (STD[m], 5)
     assert (dense["n"], dense["expected"], region["n"], region["expected"]) == (5, 5, 3, 6)
-    assert sorted((t["seed"], t["state"]) for t in region["missing"]) == [(3, "failed"), (4, "unfinished"),
-                                                                           (5, "corrupt")]  # fmt: skip
+    assert sorted((t["seed"], t["state"]) for t in region["missing"]) == [(3, "failed"), (4, "to run"),
+                                                                           (5, "damaged")]  # fmt: skip
     assert [(t["seed"], t["AP50"]) for t in dense["trials"]] == [(s, v[0]) for s, v in enumerate(DENSE_VALUES)]
 
     with open(sweep / "trials.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and sorted({r["state"] for r in rows}) == ["corrupt", "done", "failed", "unfinished"]
+    assert len(rows) == 12 and sorted({r["state"] for r in rows}) == ["damaged", "done", "failed", "to run"]
     written = {(r["pretrain"], r["backbone"], int(r["seed"])): r for r in rows}
     for seed, v in enumerate(DENSE_VALUES):
         r = written[("densecl", "r50", seed)]
@@ -468,5 +485,5 @@ def test_an_unreadable_trial_is_named_after_its_setting_folder_not_its_weights_l
     folder.mkdir(parents=True)
     (folder / "result.json").write_text('{"metrics": {"AP50": 1')
     (t,) = results.read_trials([tmp_path])
-    assert t.state == "corrupt"
+    assert t.state == "damaged"
     assert (t.setting.pretrain, t.setting.weights) == ("r50_densecl", "0123456789ab")

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
 from xfer.report import status
-from xfer.store import files, locks, queue
+from xfer.store import locks, queue, redo, state
 
 
 @pytest.fixture
@@ -43,9 +43,9 @@ def test_status_reads_every_state_from_disk(every_state):
     partial = rows["voc0712_c4_24k/r50_densecl seed1"]
     assert partial.state == "partial" and status.describe(partial) == "partial at 500/24000 (resumable)"
     assert rows["voc0712_c4_24k/r50_regioncl_d seed3"].cause.startswith("FloatingPointError")
-    assert rows["voc0712_c4_24k/r50_regioncl_d seed4"].state == "queued"
-    corrupt = rows["voc0712_c4_24k/r50_regioncl_d seed5"]
-    assert corrupt.state == "corrupt" and "unreadable result.json" in corrupt.cause
+    assert rows["voc0712_c4_24k/r50_regioncl_d seed4"].state == "to run"
+    damaged = rows["voc0712_c4_24k/r50_regioncl_d seed5"]
+    assert damaged.state == "damaged" and "damaged result.json: not JSON" in damaged.cause
     assert rows["voc0712_c4_24k/r50_regioncl_d seed6"].job.startswith("4242_6")
 
 
@@ -67,17 +67,17 @@ def test_status_command_prints_the_table(every_state):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": os.path.dirname(sys.executable)}  # no SLURM commands
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", str(every_state)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "1 queued, 1 partial, 1 done, 1 failed, 1 corrupt, 1 unknown" in proc.stdout  # SLURM's trial: unknown
+    assert "1 to run, 1 partial, 1 done, 1 failed, 1 damaged, 1 unknown" in proc.stdout  # SLURM's trial: unknown
     assert "SLURM's queue could not be read: squeue is not on PATH" in proc.stdout
-    assert "FloatingPointError: Loss became infinite" in proc.stdout and "unreadable result.json" in proc.stdout
+    assert "FloatingPointError: Loss became infinite" in proc.stdout and "damaged result.json: not JSON" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", "nope"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "not a folder: nope" in proc.stderr
 
 
 def test_checkpoint_names_count_iterations():
-    assert files.checkpoint_iteration("model_0000499.pth", 24000) == 500
-    assert files.checkpoint_iteration("model_final.pth", 24000) == 24000
-    assert files.checkpoint_iteration("garbage", 24000) == 0
+    assert redo.checkpoint_iteration("model_0000499.pth", 24000) == 500
+    assert redo.checkpoint_iteration("model_final.pth", 24000) == 24000
+    assert redo.checkpoint_iteration("garbage", 24000) == 0
 
 
 @pytest.mark.slow
@@ -111,9 +111,14 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
 def test_slurm_speaks_first_while_it_has_the_job(every_state):
     """Issue 12, item 6: a requeue's SIGTERM leaves failure.json; SLURM still has the job, so it is not failed."""
     failed = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed3"  # has failure.json
-    assert status.on_slurm(queue.JobState("PENDING", restarts=1), failed) == "requeued"
-    assert status.on_slurm(queue.JobState("PENDING"), failed) == "queued"
-    assert status.on_slurm(queue.JobState("RUNNING", restarts=2), failed) == "running"
+    assert state.of(failed, job=queue.JobState("PENDING", restarts=1)).state == "requeued"
+    assert state.of(failed, job=queue.JobState("PENDING")).state == "queued"
+    assert state.of(failed, job=queue.JobState("RUNNING", restarts=2)).state == "running"
     for ended in ("CANCELLED", "FAILED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", ""):
-        assert status.on_slurm(queue.JobState(ended), failed) == ""  # the folder's word then
-    assert status.on_slurm(None, failed) == ""
+        assert state.of(failed, job=queue.JobState(ended)).state == "failed"  # the folder's word then
+    assert state.of(failed).state == "failed"
+    # A job that ended and left neither a result nor a failure record: failed, never "queued" beside it.
+    empty = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed4"  # trial.yaml only
+    assert state.of(empty).state == "to run"
+    gone = state.of(empty, job=queue.JobState("COMPLETED"))
+    assert gone.state == "failed" and "ended (COMPLETED) without a result" in gone.cause

@@ -25,6 +25,8 @@ SPLITS = {  # detectron2/data/datasets/builtin.py's _PREDEFINED_SPLITS_COCO["coc
     "coco_2017_train_0.1": ("coco/train2017", "coco/annotations/instances_train2017_0.1.json"),
 }
 EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.coco_eval (pycocotools' numbers, fast) or detectron2's own
+# The libraries each evaluator computes its numbers with: their versions are part of a trial's identity.
+EVALUATOR_LIBRARIES = {"xfer": ("hotcoco", "pycocotools"), "detectron2": ("detectron2", "pycocotools")}
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # of each task, as detectron2's COCOEvaluator names them
 TASKS = {"bbox": "box", "segm": "mask"}
 METRIC_NAMES = tuple(f"{TASKS[t]}_{s}" for t in TASKS for s in ("AP", "AP50", "AP75"))  # the table's columns
@@ -132,6 +134,12 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
                      f"{num_classes}: use the benchmark made for these datasets, or pass "
                      f"benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={n}.")  # fmt: skip
     return found
+
+
+def content_files(root: Path, name: str) -> list[Path]:
+    """The file that says what a COCO dataset holds, for the trial's identity: its instances JSON (for the 10%
+    split, the drawn image ids are in it)."""
+    return [Path(root) / SPLITS[name][1]] if name in SPLITS else []
 
 
 def register(root: Path, names: Iterable[str]) -> None:

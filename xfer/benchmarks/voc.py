@@ -26,6 +26,9 @@ VOC_CLASSES = (
 SHOWN = 3  # bad files named per split; the rest are counted
 METRIC_NAMES = VOC_METRICS  # of detectron2's VOC evaluators, in the seed's table order (files: old results too)
 EVALUATORS = ("xfer", "detectron2")  # xfer.benchmarks.voc_eval (the same AP, faster), or detectron2's own
+# The libraries each evaluator computes its numbers with, whose versions are part of a trial's identity
+# (xfer's VOC evaluator is xfer's own NumPy code: no library of its own).
+EVALUATOR_LIBRARIES = {"xfer": (), "detectron2": ("detectron2",)}
 
 
 def parse(name: str) -> tuple[str, str]:
@@ -98,6 +101,20 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
         found.append(f"the recipe's MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, VOC has {len(VOC_CLASSES)} classes: "
                      f"pass benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={len(VOC_CLASSES)}.")  # fmt: skip
     return found
+
+
+def content_files(root: Path, name: str) -> list[Path]:
+    """The files that say what a VOC split holds, for the trial's identity: its image list and the annotation
+    of every image it lists (the images themselves are too large to hash at every launch). A list that cannot
+    be read gives just the list's path: the checks name the problem."""
+    year, split = parse(name)
+    voc = Path(root) / f"VOC{year}"
+    listing = voc / "ImageSets" / "Main" / f"{split}.txt"
+    try:
+        ids = listing.read_text().split()
+    except OSError:
+        return [listing]
+    return [listing, *(voc / "Annotations" / f"{i}.xml" for i in ids)]
 
 
 def register(root: Path, names: Iterable[str]) -> None:

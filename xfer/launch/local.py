@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
 from omegaconf import DictConfig, ListConfig
 
 import xfer
 from xfer.report import status as st
-from xfer.store.files import FAILURE, PROGRESS, finished, read_json, record_failure
-from xfer.store.locks import take_lock
+from xfer.store import locks
+from xfer.store.files import FAILURE, PROGRESS, read_json, record_failure
+from xfer.store.state import finished
 from xfer.trial.devices import visible_gpus
 from xfer.trial.dist import free_port
 from xfer.trial.rank import INTERRUPTED
@@ -56,7 +56,7 @@ class Running:
     devices: tuple[str, ...]
     port: int
     procs: list[subprocess.Popen]
-    lock: FileLock
+    lock: locks.TrialLock
     started: float
     kill_at: float | None = None
 
@@ -226,7 +226,7 @@ class Runner:
             if not self.free:
                 return
             status = self.statuses[job.dir]
-            lock = take_lock(job.dir)
+            lock = locks.take(job.dir)
             if lock is None:  # another launcher, or a SLURM job, trains it
                 status.state = "elsewhere"
                 continue
@@ -251,7 +251,7 @@ class Runner:
             port = free_port()
         return port
 
-    def _start(self, job: Job, devices: tuple[str, ...], lock: FileLock) -> None:
+    def _start(self, job: Job, devices: tuple[str, ...], lock: locks.TrialLock) -> None:
         for stale in (FAILURE, PROGRESS):
             (job.dir / stale).unlink(missing_ok=True)
         port = self._port()

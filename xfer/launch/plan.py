@@ -1,7 +1,6 @@
 """The plan of a sweep (``plan=true``): what would run, what is done, and what it will cost, before anything runs.
 
-Per trial: done (``result.json``), running (another launcher holds its lock), partial (a checkpoint to
-resume from) or to run. The cost is device-hours of training left: iterations left × device-seconds per
+Per trial: its state as ``xfer.store.state`` decides it (done, stale, running, partial k/N, failed, to run, ...). The cost is device-hours of training left: iterations left × device-seconds per
 iteration × devices per trial / 3600. Device-seconds per iteration are measured from this sweep's finished
 trials of the same benchmark and backbone (wall time × processes / iterations, so evaluation is included),
 and otherwise taken from the benchmark's ``device_s_per_iter`` (documented there: where it was measured).
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xfer.report.status import duration
-from xfer.store.files import RESULT, checkpoint_iteration, read_json, read_result
-from xfer.store.locks import lock_held
+from xfer.store import state as trial_state
+from xfer.store.files import RESULT, read_json
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,7 @@ class Entry:
     dir: Path
     max_iter: int
     default_s_per_iter: float | None  # the benchmark's documented figure for this backbone
+    state: trial_state.TrialState | None = None  # read by the launcher against what it launches now
 
     @property
     def pace_key(self) -> tuple[str, str]:
@@ -41,14 +41,12 @@ class Entry:
         return self.key.split("/", 1)[0], self.backbone
 
     def progress(self) -> tuple[str, int]:
-        """(state, iterations already trained) from the trial's folder."""
-        if read_result(self.dir) is not None:  # a damaged result.json is not done (xfer.store.files.read_result)
-            return "done", self.max_iter
-        last = self.dir / "last_checkpoint"
-        done = checkpoint_iteration(last.read_text().strip(), self.max_iter) if last.exists() else 0
-        if lock_held(self.dir):
-            return "running", done
-        return ("partial", done) if done else ("to run", 0)
+        """(state, iterations already trained), as ``xfer.store.state`` decides it (``state``, read by the
+        launcher against the identity it launches now; read from the folder alone when absent)."""
+        s = self.state or trial_state.of(self.dir, max_iter=self.max_iter)
+        if s.finished:
+            return s.state, self.max_iter
+        return s.state, s.iteration or 0
 
 
 
@@ -92,7 +90,7 @@ def estimate(entries: list[Entry], devices_per_trial: int, at_once: int, device:
     left, sources = [], {}
     for e in entries:
         state, done = states[e.dir] if states else e.progress()
-        if state == "done":
+        if state in ("done", "stale", "unreadable"):  # none of them runs (a stale one only when asked)
             continue
         per_iter, n = pace.get(e.pace_key, (e.default_s_per_iter, 0))
         name = " ".join(e.pace_key) if several else e.backbone  # sources name the benchmark when there are several
@@ -119,9 +117,9 @@ def render(entries: list[Entry], devices_per_trial: int, at_once: int, device: s
         for s in seeds:
             e = by_key[key].get(s)
             state, done = states[e.dir] if e else ("—", 0)
-            cells.append(f"{state} {done}/{e.max_iter}" if state in ("partial", "running") else state)
+            cells.append(f"{state} {done}/{e.max_iter}" if state in ("partial", "running", "requeued") else state)
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    count = {s: sum(st == s for st, _ in states.values()) for s in ("done", "running", "partial", "to run")}
+    count = {s: sum(st == s for st, _ in states.values()) for s in trial_state.STATES}
     lines.append("")
     lines.append(f"{len(entries)} trials: " + ", ".join(f"{n} {s}" for s, n in count.items() if n)
                  + f"; {devices_per_trial} {device} device(s) per trial, {at_once} trial(s) at a time")  # fmt: skip

@@ -12,6 +12,7 @@ table is written from whatever finished.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
@@ -28,12 +30,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from xfer import smoke
-from xfer.launch import local, slurm
+from xfer.launch import identify, local, slurm
 from xfer.launch import plan as xfer_plan
 from xfer.report import collect
-from xfer.store import files, identity
+from xfer.store import files, handover, identity, locks, state
 from xfer.store.files import RESULT
+from xfer.store.identity import Identity
 from xfer.store.records import Setting, label
+from xfer.store.redo import Redo, redo_start, set_aside_damaged, set_aside_stale
 from xfer.trial import checks, devices, recipe, runner
 
 log = logging.getLogger(__name__)
@@ -51,17 +55,42 @@ class PlannedTrial:
     dir: Path
     seed: int | None = None  # set when ``cfg`` is shared with the job's other seeds
     sha256: str | None = None  # content hash of the trial's weights; None when unreadable (check says why)
-    inputs_error: str = ""  # generating the benchmark's inputs failed (check reports it)
+    inputs_error: str = ""  # generating the benchmark's inputs failed, or its identity could not be read
+    family: Family | None = None  # what the jobs of its family share: identity and setting name
+
+    @property
+    def identity(self) -> dict | None:
+        """The identity the trial is launched for (``xfer.store.identity``), with its seed; None when unknown
+        (its weights or data could not be read: check() says why)."""
+        seed = self.cfg.seed if self.seed is None else self.seed
+        if self.family is None or self.family.identity is None or not isinstance(seed, int) or isinstance(seed, bool):
+            return None  # a seed that is not a number: check() names it
+        return self.family.identity.of_seed(seed).record()
+
+    @functools.cached_property
+    def state(self) -> state.TrialState:
+        """Where the trial stands against what this launch asks of it (``xfer.store.state``)."""
+        launched = self.family.identity.record() if self.family and self.family.identity else None
+        return state.of(self.dir, launched, max_iter=max_iter_of(activate(self)))
 
     @property
     def done(self) -> bool:
-        """A readable result with its metrics; a damaged ``result.json`` does not count (see :func:`redo_damaged`)."""
-        return files.read_result(self.dir) is not None
+        """A sound result of this identity; a damaged, unreadable or stale one is not done."""
+        return self.state.state == "done"
 
     @property
     def setting(self) -> Setting:
-        """What the trial measures: its setting (named by the overrides that change results) and weights."""
-        return runner.setting_of(self.cfg, identity.setting_overrides(self.overrides), self.sha256)
+        """What the trial measures: its setting (named by what it changes against its plain choices) and weights."""
+        return runner.setting_of(self.cfg, self.family.extras if self.family else "", self.sha256)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the jobs of one family (the same overrides but the seed) share: the identity they run (less the
+    seed) and what their setting's name adds to ``<backbone>_<pretrain>``."""
+
+    identity: Identity | None
+    extras: str = ""
 
 
 def activate(p: PlannedTrial) -> DictConfig:
@@ -92,8 +121,21 @@ def inputs(cfg: DictConfig) -> tuple[str | None, str]:
         return None, ""
 
 
+def family_of(cfg: DictConfig, sha256: str | None, error: str, ids: identify.Identifier,
+              choices: dict[str, str]) -> tuple[Family, str]:  # fmt: skip
+    """The family's identity and setting name, and the error that kept the identity from being read (the checks
+    report it: an unknown dataset format, an unreadable dataset list)."""
+    try:
+        extras = ids.extras(cfg, choices) if choices else ""
+        if sha256 is None or error:
+            return Family(None, extras), error
+        return Family(ids.identity(cfg, sha256), extras), ""
+    except (ValueError, OSError, KeyError, OmegaConfBaseException) as e:
+        return Family(None, ""), error or f"could not work out what the trial runs: {type(e).__name__}: {e}"
+
+
 def locate(p: PlannedTrial, sweep_dir: Path) -> PlannedTrial:
-    """Set the trial's folder from its identity (``xfer.store.identity``): setting, weights content, seed."""
+    """Set the trial's folder from its setting's name, its weights' content and its seed (``xfer.store.identity``)."""
     s = p.setting
     p.dir = identity.trial_dir(sweep_dir, identity.setting_dirname(s.backbone, s.pretrain, s.overrides), p.sha256,
                                p.cfg.seed)  # fmt: skip
@@ -109,21 +151,25 @@ def plan(
     plain top-level number that nothing in the defaults list depends on), so each such family is composed
     by Hydra once, and its seeds share that config (see :func:`activate`): a 5-seed sweep composes a fifth
     as often, and Hydra's node, the bulk of a config, is never copied per trial. A family's weights are
-    made (smoke) and hashed once too, before its folders are known."""
+    made (smoke) and hashed once too, before its folders are known, and its identity worked out once."""
     planned, families = [], {}
+    ids = identify.Identifier(lambda overrides: ctx.config_loader.load_sweep_config(config, overrides),
+                              Path(str(OmegaConf.select(config, "paths.cache", default="outputs/_cache"))))  # fmt: skip
     for idx, overrides in enumerate(job_overrides, start=first):
         seeds = [o for o in overrides if SEED.match(o)]
         family = tuple(o for o in overrides if not SEED.match(o)) if len(seeds) == 1 else None
         known = families.get(family) if family is not None else None
         if known is None:
             cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
+            sha256, error = inputs(cfg)
+            kin, error = family_of(cfg, sha256, error, ids, identify.choices_of(cfg))
             HydraConfig.instance().set_config(cfg)  # ${hydra:...} reads this; the same for the whole family
-            known = (cfg, *inputs(cfg))
+            known = (cfg, sha256, error, kin)
             if family is not None:
                 families[family] = known
-        cfg, sha256, error = known
+        cfg, sha256, error, kin = known
         seed = int(seeds[0].split("=", 1)[1]) if family is not None else None
-        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed, sha256, error)
+        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed, sha256, error, kin)
         activate(p)
         planned.append(locate(p, Path(str(cfg.hydra.sweep.dir))))
     return planned
@@ -136,12 +182,14 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     family is checked once, for its first trial still to run."""
     found: list[str] = []
     checked: set[int] = set()  # ids of configs checked; all stay alive in ``planned``, so ids are unique
+    rerun = rerun_stale(planned)
     for p in planned:
-        if p.done or id(p.cfg) in checked:
+        if not to_run(p, rerun) or id(p.cfg) in checked:
             continue
         checked.add(id(p.cfg))
         activate(p)
         mine = [p.inputs_error] if p.inputs_error else []
+        mine += identify.refused(p.cfg)
         mine += checks.problems(p.cfg, here)
         if p.sha256 is None and not mine:  # validate names missing weights; anything else that stops hashing:
             mine.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "
@@ -160,7 +208,74 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     if len(runs_on) > 1:
         found.append("cluster.* and trial.* say how the whole sweep runs (not what it measures): give them one "
                      "value, not a sweep.")  # fmt: skip
+    found += shared_folders(planned)
+    for folder in dict.fromkeys(p.dir.parent for p in planned if to_run(p, rerun)):  # where trial locks go
+        found += [msg for msg in [locks.problem(folder)] if msg]
     return list(dict.fromkeys(found))
+
+
+def shared_folders(planned: list[PlannedTrial]) -> list[str]:
+    """Two jobs of the sweep whose trials would share a folder but run different things (``paths.datasets=/a,/b``
+    over different data, say): refused, naming both and what differs, since one would read as the other's."""
+    first: dict[Path, PlannedTrial] = {}
+    found = []
+    for p in planned:
+        mine = p.identity
+        other = first.setdefault(p.dir, p)
+        theirs = other.identity
+        if other is p or mine is None or theirs is None or mine["digest"] == theirs["digest"]:
+            continue
+        what = "; ".join(identity.changes(theirs, mine)) or "their identities"
+        found.append(f"jobs `{' '.join(other.overrides)}` and `{' '.join(p.overrides)}` would share the trial folder "
+                     f"{p.dir} but run different things ({what}). Launch them as separate sweeps with different "
+                     "output_root values.")  # fmt: skip
+    return found
+
+
+def rerun_stale(planned: list[PlannedTrial]) -> bool:
+    return bool(planned) and bool(OmegaConf.select(planned[0].cfg, "trial.rerun_stale", default=False))
+
+
+def to_run(p: PlannedTrial, rerun: bool) -> bool:
+    """Whether this launch runs the trial: not when it is done, being run (SLURM's word is asked later), unreadable
+    (left in place), or stale (kept) unless ``trial.rerun_stale``."""
+    s = p.state.state
+    return s in ("to run", "partial", "failed", "damaged") or (s == "stale" and rerun)
+
+
+def stale(planned: list[PlannedTrial], dry_run: bool = False) -> list[str]:
+    """What happens to trials whose finished result no longer matches what they are launched for now: kept and
+    named with what changed; with ``trial.rerun_stale=true`` their files are set aside (``_stale-<time>/``) and
+    they run again from the start. Unreadable results are named and left in place."""
+    rerun, lines = rerun_stale(planned), []
+    for p in planned:
+        s = p.state
+        name = label(p.setting.key, activate(p).seed)
+        if s.state == "unreadable":
+            lines.append(f"{name}: {s.cause}; left in place and not run (fix the file system or its permissions)")
+        if s.state != "stale":
+            continue
+        if not rerun:
+            lines.append(f"{name} is stale ({'; '.join(s.changes)}): kept, not pooled, not run; add "
+                         "trial.rerun_stale=true to run it again (its files are kept aside)")  # fmt: skip
+        elif dry_run:
+            lines.append(f"{name} is stale ({'; '.join(s.changes)}): trial.rerun_stale=true sets its files aside "
+                         "and runs it again")  # fmt: skip
+        else:
+            kept = set_aside_stale(p.dir)
+            p.__dict__.pop("state", None)
+            lines.append(f"{name} is stale ({'; '.join(s.changes)}): its files are kept in {kept.name}/; it runs again")
+    return lines
+
+
+def record_identities(planned: list[PlannedTrial]) -> None:
+    """``identity.json`` in each setting's weights folder: what this launch asks of its trials, so that status and
+    collect, run on the folder alone, see the same done and stale trials as the launcher."""
+    for p in planned:
+        if p.family and p.family.identity and p.dir != Path():
+            folder = p.dir.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            files.write_json_atomic(folder / identity.IDENTITY, p.family.identity.record())
 
 
 def max_iter_of(cfg: DictConfig) -> int:
@@ -173,15 +288,17 @@ def redo_damaged(planned: list[PlannedTrial], dry_run: bool = False) -> list[str
     its final weights are re-evaluated, not retrained. ``dry_run`` (plan=true) only says what would happen."""
     lines = []
     for p in planned:
-        cause = files.damage(p.dir)
-        if not cause:
+        if p.state.state != "damaged":
             continue
+        cause = p.state.cause
         cfg = activate(p)
         max_iter = max_iter_of(cfg)
-        redo = files.Redo(cause, None, files.redo_start(p.dir, max_iter)) if dry_run else \
-            files.set_aside_damaged(p.dir, max_iter)
+        redo = Redo(cause, None, redo_start(p.dir, max_iter)) if dry_run else \
+            set_aside_damaged(p.dir, cause, max_iter)
         if redo:
             lines.append(redo.describe(label(p.setting.key, cfg.seed)))
+            if not dry_run:
+                p.__dict__.pop("state", None)
     return lines
 
 
@@ -203,7 +320,7 @@ def plan_of(planned: list[PlannedTrial]) -> str:
         max_iter = max_iter_of(cfg)
         default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
         entries.append(xfer_plan.Entry(names[p.idx], cfg.backbone.name, int(cfg.seed), p.dir, int(max_iter),
-                                       default))  # fmt: skip
+                                       default, p.state))  # fmt: skip
     cfg = planned[0].cfg
     if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
         device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
@@ -216,7 +333,7 @@ def plan_of(planned: list[PlannedTrial]) -> str:
             at_once = len(local.groups(ids, per_trial)) if per_trial else 0
         except (ValueError, TypeError):
             per_trial, at_once = 0, 0  # check() names the problem
-    damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True))
+    damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True) + stale(planned, dry_run=True))
     return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device) + damaged
 
 
@@ -246,13 +363,15 @@ def launch(
     if config.plan:
         print("no problems found: run the same command without plan=true to start")
         return []
-    for line in redo_damaged(planned):
+    record_identities(planned)
+    for line in redo_damaged(planned) + stale(planned):
         print(line)
     if on_slurm:
         submit_to_slurm(planned, config, sweep_dirs)
         return []
-    todo = [p for p in planned if not p.done]
-    done = len(planned) - len(todo)
+    rerun = rerun_stale(planned)
+    todo = [p for p in planned if to_run(p, rerun)]
+    done = sum(p.done for p in planned)
     todo = skip_queued_on_slurm(todo)
     log.info("sweep %s: %d trials, %d done already, %d to run", shown, len(planned), done, len(todo))
     outcome = run_here(todo, planned[0].cfg) if todo else None
@@ -296,11 +415,18 @@ def task_config(p: PlannedTrial) -> dict:
     return out
 
 
+def hand_over(p: PlannedTrial) -> dict:
+    """Write the trial's ``trial.yaml`` (``xfer.store.handover``); returns the config written."""
+    cfg = task_config(p)
+    handover.write(p.dir, cfg, p.setting.overrides, p.identity)
+    return cfg
+
+
 def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
     """Hand the trials to this node's queue: each folder gets its ``trial.yaml``, then they run."""
     jobs, names = [], labels(todo)
     for p in todo:
-        runner.write_job(p.dir, task_config(p), p.setting.overrides)
+        hand_over(p)
         jobs.append(local.Job(p.dir, label(names[p.idx], p.cfg.seed)))
     return local.run(jobs, cfg.cluster, devices.resolve(cfg.trial.device))
 
@@ -323,48 +449,56 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     if cfg.cluster.name != "local":
         report_problems([f"cluster={cfg.cluster.name} submits sweeps: add -m (one trial: -m seed={cfg.seed})."])
         raise SystemExit(2)
-    p = locate(PlannedTrial(0, list(overrides), cfg, Path(), None, *inputs(cfg)), Path(sweep_dir))
+    hc = HydraConfig.get()
+    ids = identify.Identifier(lambda o: compose(hc.job.config_name, o, return_hydra_config=True), Path(cfg.paths.cache))
+    sha256, error = inputs(cfg)
+    kin, error = family_of(cfg, sha256, error, ids, dict(OmegaConf.to_container(hc.runtime.choices)))
+    p = locate(PlannedTrial(0, list(overrides), cfg, Path(), None, sha256, error, kin), Path(sweep_dir))
     if p.done:
         log.info("trial done already, skipping: %s", p.dir / RESULT)
-        return runner.read_result(p.dir)
+        return p.state.result
     found = check([p])
     if found:
         report_problems(found)
         raise SystemExit(2)
     if not skip_queued_on_slurm([p]):
-        return runner.read_result(p.dir)
-    for line in redo_damaged([p]):
+        return p.state.result
+    record_identities([p])
+    for line in redo_damaged([p]) + stale([p]):
         print(line)
-    with open_dict(cfg):
-        cfg.pretrain.sha256 = p.sha256
-    runner.write_job(p.dir, cfg, p.setting.overrides)
+    if not to_run(p, rerun_stale([p])):
+        return p.state.result
+    hand_over(p)
     job = local.Job(p.dir, label(p.setting.key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))
-    return runner.read_result(p.dir)
+    return state.read_result(p.dir).record
 
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:
     """Submit the trials that have no result and are not queued already; print how to follow them."""
-    waiting = queued_on_slurm([p for p in planned if not p.done], "nothing was submitted")
-    todo = [p for p in planned if not p.done and p.dir not in waiting]
+    rerun = rerun_stale(planned)
+    waiting = queued_on_slurm([p for p in planned if to_run(p, rerun)], "nothing was submitted")
+    todo = [p for p in planned if to_run(p, rerun) and p.dir not in waiting]
     done = sum(p.done for p in planned)
     shown = ", ".join(map(str, sweep_dirs))
     print(f"sweep {shown}: {len(planned)} trials, {done} done, {len(waiting)} queued already, {len(todo)} to submit")
     if not todo:
         return
-    jobs = [(p.dir, task_config(p), p.setting.overrides) for p in todo]
-    sub = slurm.submit(jobs, config.cluster, sweep_dirs, collect.options(config))
-    ids = ",".join([sub.array_id, sub.collect_id])
-    print(
-        f"submitted {len(todo)} trials as SLURM job array {sub.array_id}; job {sub.collect_id} collects the table after it"
-    )
+    jobs = [(p.dir, hand_over(p), p.setting.overrides) for p in todo]
+    try:
+        sub = slurm.submit(jobs, config.cluster, sweep_dirs, collect.options(config))
+    except slurm.QueueUnreadable as e:  # its limits, read before anything is submitted
+        print(f"error: could not read SLURM's limits: {e}. Nothing was submitted; {e.fix}.", file=sys.stderr)
+        raise SystemExit(2) from None
+    ids = ",".join(sub.ids)
+    print(sub.summary())
     print(f"  outputs: {' '.join(str(d.resolve()) for d in sweep_dirs)}   logs: {sub.folder}")
     print(f"  watch:   squeue -j {ids}")
     for d in sweep_dirs:
-        print(f"  table:   python -m xfer collect {d.resolve()}   (job {sub.collect_id} writes table.md when the array ends)")
+        print(f"  table:   python -m xfer collect {d.resolve()}   (job {sub.collect_id} writes table.md when the arrays end)")
     if config.cluster.wait:
         try:
-            slurm.wait([sub.array_id, sub.collect_id])
+            slurm.wait(sub.ids)
         except slurm.QueueUnreadable as e:
             print(f"error: the trials were submitted (above), but SLURM's queue could not be read to wait for them: {e}",
                   file=sys.stderr)  # fmt: skip

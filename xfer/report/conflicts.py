@@ -32,7 +32,8 @@ def _one_per_identity(copies: list[Trial]) -> list[Trial]:
     """The folders of one setting and seed (copies of a sweep, a rerun elsewhere) as collect counts them:
     one finished result however many identical copies hold it (copies without a readable result add
     nothing); two or more different results are each returned with ``conflict`` naming the others, and
-    counted by none; with no result, the copy that says most (corrupt, then failed, then unfinished)."""
+    counted by none; with no result, the copy that says most (damaged or unreadable, then stale, then failed,
+    then the others)."""
     done: dict[tuple[tuple[str, str], ...], Trial] = {}
     for t in copies:
         if t.state == "done":
@@ -40,7 +41,8 @@ def _one_per_identity(copies: list[Trial]) -> list[Trial]:
     if len(done) == 1:
         return list(done.values())
     if not done:
-        return [min(copies, key=lambda t: ("corrupt", "failed", "unfinished").index(t.state))]
+        said = ("damaged", "unreadable", "stale", "failed")
+        return [min(copies, key=lambda t: said.index(t.state) if t.state in said else len(said))]
     firsts = list(done.values())
     out = []
     for t in firsts:

@@ -17,7 +17,6 @@ each against its group's baseline by default). Rendering lives in ``xfer.report.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -28,11 +27,10 @@ import yaml
 
 from xfer.report import stats
 from xfer.report.conflicts import one_per_identity, seed_order
-from xfer.store import identity
-from xfer.store.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured, result_problem
+from xfer.store import handover, identity, state
+from xfer.store.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured
 from xfer.store.records import Setting, Trial, published_record
 
-STATES = ("done", "failed", "unfinished", "corrupt")
 ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
 
 
@@ -106,21 +104,16 @@ class Row:
         return {m: p is not None and p < ALPHA for m, p in self.published_p.items()}
 
 
-def _load(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _from_job(path: Path) -> dict:
-    """The parts of ``trial.yaml`` collect needs (setting, seed, published, label, expected trials)."""
-    with open(path) as f:
-        job = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when there
-    cfg = job["cfg"]
+def _from_job(folder: Path) -> dict:
+    """The parts of the trial's hand-over (``trial.yaml``) collect needs: setting, seed, published, label and
+    expected trials."""
+    job = handover.read(folder)
+    cfg = job.cfg
     bench, backbone = cfg["benchmark"]["name"], cfg["backbone"]["name"]
     published = ((cfg["pretrain"].get("published") or {}).get(bench) or {}).get(backbone)
     weights = identity.weights_id(cfg["pretrain"].get("sha256"))
     return {
-        "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.get("overrides") or "", weights),
+        "setting": Setting(bench, backbone, cfg["pretrain"]["name"], job.overrides, weights),
         "seed": cfg["seed"],
         "published": published_record(published, cfg["benchmark"].get("published_std"), cfg["benchmark"].get("trials")),
         "label": cfg["pretrain"].get("label", ""),
@@ -139,7 +132,7 @@ def _job_or_error(folder: Path) -> tuple[dict | None, str]:
     if not job.exists():
         return None, f"no {RESULT} or {JOB_CONFIG}"
     try:
-        return _from_job(job), ""
+        return _from_job(folder), ""
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
         return None, f"unreadable {JOB_CONFIG}: {type(e).__name__}: {e}"
 
@@ -153,36 +146,23 @@ def _unknown_setting(folder: Path) -> Setting:
 
 
 def read_trial(folder: Path) -> Trial:
-    """The trial in ``folder``; a file that cannot be read makes it ``corrupt``, with the reason, and so does
-    a result that is not done (``files.result_problem``: no number for a metric it names, ...), as the
-    launcher sees it too. ``result.json`` alone describes a finished trial; ``trial.yaml`` is read only for
-    the others."""
-    unknown = _unknown_setting(folder)
-    if (folder / RESULT).exists():
-        try:
-            r = _load(folder / RESULT)
-            problem = result_problem(r)
-            problem = problem and f"damaged {RESULT}: {problem}"
-            metrics, setting = ({}, unknown) if problem else (measured(r), _setting_of(r))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            problem = f"unreadable {RESULT}: {type(e).__name__}: {e}"
-        if problem:
-            known, _ = _job_or_error(folder)
-            base = known or {"setting": unknown, "seed": None}
-            return Trial(base["setting"], base["seed"], "corrupt", folder, cause=problem)
-        return Trial(setting, r.get("seed"), "done", folder, metrics, r.get("published"), r["setting"].get("label", ""),
-                     int(r.get("trials_expected") or 0), record=r)  # fmt: skip
+    """The trial in ``folder``, in the state ``xfer.store.state`` gives it (the launcher and status see the
+    same): a sound result of the identity its folder was last launched for is ``done``; of another identity
+    ``stale`` (with what changed); ``damaged`` and ``unreadable`` name the file and why. ``result.json`` alone
+    describes a finished trial; ``trial.yaml`` is read only for the others."""
+    s = state.of(folder)
+    if s.state in state.FINISHED:
+        r = s.result or {}
+        common = {"published": r.get("published"), "label": r["setting"].get("label", ""),
+                  "expected": int(r.get("trials_expected") or 0), "record": r}  # fmt: skip
+        metrics = measured(r) if s.state == "done" else None
+        return Trial(_setting_of(r), r.get("seed"), s.state, folder, metrics, cause=s.cause, **common)
     known, error = _job_or_error(folder)
     if known is None:
-        return Trial(unknown, None, "corrupt", folder, cause=error)
+        return Trial(_unknown_setting(folder), None, s.state if s.cause else "unreadable", folder,
+                     cause=s.cause or error)  # fmt: skip
     extra = {k: known[k] for k in ("published", "label", "expected")}
-    if (folder / FAILURE).exists():
-        try:
-            cause = _load(folder / FAILURE).get("cause", "")
-        except (OSError, ValueError) as e:
-            cause = f"unreadable {FAILURE}: {e}"
-        return Trial(known["setting"], known["seed"], "failed", folder, cause=cause, **extra)
-    return Trial(known["setting"], known["seed"], "unfinished", folder, **extra)
+    return Trial(known["setting"], known["seed"], s.state, folder, cause=s.cause, **extra)
 
 
 def trial_folders(dirs: Iterable[Path]) -> list[Path]:
@@ -192,10 +172,11 @@ def trial_folders(dirs: Iterable[Path]) -> list[Path]:
     marks = {RESULT, FAILURE, JOB_CONFIG}
     found: dict[Path, Path] = {}  # resolved -> as found
     for d in dirs:
+        top = Path(d).resolve()  # below it os.walk follows no link: a folder's real path is top + its path from d
         for root, subdirs, files in os.walk(d):
             subdirs[:] = sorted(s for s in subdirs if not s.startswith(("_", ".")))
             if marks.intersection(files):
-                found.setdefault(Path(root).resolve(), Path(root))
+                found.setdefault(top / os.path.relpath(root, d), Path(root))
                 subdirs[:] = []  # a trial holds no trials
     return list(found.values())
 

@@ -1,16 +1,13 @@
 """Where each trial of a sweep stands, read from its folder, and how to show it.
 
-A trial's folder says it all: ``result.json`` (done, with its AP), ``failure.json`` (failed, with the
-cause), ``progress.json`` (iteration and phase, kept current by rank 0 while it trains). The local
-launcher's live view and the ``status`` command both read these files, so they agree with each other
-and with a launcher that died. For a trial submitted to SLURM (``slurm.json``) whose job SLURM still
-has, SLURM's word comes before the folder's: a requeued job is queued again, not failed.
+Where a trial stands is decided by ``xfer.store.state``, for the local launcher's live view, the ``status``
+command, plan and collect alike, so they agree with each other and with a launcher that died. This module
+adds what a view shows: ``progress.json`` (iteration, phase, pace and ETA of a running trial), a done trial's
+metrics, a failed trial's cause, SLURM's job id and state.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +16,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.store.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json, read_result
-from xfer.store.locks import lock_held
+from xfer.store import locks, queue, state
+from xfer.store.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json
 from xfer.store.records import label
 
-STATES = ("queued", "requeued", "partial", "elsewhere", "running", "done", "failed", "stopped", "corrupt")
+# The store's states (``xfer.store.state.STATES``), and the local launcher's words for a trial it leaves to another
+# launcher (elsewhere) or stopped on Ctrl-C (stopped), and ``unknown`` (SLURM's queue could not be read).
+STATES = (*state.STATES, "elsewhere", "stopped", "unknown")
 
 
 @dataclass
@@ -32,7 +31,7 @@ class TrialStatus:
     partial: started once, has a checkpoint, nothing runs it now; requeued: SLURM queued its job again)."""
 
     label: str
-    state: str = "queued"
+    state: str = "to run"
     devices: list[str] = field(default_factory=list)
     iteration: int | None = None
     max_iter: int | None = None
@@ -66,7 +65,7 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
             done, spent = progress["iteration"] - progress["start_iter"], progress["updated_at"] - progress["started_at"]
             status.s_per_iter = spent / done if done > 0 and spent > 0 else None
     elif status.state == "done":
-        result = read_result(trial_dir) or {}
+        result = state.read_result(trial_dir).record or {}
         status.metrics = measured(result) if result else None
         status.max_iter = status.iteration = (result.get("run") or {}).get("max_iter")
     elif status.state == "failed":
@@ -125,8 +124,9 @@ def table(statuses: list[TrialStatus], title: str = "") -> Table:
     t = Table(title=title or None, show_edge=False, pad_edge=False)
     for name in shown:
         t.add_column(name, overflow="fold")
-    colours = {"done": "green", "failed": "red", "corrupt": "red", "running": "cyan", "stopped": "yellow",
-               "partial": "yellow", "requeued": "yellow"}  # fmt: skip
+    colours = {"done": "green", "failed": "red", "damaged": "red", "unreadable": "red", "conflict": "red",
+               "stale": "magenta", "running": "cyan", "stopped": "yellow", "partial": "yellow", "requeued": "yellow",
+               "unknown": "yellow"}  # fmt: skip
     for i, s in enumerate(statuses):
         cells = [Text(columns[name][i]) for name in shown]  # Text: a label's [brackets] are not markup
         cells[1].stylize(colours.get(s.state, ""))
@@ -149,82 +149,43 @@ def console(stdout=None) -> Console:
 
 
 
-@dataclass(frozen=True)
-class JobState:
-    """What SLURM says of one job: its state word (PENDING, RUNNING, ..., from sacct COMPLETED, FAILED, ...)
-    and how often it was requeued (known for the jobs in the queue)."""
-
-    state: str
-    restarts: int = 0
-
-    @property
-    def active(self) -> bool:
-        """SLURM still has the job: it will run (again), so whatever its folder says is not final."""
-        return self.state in ACTIVE
-
-
-# SLURM job states of a job that is still queued, running or about to run again (squeue's states other than
-# the ended ones); a requeued job is PENDING again, REQUEUED only for a moment.
-ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
-          "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")  # fmt: skip
-RUNNING = ("CONFIGURING", "RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT")
-
-
-def slurm_states(job_ids: list[str]) -> dict[str, JobState]:
-    """SLURM's word for each job, asked from ``squeue`` first (with the restart count), then ``sacct`` for the
-    jobs that left the queue; where the commands exist and answer. Jobs they do not know are left out."""
-    found: dict[str, JobState] = {}
-    queries = (["squeue", "-h", "-r", "-O", "JobArrayID:|,State:|,RestartCnt:|", "-j"],
-               ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j"])  # fmt: skip
-    for cmd in queries:
-        todo = [j for j in job_ids if j not in found]
-        if not todo or shutil.which(cmd[0]) is None:
-            continue
-        out = subprocess.run([*cmd, ",".join(todo)], capture_output=True, text=True)
-        for line in out.stdout.splitlines() if out.returncode == 0 else []:
-            fields = [f.strip() for f in line.split("|")]
-            if len(fields) >= 2 and fields[0] in todo:
-                restarts = fields[2] if len(fields) > 2 and fields[2].isdigit() else "0"
-                found[fields[0]] = JobState(fields[1].split()[0] if fields[1] else "", int(restarts))
-    return found
-
-
-def on_slurm(job: JobState | None, trial_dir: Path) -> str:
-    """The state of a trial whose SLURM job is still active: SLURM's word comes first, whatever the folder
-    holds (a requeue leaves the SIGTERM's ``failure.json`` until the job runs again)."""
-    if job is None or not job.active:
-        return ""
-    if job.state in RUNNING or lock_held(trial_dir):
-        return "running"
-    return "requeued" if job.restarts else "queued"
-
-
 def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
-    """Every trial under ``dirs``: done (from its files); else what SLURM says while it has the trial's job
-    (queued, requeued, running); else from its files: failed, corrupt, running (its lock is held), partial
-    (a checkpoint, nothing running) or queued. Sorted by setting and seed."""
+    """Every trial under ``dirs``, in the state ``xfer.store.state`` gives it with SLURM's word for the trials
+    submitted there (``slurm.json``): SLURM is asked once for all of them, and a queue that cannot be read
+    makes those trials ``unknown`` (not failed, not queued). Conflicting copies are ``conflict``. Sorted by
+    setting and seed. Looking never takes a trial's lock."""
     from xfer.report import results
 
     trials = sorted(results.read_trials(dirs), key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
     jobs = {t.path: (read_json(t.path / SLURM_RECORD) or {}).get("job_id") for t in trials}
-    states = slurm_states([j for j in jobs.values() if j])
+    try:
+        known, unreadable = queue.states([j for j in jobs.values() if j]), ""
+    except queue.QueueUnreadable as e:  # whether SLURM still runs them is unknown: not failed, not queued
+        known, unreadable = {}, f"SLURM's queue could not be read: {e}"
     out = []
     for t in trials:
         s = TrialStatus(label(t.setting.key, t.seed) if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
-        job = states.get(jobs[t.path]) if jobs[t.path] else None
-        s.job = f"{jobs[t.path]} {job.state if job else ''}".strip() if jobs[t.path] else ""
-        slurm_says = on_slurm(job, t.path) if t.state != "done" else ""
-        if slurm_says:
-            s.state, s.cause = slurm_says, ""
-        elif t.state in ("done", "failed", "corrupt"):  # results.read_trial read their files already
-            s.state, s.metrics = t.state, t.metrics
+        job_id = jobs[t.path]
+        job = known.get(job_id) if job_id else None
+        s.job = f"{job_id} {job.state if job else ''}".strip() if job_id else ""
+        if t.conflict:
+            s.state = "conflict"
+            out.append(s)
+            continue
+        if unreadable and job_id and not state.FINISHED.count(t.state) and not locks.held(t.path):
+            s.state, s.cause = "unknown", unreadable
+            out.append(s)
+            continue
+        now_state = state.of(t.path, job=job) if job is not None else None
+        s.state = now_state.state if now_state else t.state
+        s.cause = now_state.cause if now_state else t.cause
+        if now_state:
+            s.iteration, s.max_iter = now_state.iteration, now_state.max_iter
+        if s.state in state.FINISHED:
+            s.metrics = t.metrics
             s.max_iter = s.iteration = (t.record.get("run") or {}).get("max_iter")
             out.append(s)
             continue
-        elif lock_held(t.path):
-            s.state = "running"
-        elif (t.path / "last_checkpoint").exists():
-            s.state = "partial"
         out.append(refresh(s, t.path, now))
     return out
 

@@ -63,3 +63,50 @@ def build(cfg: DictConfig, weights: Path | None, output_dir: Path, device: str):
         d2.SOLVER.CHECKPOINT_PERIOD = int(period)
     d2.freeze()
     return d2
+
+
+def d2_defaults(cache: Path) -> dict[str, object]:
+    """detectron2's own defaults (``get_cfg()``), flattened: the base every recipe is resolved on, for the
+    trial's identity (``xfer.store.identity.resolve``). Kept as JSON under ``cache`` per detectron2 install
+    (its version and the state of its ``config/defaults.py``), so a launch imports detectron2, and torch with
+    it, only the first time; a damaged entry is rebuilt."""
+    import importlib.metadata
+    import importlib.util
+    import json
+
+    from xfer.store import digests, files, identity
+
+    spec = importlib.util.find_spec("detectron2")
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError("detectron2 is not installed: run `make setup` (README, Quickstart)")
+    source = Path(spec.origin).parent / "config" / "defaults.py"
+    version = importlib.metadata.version("detectron2") if _has_dist("detectron2") else "?"
+    entry = digests.state_entry(Path(cache) / "d2_defaults", (*digests.file_state(source), version)).with_suffix(".json")
+    kept = files.read_json(entry)
+    if isinstance(kept, dict) and kept:
+        return kept
+    d2compat.ensure()
+    from detectron2.config import get_cfg
+
+    found = identity.flatten(get_cfg())
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    files.write_text_atomic(entry, json.dumps(found, sort_keys=True))
+    return found
+
+
+def _has_dist(name: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def resolved(cfg: DictConfig, defaults: dict[str, object]) -> dict[str, object]:
+    """The trial's recipe as its identity records it: :func:`d2_parts` on ``defaults``, flattened, without
+    what only says where or how it runs (``xfer.store.identity.RUN_ONLY``)."""
+    from xfer.store import identity
+
+    return identity.resolve(defaults, d2_parts(cfg))

@@ -15,7 +15,6 @@ The launcher uses this module's hand-over half (:func:`write_job`) and imports n
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 import time
@@ -23,15 +22,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from xfer import benchmarks, d2compat
-from xfer.store import files, identity
+from xfer.store import handover, identity, state
 from xfer.store.digests import file_sha256
-from xfer.store.files import JOB_CONFIG, RESULT, write_json_atomic, write_text_atomic
+from xfer.store.files import RESULT, write_json_atomic, write_text_atomic
 from xfer.store.identity import no_weights
 from xfer.store.records import Setting, published_record
+from xfer.store.redo import prune_checkpoints, set_aside_damaged
 from xfer.trial import devices, dist, recipe
 from xfer.trial.checks import InputError, problems, weights_of
 
@@ -68,21 +67,30 @@ def published(cfg: DictConfig) -> dict | None:
                             trials)  # fmt: skip
 
 
-def versions() -> dict:
+def versions(libraries: Sequence[str] = ()) -> dict:
+    """The versions the trial's numbers depend on: xfer, detectron2, torch, torchvision, Python, and the
+    evaluator's ``libraries`` (hotcoco, pycocotools where used)."""
+    import importlib.metadata
+
     import detectron2
     import torch
     import torchvision
 
     import xfer
 
-    return {
+    found = {
         "xfer": xfer.__version__,
         "detectron2": detectron2.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
-
+    for lib in libraries:
+        try:
+            found.setdefault(lib, importlib.metadata.version(lib))
+        except importlib.metadata.PackageNotFoundError:
+            found.setdefault(lib, "not installed")
+    return found
 
 def metrics_record(names: Sequence[str], metrics: dict) -> dict:
     """What ``result.json`` says the trial measured: ``metric_names`` (which metrics, in the order its tables
@@ -126,7 +134,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(Path(cfg.OUTPUT_DIR) / RESULT, record)
-        gone = files.prune_checkpoints(Path(cfg.OUTPUT_DIR), keep)
+        gone = prune_checkpoints(Path(cfg.OUTPUT_DIR), keep)
         if gone:
             log.info("trial.keep_checkpoints=%s: deleted %s", keep, ", ".join(gone))
 
@@ -141,8 +149,10 @@ class Prepared:
     device: str
 
 
-def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
-    """Check the trial's inputs, convert its weights (cached) and write its detectron2 config."""
+def setup(cfg: DictConfig, out_dir: Path, overrides: str = "", launched: dict | None = None) -> Prepared:
+    """Check the trial's inputs, convert its weights (cached) and write its detectron2 config. ``launched``: the
+    identity the launcher worked out for the trial (``trial.yaml``), recorded in its result; the recipe
+    detectron2 builds here must be the one it names."""
     import torch
 
     d2compat.ensure()
@@ -161,6 +171,11 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     d2_yaml = d2cfg.dump()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "d2_config.yaml", d2_yaml)
+    if launched is not None:
+        differ = recipe_differences(launched.get("recipe") or {}, identity.flatten(d2cfg))
+        if differ:
+            raise InputError([f"the recipe detectron2 built differs from the one the launcher recorded as this "
+                              f"trial's identity ({'; '.join(differ[:5])}): launch again with this detectron2."])  # fmt: skip
     setting = setting_of(cfg, overrides, sha256)
     record = {
         "setting": {**asdict(setting), "key": setting.key, "label": str(cfg.pretrain.get("label", ""))},
@@ -170,8 +185,8 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
         "datasets_root": str(Path(cfg.benchmark.datasets_root).resolve()),
         "dataset_format": benchmarks.format_of(cfg),
         "weights": described,
-        "config_sha256": hashlib.sha256(d2_yaml.encode()).hexdigest(),
-        "versions": versions(),
+        "identity": launched,  # what decides the result: xfer.store.identity; collect pools only one identity
+        "versions": versions(benchmarks.of(cfg).EVALUATOR_LIBRARIES.get(str(cfg.trial.evaluator), ())),
         "run": {
             "evaluator": str(cfg.trial.evaluator),
             "device": device,
@@ -181,6 +196,13 @@ def setup(cfg: DictConfig, out_dir: Path, overrides: str = "") -> Prepared:
     }
     log.info("trial %s seed %d on %s; weights: %s", setting.key, cfg.seed, device, summary)
     return Prepared(d2_yaml, str(cfg.benchmark.datasets_root), record, device)
+
+
+def recipe_differences(recorded: dict, built: dict) -> list[str]:
+    """Recipe keys whose value the launcher recorded differently from what detectron2 built (keys one side lacks,
+    and what only says where or how the trial runs, aside)."""
+    return [f"{k} {identity.show(recorded[k])} vs {identity.show(v)}" for k, v in sorted(built.items())
+            if k in recorded and k not in identity.RUN_ONLY and recorded[k] != v]  # fmt: skip
 
 
 def _weights(cfg: DictConfig, sha256: str) -> tuple[Path | None, dict, str]:
@@ -205,22 +227,6 @@ def _weights(cfg: DictConfig, sha256: str) -> tuple[Path | None, dict, str]:
     return weights, record, report.summary()
 
 
-def read_result(out_dir: Path) -> dict | None:
-    """The finished trial's result; None when it has none or a damaged one (see ``xfer.store.files.read_result``)."""
-    return files.read_result(Path(out_dir))
-
-
-def write_job(trial_dir: Path, cfg: DictConfig | dict, overrides: str) -> None:
-    """The launcher's hand-over to the trial runner: the composed config (resolved; ``pretrain.sha256``
-    holds the content hash the trial's folder was chosen for) and the overrides that name its setting.
-    Plain YAML (libyaml when there): OmegaConf's own dumper was most of the time to submit a sweep."""
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    write_text_atomic(trial_dir / JOB_CONFIG, yaml.dump({"cfg": container, "overrides": overrides}, Dumper=dumper,
-                                                        sort_keys=False))  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Rank:
     """Where one process sits in its trial's process group (from SLURM's or xfer.launch.local's environment)."""
@@ -235,13 +241,15 @@ class Rank:
 def run_rank(out_dir: Path, me: Rank, stop=None, run_info: dict | None = None) -> None:
     """One process of a trial, however it was started: read the job, set up (conversion is cached and
     shared), join the process group, train and evaluate; rank 0 writes ``result.json``."""
-    job = OmegaConf.load(Path(out_dir) / JOB_CONFIG)
+    job = handover.read(Path(out_dir))
     if me.rank == 0:  # launchers set a damaged result aside first; a job started otherwise must not lose it
-        redo = files.set_aside_damaged(Path(out_dir))
+        found = state.read_result(Path(out_dir))
+        redo = set_aside_damaged(Path(out_dir), found.cause) if found.kind == "damaged" else None
         if redo:
             log.warning("%s", redo.describe(str(out_dir)))
-    p = setup(job.cfg, Path(out_dir), job.overrides)
+    cfg = OmegaConf.create(job.cfg)
+    p = setup(cfg, Path(out_dir), job.overrides, job.identity)
     record = {**p.record, "run": {**p.record["run"], **(run_info or {}), "rendezvous": me.address or None}}
-    keep = str(OmegaConf.select(job.cfg, "trial.keep_checkpoints", default="final"))
+    keep = str(OmegaConf.select(cfg, "trial.keep_checkpoints", default="final"))
     args = (p.d2_yaml, p.datasets_root, record, stop, keep)
     dist.join(_rank_main, me.rank, me.world_size, me.local_rank, me.local_size, p.device, me.address, args)

@@ -1,0 +1,174 @@
+"""What a composed trial config runs: its identity (``xfer.store.identity``) and its setting's readable name.
+
+The launcher asks this once per family of jobs that differ only by seed. The identity comes from what the
+trial will run, never from how the command line spelled it: the recipe as detectron2 will resolve it, the
+weights' content and conversion, the datasets' content files, the evaluator and its libraries' versions.
+Digests of large files are kept under ``paths.cache`` by file state (``xfer.store.digests``), so a launch
+after the first reads stats, not contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from xfer import benchmarks
+from xfer.store import digests, files, identity
+from xfer.store.identity import Identity
+from xfer.trial import recipe
+
+NAMED_GROUPS = ("benchmark", "backbone", "pretrain")  # the choices a setting's name always shows
+RUNS_HOW_GROUPS = ("cluster",)  # choices that say how a trial runs: never in a name or an identity
+DATA = "data_digests"  # folder under paths.cache: one digest per dataset file-set state
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def evaluator_of(cfg: DictConfig) -> dict:
+    """The evaluator part of the identity: ``trial.evaluator`` and the versions of the libraries it computes with."""
+    kind = str(OmegaConf.select(cfg, "trial.evaluator", default="xfer"))
+    libraries = getattr(benchmarks.of(cfg), "EVALUATOR_LIBRARIES", {}).get(kind, ())
+    return {"name": kind, "libraries": {lib: version(lib) for lib in libraries}}
+
+
+def weights_of(cfg: DictConfig, sha256: str) -> dict:
+    """The weights part: their content and how they are converted (no conversion for random init)."""
+    if sha256 == identity.NO_WEIGHTS:
+        return {"sha256": sha256}
+    return {"sha256": sha256, "format": str(cfg.pretrain.format), "prefix": OmegaConf.select(cfg, "pretrain.prefix")}
+
+
+def files_sha256(root: Path, paths: list[Path], store: Path | None) -> str:
+    """A digest of a dataset's content files, independent of where the dataset lives (names relative to
+    ``root``; a missing file counts as missing). Kept under ``store`` keyed by every file's state (device,
+    inode, size, mtime, ctime: ``xfer.store.digests.file_state``), so an unchanged dataset is stat'ed, not read."""
+    states: list[tuple] = []
+    for p in paths:
+        try:
+            states.append(digests.file_state(p))
+        except OSError:
+            states.append((str(p), "missing"))
+    key = hashlib.sha256(repr(states).encode()).hexdigest()[:32]
+    entry = Path(store) / DATA / key if store else None
+    if entry is not None:
+        try:
+            kept = entry.read_text().strip()
+            if _HEX.fullmatch(kept):
+                return kept
+        except OSError:
+            pass
+    h = hashlib.sha256()
+    for p in paths:
+        name = p.relative_to(root) if p.is_relative_to(root) else p
+        h.update(f"{name}\0".encode())
+        try:
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        except OSError:
+            h.update(b"missing")
+    found = h.hexdigest()
+    if entry is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        files.write_text_atomic(entry, found + "\n")
+    return found
+
+
+def datasets_of(cfg: DictConfig) -> list[str]:
+    return [str(n) for n in [*(recipe.value(cfg, "DATASETS.TRAIN") or ()), *(recipe.value(cfg, "DATASETS.TEST") or ())]]
+
+
+def data_of(cfg: DictConfig, memo: dict) -> dict[str, str]:
+    """The data part: per dataset the recipe trains or tests on, the digest of its content files."""
+    fmt = benchmarks.of(cfg)
+    root = Path(str(cfg.benchmark.datasets_root)).resolve()
+    store = Path(str(cfg.paths.cache))
+    out = {}
+    for name in datasets_of(cfg):
+        key = (fmt.__name__, str(root), name)
+        if key not in memo:
+            memo[key] = files_sha256(root, fmt.content_files(root, name), store)
+        out[name] = memo[key]
+    return out
+
+
+@dataclass
+class Identifier:
+    """Identities and setting names for one launch: caches what several families share (detectron2's
+    defaults, dataset digests, the plain choices' configs). ``compose(overrides)`` composes the primary config
+    with those overrides (Hydra's own composition, with its hydra node)."""
+
+    compose: Callable[[list[str]], DictConfig]
+    cache: Path
+    _defaults: dict | None = None
+    _data: dict = field(default_factory=dict)
+    _plain: dict = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict:
+        if self._defaults is None:
+            self._defaults = recipe.d2_defaults(self.cache)
+        return self._defaults
+
+    def identity(self, cfg: DictConfig, sha256: str) -> Identity:
+        """The identity of the trials of ``cfg`` (its seed left out: ``Identity.of_seed``)."""
+        return Identity(recipe.resolved(cfg, self.defaults), weights_of(cfg, sha256), data_of(cfg, self._data),
+                        evaluator_of(cfg))  # fmt: skip
+
+    def _composed(self, overrides: tuple[str, ...]) -> DictConfig:
+        if overrides not in self._plain:
+            self._plain[overrides] = self.compose(list(overrides))
+        return self._plain[overrides]
+
+    def extras(self, cfg: DictConfig, choices: dict[str, str]) -> str:
+        """What the setting's name adds to ``<backbone>_<pretrain>``: the group choices that differ from what its
+        benchmark, backbone and pretrain compose by themselves (``experiment=amp``, ``input=bgr_msra``), then
+        every recipe value and conversion option that differs from what those choices compose
+        (``SOLVER.BASE_LR=0.01``). Readable, and the same however the overrides were spelled."""
+        base = tuple(f"{g}={choices[g]}" for g in NAMED_GROUPS)
+        plain = self._composed(base)
+        plain_choices = _choices(plain)
+        groups = {g: c for g, c in choices.items() if g not in NAMED_GROUPS + RUNS_HOW_GROUPS
+                  and not g.startswith("hydra/") and c is not None and plain_choices.get(g) != c}  # fmt: skip
+        ref = plain
+        if groups:
+            ref = self._composed(base + tuple(f"{'' if g in plain_choices else '+'}{g}={c}" for g, c in sorted(groups.items())))
+        now, then = recipe.resolved(cfg, self.defaults), recipe.resolved(ref, self.defaults)
+        named = [f"{g.split('@', 1)[0]}={c}" for g, c in sorted(groups.items())]
+        named += [f"{k}={identity.show(v)}" for k, v in now.items() if k not in then or then[k] != v]
+        for key in ("format", "prefix"):
+            mine, theirs = OmegaConf.select(cfg, f"pretrain.{key}"), OmegaConf.select(ref, f"pretrain.{key}")
+            if mine != theirs and not identity.no_weights(cfg):
+                named.append(f"pretrain.{key}={mine}")
+        return ",".join(named)
+
+
+def _choices(cfg: DictConfig) -> dict[str, str]:
+    found = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    return dict(OmegaConf.to_container(found)) if found is not None else {}
+
+
+def choices_of(cfg: DictConfig) -> dict[str, str]:
+    """The config-group choices a composed config was made of (Hydra's ``hydra.runtime.choices``)."""
+    return _choices(cfg)
+
+
+def refused(cfg: DictConfig) -> list[str]:
+    """Recipe keys a trial sets itself (``identity.SET_BY``): a ``d2`` override of one would be overwritten per
+    trial, so it is refused with the option to use instead."""
+    found = []
+    for part in recipe.d2_parts(cfg):
+        flat = identity.flatten(part)
+        found += [f"d2.{k} is set per trial by xfer (it would be overwritten): use {identity.SET_BY[k]} instead."
+                  for k in flat if k in identity.SET_BY]  # fmt: skip
+    return found
