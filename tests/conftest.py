@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -109,3 +110,31 @@ def small_slurm(tmp_path_factory):
     cluster = start_slurm(tmp_path_factory.mktemp("small_slurm"), ("MaxArraySize=5", "MinJobAge=2"))
     yield cluster
     cluster.stop()
+
+
+# ---- What a first launch makes, made once --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _smoke_fast_cache(tmp_path_factory) -> Path:
+    """The ``_cache`` a first plan of benchmark=smoke_fast leaves (its dataset, densecl's r50 weights, their digest
+    and converted form), made by a real launch once per test process."""
+    out = tmp_path_factory.mktemp("smoke_fast_made")
+    run = launch("-m", "benchmark=smoke_fast", "seed=0", "plan=true", f"output_root={out}")
+    assert run.returncode == 0, run.output[-4000:]
+    return out / "_cache"
+
+
+@pytest.fixture
+def smoke_fast_made(_smoke_fast_cache):
+    """``made(root)`` puts a copy of that cache in ``root/_cache``, where a launch with ``output_root={root}`` looks:
+    the launch then makes nothing, so it does not import torch (2 s of each launch on 2 cores). For tests of what
+    a launch checks or refuses; tests of how inputs are made start from nothing. A copy, so tests never share a
+    writable folder (pytest-xdist runs them side by side)."""
+
+    def made(root: Path) -> Path:
+        shutil.copytree(_smoke_fast_cache, Path(root) / "_cache", symlinks=True)
+        return Path(root)
+
+    return made
+

@@ -44,8 +44,9 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
     assert "8 trials: 8 to run; 1 cpu device(s) per trial" in again.stdout
 
 
-def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
+def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path, smoke_fast_made):
     """Seeds of a setting are checked once; a finished seed 0 must not let seed 1's problem through."""
+    smoke_fast_made(tmp_path)
     args = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "pretrain.format=bogus", "seed=0-1", f"output_root={tmp_path}")
     assert launch(*args, "plan=true").returncode == 2  # makes the smoke weights: their hash is a level of the folder
     weights = tmp_path / "_cache" / "smoke_fast" / "weights" / "densecl_r50.pth"
@@ -60,8 +61,9 @@ def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path):
     assert run.stderr.count("pretrain.format='bogus'") == 1
 
 
-def test_a_local_plan_fills_the_gpus_torch_sees(tmp_path):
+def test_a_local_plan_fills_the_gpus_torch_sees(tmp_path, smoke_fast_made):
     """With the machine's GPUs visible: one trial per GPU torch counts; none visible: one CPU slot."""
+    smoke_fast_made(tmp_path)
     count = subprocess.run([sys.executable, "-c", TORCH_COUNT], capture_output=True, text=True, check=True,
                            env=host_env())  # fmt: skip
     n = int(count.stdout)

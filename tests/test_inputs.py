@@ -86,8 +86,7 @@ def _tiny(depth: int):
          "incomplete weights; 15 missing: res4.2.conv1.norm.bias"),
     ],
 )  # fmt: skip
-def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, smoke_fast_made, make, args, message):
-    smoke_fast_made(tmp_path / "out")
+def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path, make, args, message):
     weights = tmp_path / "w.pth"
     torch.save(make(), weights)
     run = launch("-m", "benchmark=smoke_fast", *args, f"pretrain.weights={weights}", f"output_root={tmp_path}/out")
@@ -109,9 +108,8 @@ class RunsCode:
 
 
 @pytest.mark.parametrize("trust", [False, True])
-def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, smoke_fast_made, trust):
+def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path, trust):
     """The launch reads the checkpoint (in the launcher, cwd the repo); only pretrain.trust=true runs it."""
-    smoke_fast_made(tmp_path / "out")
     marker = tmp_path / "code-ran"
     weights = tmp_path / "w.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": RunsCode(marker)}, weights)
