@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, trial
 from xfer.store import locks
 from xfer.trial import slurm_job
@@ -154,3 +154,35 @@ def test_a_job_that_finds_its_trial_done_ends_without_a_failure(tmp_path):
     lock, why = slurm_job.claim(done, "77_4", lock_wait_s=0)
     assert lock is None and why == "trial done already"
     assert not (done / "failure.json").exists() and not locks.held(done)
+
+
+NO_LOCKS = """\
+import errno, fcntl, os
+
+_real = fcntl.fcntl
+
+
+def _fcntl(fd, cmd, arg=0):  # as Lustre without -o flock answers (see no_locks)
+    if cmd in (fcntl.F_OFD_SETLK, fcntl.F_OFD_GETLK):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+    return _real(fd, cmd, arg)
+
+
+fcntl.fcntl = _fcntl
+"""
+
+
+@pytest.mark.slow
+def test_a_launch_names_a_file_system_without_locks_before_anything_runs(tmp_path):
+    """The launcher's check, in a real launch whose OS answers locks with ENOSYS (a ``sitecustomize`` on
+    PYTHONPATH, which Python imports at start-up: the fake of :func:`no_locks`, nothing else)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(NO_LOCKS)
+    out = tmp_path / "out"
+    run = launch("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0-1", f"output_root={out}",
+                 env={"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}"})  # fmt: skip
+    assert run.returncode == 2, run.output[-3000:]
+    assert "its file system cannot lock files (Function not implemented)" in run.stderr
+    assert "Lustre: -o flock" in run.stderr and "nothing was run" in run.stderr
+    assert not list(out.rglob("trial.yaml")) and not list(out.rglob(".xfer-lock-probe-*"))

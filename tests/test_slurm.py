@@ -160,7 +160,7 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path)
     wait_for(lambda: not squeue().strip(), "the array and the collect job to end", trials["seed0"])
     failure = json.loads((trials["seed1"] / "failure.json").read_text())
     assert failure["cause"].startswith("terminated (SIGTERM")
-    assert "smoke_fast/r50_densecl,benchmark.d2.SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke_fast" / "table.md").read_text()
+    assert "smoke_fast/r50_densecl,SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke_fast" / "table.md").read_text()
     kept = job_id(trials["seed0"])
     again = launch(*args, env={**ENV, "PYTHONPROFILEIMPORTTIME": "1"})
     assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]
