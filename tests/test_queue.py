@@ -1,5 +1,6 @@
 """xfer.store.queue against a real SLURM (the ``small_slurm`` fixture: MaxArraySize=5, ended jobs forgotten
-after 2 s): jobs held, running, requeued, array tasks, ended long ago, never known; its limits; its errors."""
+after 2 s): jobs held, running, requeued, array tasks, ended long ago, never known; its limits; its errors.
+And how a submission is cut into arrays within those limits."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from xfer.launch import slurm
 from xfer.store import queue
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -40,6 +42,7 @@ def until(predicate, what: str, limit: int = 600) -> None:
     raise AssertionError(f"SLURM never got to: {what}")
 
 
+@pytest.mark.slow
 def test_states_and_active_of_jobs_in_every_state(on_small):
     ended = sbatch("--wrap", "true")
     until(lambda: "Invalid job id specified" in squeue(ended).stderr, "forgetting the ended job")  # MinJobAge
@@ -63,11 +66,13 @@ def test_states_and_active_of_jobs_in_every_state(on_small):
         subprocess.run(["scancel", held, running, array], check=True)
 
 
+@pytest.mark.slow
 def test_limits_and_partitions(on_small):
     assert queue.limits() == queue.Limits(max_array_size=5, max_submit_jobs=None)  # MaxArraySize=5 in its slurm.conf
     assert queue.partitions() == ["debug", "other"]
 
 
+@pytest.mark.slow
 def test_every_command_fails_the_same_way(on_small, monkeypatch):
     with pytest.raises(queue.QueueUnreadable, match=r"`squeue .* -j abc` exited with status 1: .*Invalid job id: abc"):
         queue.active(["abc"])
@@ -80,3 +85,22 @@ def test_every_command_fails_the_same_way(on_small, monkeypatch):
     with pytest.raises(queue.QueueUnreadable, match="squeue is not on PATH") as e:
         queue.active(["1"])
     assert "slurm.json" in e.value.fix
+
+
+def test_a_sweep_is_cut_into_arrays_of_at_most_max_array_size():
+    cut = lambda n, size: [(r.start, r.stop) for r in slurm.arrays(n, queue.Limits(size))]  # noqa: E731
+    assert cut(12, 5) == [(0, 5), (5, 10), (10, 12)]  # indices 0-4 in each: all below MaxArraySize=5
+    assert cut(5, 5) == [(0, 5)] and cut(1001, 1001) == [(0, 1001)] and cut(1002, 1001) == [(0, 1001), (1001, 1002)]
+    assert cut(3, 0) == [(0, 1), (1, 2), (2, 3)]  # arrays off: one job a trial
+    assert cut(0, 5) == []
+
+
+def test_the_collect_job_waits_for_every_array_and_keeps_the_users_dependency():
+    cluster = OmegaConf.create({"sbatch": {"comment": "x"}})
+    assert slurm.collect_options(cluster, ["11", "12", "13"]) == {"comment": "x", "dependency": "afterany:11:12:13"}
+    cluster = OmegaConf.create({"sbatch": {"dependency": "afterok:7"}})
+    assert slurm.collect_options(cluster, ["11"])["dependency"] == "afterany:11,afterok:7"
+    one, three = (slurm.Submission(ids, ["t"] * 12, "14", Path(".")) for ids in (["11"], ["11", "12", "13"]))
+    assert one.summary() == "submitted 12 trials as SLURM job array 11; job 14 collects the table after it"
+    assert three.summary() == "submitted 12 trials as SLURM job arrays 11, 12, 13; job 14 collects the table after them"
+    assert three.ids == ["11", "12", "13", "14"]
