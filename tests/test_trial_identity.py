@@ -188,3 +188,23 @@ def launch_status(folder: Path) -> str:
 
     return subprocess.run([sys.executable, "-m", "xfer", "status", str(folder)], capture_output=True, text=True,
                           cwd=REPO, check=True).stdout  # fmt: skip
+
+
+def test_collect_pools_only_trials_of_one_identity(tmp_path):
+    """Two output roots read together hold one setting's trials run on different data: each is done against
+    its own folder's launch, but only those of the identity most trials ran are pooled."""
+    from tests.test_results import DENSECL, trial
+    from xfer.report import results
+
+    def ran(data: str, seed: int) -> dict:
+        return {"recipe": {"SOLVER.BASE_LR": 0.02}, "weights": {"sha256": "none"}, "data": {"voc_2007_test": data},
+                "evaluator": {"name": "xfer", "libraries": {}}, "seed": seed}  # fmt: skip
+
+    for root, seed, data in ((tmp_path / "a", 0, "1" * 64), (tmp_path / "a", 1, "1" * 64), (tmp_path / "b", 2, "2" * 64)):
+        folder = trial(root, DENSECL, seed, (82.0 + seed, 58.0, 64.0))
+        record = json.loads((folder / "result.json").read_text())
+        (folder / "result.json").write_text(json.dumps({**record, "identity": ran(data, seed)}))
+    (row,) = results.summarize(results.read_trials([tmp_path / "a", tmp_path / "b"]))
+    assert [t.seed for t in row.done] == [0, 1] and row.stats["AP50"].mean == 82.5
+    (odd,) = row.conflicts
+    assert odd.seed == 2 and "annotations of voc_2007_test changed" in odd.cause

@@ -13,6 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from xfer.store import identity
+
 if TYPE_CHECKING:
     from xfer.store.records import Setting, Trial
 
@@ -59,7 +61,7 @@ def one_per_identity(trials: list[Trial]) -> list[Trial]:
     for i, t in enumerate(trials):
         known = t.seed is not None and t.setting.benchmark != "?"
         groups.setdefault((t.setting, t.seed) if known else i, []).append(t)
-    return mark_other_metrics([t for copies in groups.values() for t in _one_per_identity(copies)])
+    return mark_other_identities(mark_other_metrics([t for copies in groups.values() for t in _one_per_identity(copies)]))
 
 
 def mark_other_metrics(trials: list[Trial]) -> list[Trial]:
@@ -82,4 +84,33 @@ def mark_other_metrics(trials: list[Trial]) -> list[Trial]:
                 cause = (f"conflict: measured {'/'.join(t.metric_names)}, where the other trials of its setting "
                          f"measured {'/'.join(names)} ({', '.join(map(str, agree))})")  # fmt: skip
                 odd[id(t)] = replace(t, conflict=agree, cause=cause)
+    return [odd.get(id(t), t) for t in trials]
+
+
+def _ran(t: Trial) -> str:
+    """What a finished trial ran, its seed aside: its recorded identity's digest ("" for a result of an xfer that
+    recorded none: it agrees with anything)."""
+    found = (t.record or {}).get("identity")
+    return identity.digest({**found, "seed": None}) if isinstance(found, dict) else ""
+
+
+def mark_other_identities(trials: list[Trial]) -> list[Trial]:
+    """Collect pools only trials of one identity. Folders read together (two output roots, a copy of a sweep) can
+    hold finished trials of one setting that ran different things (other data, another evaluator): each is done
+    against its own folder's launch, but their numbers are not one sample. The identity most of the setting's
+    finished trials ran wins (on a tie, the lowest seed's); the others are conflicts naming what differs."""
+    done: dict[Setting, list[Trial]] = defaultdict(list)
+    for t in sorted(trials, key=seed_order):
+        if t.state == "done" and not t.conflict and _ran(t):
+            done[t.setting].append(t)
+    odd: dict[int, Trial] = {}
+    for members in done.values():
+        ran = Counter(_ran(t) for t in members).most_common(1)[0][0]
+        first = next(t for t in members if _ran(t) == ran)
+        agree = tuple(t.path for t in members if _ran(t) == ran)
+        for t in members:
+            if _ran(t) != ran:
+                what = "; ".join(identity.changes(first.record["identity"], t.record["identity"], with_seed=False))
+                odd[id(t)] = replace(t, conflict=agree, cause=f"conflict: ran something else than the other trials of "
+                                     f"its setting ({what}; {', '.join(map(str, agree))})")  # fmt: skip
     return [odd.get(id(t), t) for t in trials]
