@@ -145,12 +145,12 @@ def _unknown_setting(folder: Path) -> Setting:
     return Setting("?", "?", parent.name)
 
 
-def read_trial(folder: Path) -> Trial:
+def read_trial(folder: Path, launched: dict | None | object = state.FROM_FOLDER) -> Trial:
     """The trial in ``folder``, in the state ``xfer.store.state`` gives it (the launcher and status see the
     same): a sound result of the identity its folder was last launched for is ``done``; of another identity
     ``stale`` (with what changed); ``damaged`` and ``unreadable`` name the file and why. ``result.json`` alone
     describes a finished trial; ``trial.yaml`` is read only for the others."""
-    s = state.of(folder)
+    s = state.of(folder, launched)
     if s.state in state.FINISHED:
         r = s.result or {}
         common = {"published": r.get("published"), "label": r["setting"].get("label", ""),
@@ -183,7 +183,13 @@ def trial_folders(dirs: Iterable[Path]) -> list[Path]:
 
 def read_trials(dirs: Iterable[Path]) -> list[Trial]:
     """Every trial under ``dirs``, each folder once and each setting and seed once (conflicts marked)."""
-    return one_per_identity([read_trial(f) for f in trial_folders(dirs)])
+    launched: dict[Path, dict | None] = {}  # each weights folder's identity.json, read once for its seeds
+    found = []
+    for f in trial_folders(dirs):
+        if f.parent not in launched:
+            launched[f.parent] = state.expected(f)
+        found.append(read_trial(f, launched[f.parent]))
+    return one_per_identity(found)
 
 
 def summarize(trials: list[Trial]) -> list[Row]:

@@ -114,7 +114,8 @@ def changes(old: Mapping | None, new: Mapping, with_seed: bool = True) -> list[s
     ``old`` None (a result from an xfer that kept no identity) cannot be matched: one line says so."""
     if old is None:
         return ["no identity recorded (a result of an older xfer): what it ran cannot be compared"]
-    if digest(old) == digest(new) or (not with_seed and digest({**old, "seed": None}) == digest({**new, "seed": None})):
+    skip = {"digest"} if with_seed else {"digest", "seed"}
+    if all(old.get(k) == new.get(k) for k in (old.keys() | new.keys()) - skip):  # the common case, without hashing
         return []
     found = []
     a, b = old.get("recipe") or {}, new.get("recipe") or {}

@@ -150,10 +150,10 @@ def _failure_cause(trial_dir: Path) -> str | None:
     return str(record.get("cause", "")) if isinstance(record, dict) else f"unreadable {FAILURE}"
 
 
-_AUTO = object()
+FROM_FOLDER = object()  # of(): compare with the folder's identity.json
 
 
-def of(trial_dir: Path, launched: dict | None | object = _AUTO, job: Job | None = None,
+def of(trial_dir: Path, launched: dict | None | object = FROM_FOLDER, job: Job | None = None,
        max_iter: int | None = None) -> TrialState:  # fmt: skip
     """The state of the trial in ``trial_dir``.
 
@@ -166,7 +166,7 @@ def of(trial_dir: Path, launched: dict | None | object = _AUTO, job: Job | None 
     if result.kind == "unreadable":
         return TrialState("unreadable", result.cause, job=job)
     if result.kind == "sound":
-        want = expected(trial_dir) if launched is _AUTO else launched
+        want = expected(trial_dir) if launched is FROM_FOLDER else launched
         record = result.record or {}
         runs = (record.get("run") or {}).get("max_iter")
         changes = tuple(identity.changes(record.get("identity"), want, with_seed=False)) if want else ()
