@@ -17,7 +17,6 @@ Every question to SLURM (queue, partitions, limits) goes through ``xfer.store.qu
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from xfer.store import queue
-from xfer.store.files import SLURM_RECORD, read_json
+from xfer.store.files import SLURM_RECORD, read_json, write_json_atomic
 from xfer.store.queue import QueueUnreadable
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
                     for i in part]  # fmt: skip
         for i, job in zip(part, jobs, strict=True):  # recorded at once: a later array's failure keeps this one's
             record = {"job_id": job.job_id, "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "logs": str(folder)}
-            (trials[i][0] / SLURM_RECORD).write_text(json.dumps(record))
+            write_json_atomic(trials[i][0] / SLURM_RECORD, record)
         array_ids.append(jobs[0].job_id.split("_")[0])
         job_ids += [j.job_id for j in jobs]
     collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
