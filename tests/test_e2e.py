@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, SMOKE_SWEEP, launch, results_under
+from xfer.store import identity
 
 pytestmark = pytest.mark.slow
 SETTINGS = {"smoke/r50_scratch", "smoke/r50_densecl", "smoke/r50_regioncl_d"}
@@ -59,7 +60,10 @@ def test_smoke_sweep_trains_evaluates_and_tabulates(smoke_sweep):
         max_iter = SOLVER["MAX_ITER"]
         assert r["run"]["start_iter"] == 0 and r["run"]["max_iter"] == max_iter == r["run"]["iterations_run"]
         assert r["run"]["world_size"] == 1
-        assert r["versions"]["detectron2"] and r["versions"]["torch"] and len(r["config_sha256"]) == 64
+        assert r["versions"]["detectron2"] and r["versions"]["torch"] and r["identity"]["seed"] == r["seed"]
+        # The recorded recipe is the config detectron2 saved beside it (its own dump), less where and how it ran.
+        built = identity.flatten(yaml.safe_load((path.parent / "d2_config.yaml").read_text()))
+        assert r["identity"]["recipe"] == {k: v for k, v in built.items() if k not in identity.RUN_ONLY}
         iters = [json.loads(line)["iteration"] for line in (path.parent / "metrics.json").read_text().splitlines()]
         assert iters[-1] == max_iter - 1  # detectron2 ran every iteration (0-based)
         layout = {"smoke/r50_densecl": "openselfsup", "smoke/r50_regioncl_d": "openselfsup", "smoke/r50_scratch": "none"}
