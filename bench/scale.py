@@ -3,7 +3,9 @@
 The sweep is what 40 checkpoints x 2 backbones x 5 benchmarks x 5 seeds leave on disk: each trial in the real
 folder layout ``<root>/<benchmark>/<backbone>_<pretrain>/w-<12 hex>/seed<N>/`` with the files a finished trial
 holds (``trial.yaml``, ``result.json`` with the fields ``xfer.trial.runner`` writes, its identity among them,
-``d2_config.yaml``, ``log.txt``, a short ``metrics.json``, ``last_checkpoint`` and an empty ``model_final.pth``;
+``d2_config.yaml``, ``log.txt``, ``metrics.json`` as detectron2's JSONWriter writes it (``--curve-lines`` lines of
+its keys, sorted: 150 by default, ~80 KB, long enough to be sampled as a real run's 1,200-9,000 lines are, see
+``xfer.report.metrics_log``), ``last_checkpoint`` and an empty ``model_final.pth``;
 ``identity.json`` in each weights folder, so ``xfer.store.state`` finds every trial done), the benchmarks
 and their metric names real (``conf/benchmark``, ``xfer.benchmarks``), scratch and both supervised pretrains
 among the checkpoints, so every group has its baseline. The numbers are drawn from a seeded generator:
@@ -14,12 +16,14 @@ Printed, as medians of ``--repeats`` runs, each with a ratio against a baseline 
 1. ``collect`` in process (all five formats, no plots) with the default ``--compare baseline`` against
    ``--compare all`` (every pair of methods: 780 per group of 40) on the same sweep;
 2. ``collect`` over the 2,000-trial sweep against a 200-trial one (4 of the 40 checkpoints);
-3. ``python -m xfer status DIR`` as a subprocess, 2,000 trials against 200.
+3. ``collect`` with its plots (``xfer.report.plot_groups``: an overview and a figure per group, reading every
+   trial's ``metrics.json``) against the same without plots (``--no-plots``);
+4. ``python -m xfer status DIR`` as a subprocess, 2,000 trials against 200.
 
 Speed is measured here, by ratios within one call, never by timed assertions in the tests.
 :func:`time_plan` is the place for ``launch.py -m ... plan=true`` over the same 2,000 trials.
 
-    python bench/scale.py [--repeats 3] [--keep DIR]
+    python bench/scale.py [--repeats 3] [--keep DIR] [--curve-lines 150]
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ BACKBONES = ("r50", "r101")
 NAMED = ("scratch", "supervised", "supervised_tv", "moco_v1", "moco_v2_200ep", "moco_v2_800ep", "densecl",
          "regioncl", "regioncl_d", "regioncl_m")  # conf/pretrain; the rest of the 40 are custom checkpoints
 SEEDS = 5
+MAX_ITER = {"voc0712_c4_24k": 24000, "coco_c4_1x": 90000, "coco_fpn_1x": 90000, "coco_fpn_2x": 180000,
+            "coco_fpn_1x_densecl": 90000}  # fmt: skip
+CURVE_LINES = 150  # metrics.json lines per trial (a real run logs every 20 iterations: 1,200 to 9,000)
 BASE = {"AP50": 82.0, "AP": 57.0, "AP75": 64.0}  # VOC-like; COCO: box ~39, mask ~35
 
 
@@ -93,8 +100,27 @@ def _values(rng: random.Random, names: tuple[str, ...], offset: float) -> dict[s
     return out
 
 
+def metrics_json(max_iter: int, lines: int, rng: random.Random) -> str:
+    """``metrics.json`` as detectron2's JSONWriter leaves it after training (keys sorted, one object per logging
+    step, the last at ``max_iter - 1``; the keys of a real trial's file): a loss that falls with noise, lr with
+    warm-up and a step at 3/4."""
+    period, out = max(1, max_iter // lines), []
+    for it in range(period - 1, max_iter, period):
+        lr = 0.02 * min(1.0, (it + 1) / 1000) * (0.1 if it >= 0.75 * max_iter else 1.0)
+        cls, box = 0.2 + 0.6 * 0.9 ** (it / period) + rng.gauss(0, 0.02), 0.25 + rng.gauss(0, 0.02)
+        rpn_cls, rpn_loc = 0.05 + rng.gauss(0, 0.005), 0.04 + rng.gauss(0, 0.005)
+        out.append(json.dumps({
+            "data_time": 0.003 + rng.random() / 1000, "eta_seconds": (max_iter - it) * 0.4,
+            "fast_rcnn/cls_accuracy": 0.9, "fast_rcnn/false_negative": 0.3, "fast_rcnn/fg_cls_accuracy": 0.7,
+            "iteration": it, "loss_box_reg": box, "loss_cls": cls, "loss_rpn_cls": rpn_cls, "loss_rpn_loc": rpn_loc,
+            "lr": lr, "roi_head/num_bg_samples": 384.0, "roi_head/num_fg_samples": 128.0,
+            "rpn/num_neg_anchors": 230.0, "rpn/num_pos_anchors": 26.0, "time": 0.4 + rng.random() / 100,
+            "total_loss": cls + box + rpn_cls + rpn_loc}, sort_keys=True))  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def write_trial(root: Path, bench: str, backbone: str, pretrain: str, seed: int, rng: random.Random,
-                offset: float) -> None:  # fmt: skip
+                offset: float, curve_lines: int = CURVE_LINES) -> None:  # fmt: skip
     """One finished trial's folder as the launcher and ``xfer.trial.runner`` leave it."""
     names, wid = BENCHMARKS[bench], weights_id(pretrain, backbone)
     folder = root / bench / f"{backbone}_{pretrain}" / f"w-{wid}" / f"seed{seed}"
@@ -129,14 +155,15 @@ def write_trial(root: Path, bench: str, backbone: str, pretrain: str, seed: int,
     (folder / "result.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     (folder / "d2_config.yaml").write_text("MODEL:\n  WEIGHTS: ''\n")
     (folder / "log.txt").write_text("[xfer] trial done\n")
-    curve = [{"iteration": it, "total_loss": 2.0 - it / 24000, "lr": 0.02} for it in range(0, 24000, 4000)]
-    (folder / "metrics.json").write_text("\n".join(map(json.dumps, curve)) + "\n")
+    noise = random.Random(f"{bench}/{backbone}_{pretrain}/{seed}")  # its own: the metrics stay as before
+    (folder / "metrics.json").write_text(metrics_json(MAX_ITER[bench], curve_lines, noise))
     (folder / "last_checkpoint").write_text("model_final.pth")
     (folder / "model_final.pth").touch()
 
 
 def write_sweep(root: Path, checkpoints: int = 40, backbones: tuple[str, ...] = BACKBONES,
-                benchmarks: tuple[str, ...] = tuple(BENCHMARKS), seeds: int = SEEDS) -> int:  # fmt: skip
+                benchmarks: tuple[str, ...] = tuple(BENCHMARKS), seeds: int = SEEDS,
+                curve_lines: int = CURVE_LINES) -> int:  # fmt: skip
     """Write the synthetic sweep under ``root``; returns the number of trials."""
     rng = random.Random(0)
     n = 0
@@ -144,17 +171,18 @@ def write_sweep(root: Path, checkpoints: int = 40, backbones: tuple[str, ...] = 
         for backbone in backbones:
             for i, pretrain in enumerate(pretrains(checkpoints)):
                 for seed in range(seeds):
-                    write_trial(root, bench, backbone, pretrain, seed, rng, offset=0.05 * i)
+                    write_trial(root, bench, backbone, pretrain, seed, rng, offset=0.05 * i, curve_lines=curve_lines)
                     n += 1
     return n
 
 
-def time_collect(root: Path, repeats: int, compare: str = "baseline") -> float:
-    """Median seconds of ``collect`` in process (every format, no plots) with the comparisons of ``compare``."""
+def time_collect(root: Path, repeats: int, compare: str = "baseline", plots: bool = False) -> float:
+    """Median seconds of ``collect`` in process (every format; plots only with ``plots``) with the comparisons
+    of ``compare``."""
     from xfer.report import collect
 
     out = root.parent / f"{root.name}-report"
-    return timed(lambda: collect.collect([root], out, plots=False, compare=compare), repeats)
+    return timed(lambda: collect.collect([root], out, plots=plots, compare=compare), repeats)
 
 
 def time_status(root: Path, repeats: int) -> float:
@@ -191,6 +219,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoints", type=int, default=40, help="of the large sweep (the small one has 4)")
     parser.add_argument("--keep", type=Path, default=None, help="write the sweeps here and keep them")
+    parser.add_argument("--curve-lines", type=int, default=CURVE_LINES, help="metrics.json lines per trial")
     args = parser.parse_args()
     from xfer.report import collect
 
@@ -198,10 +227,12 @@ def main() -> None:
         base = args.keep or Path(tmp)
         large, small = base / "large", base / "small"
         t0 = time.perf_counter()
-        n_large, n_small = write_sweep(large, args.checkpoints), write_sweep(small, 4)
+        lines = args.curve_lines
+        n_large, n_small = write_sweep(large, args.checkpoints, curve_lines=lines), write_sweep(small, 4, curve_lines=lines)
         print(f"wrote {n_large} + {n_small} trials in {time.perf_counter() - t0:.1f} s; median of {args.repeats} runs:")
-        collect.collect([small], base / "warm", plots=False)  # imports (scipy) and t quantiles, as in any run
+        collect.collect([small], base / "warm")  # imports (scipy, matplotlib) and t quantiles, as in any run
         against = time_collect(large, args.repeats)
+        drawn = time_collect(large, args.repeats, plots=True)
         every = time_collect(large, args.repeats, "all")
         few = time_collect(small, args.repeats)
         status_few, status_many = time_status(small, args.repeats), time_status(large, args.repeats)
@@ -209,6 +240,7 @@ def main() -> None:
     print("\n".join(report([
         (f"collect {n_large}, compare all", every, "compare baseline", against),
         (f"collect {n_large}, compare baseline", against, f"{n_small} trials", few),
+        (f"collect {n_large}, plots", drawn, "no plots", against),
         (f"status {n_large}", status_many, f"{n_small} trials", status_few),
         (f"plan {n_large}", plan, "", None),
     ])))

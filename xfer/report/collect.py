@@ -6,7 +6,8 @@ It reads only what trials wrote, so it can run again at any time; what it writes
 
 - ``table.md``: the table, missing trials by name, comparisons   - ``trials.csv``: one row per trial
 - ``results.json``: everything, for programs   - ``table.tex``: booktabs   - ``table.html``: the seed's layout
-- ``ap.png``/``.svg`` and ``curves.png``/``.svg`` (unless plots are off)
+- ``ap.png``/``.svg`` and ``curves.png``/``.svg`` (unless plots are off); over 12 settings, ``ap`` is an overview
+  and each group has its figure under ``plots/`` (``xfer.report.plot_groups``)
 
 The comparisons are each method against its group's baseline unless asked otherwise (``xfer.report.comparisons``):
 ``--compare all`` / ``--baseline NAME`` on the command line, ``collect.compare`` / ``collect.baseline`` in a
@@ -82,7 +83,7 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
     if plots and any(r.n for r in rows):
         from xfer.report import plots as plotting  # matplotlib is imported only when plots are drawn
 
-        written += plotting.write_all(rows, out_dir)
+        written += plotting.write_all(rows, out_dir, baseline)
     if readme is not None:
         formats.rewrite_block(readme, html)
         written.append(Path(readme))

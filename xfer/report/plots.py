@@ -6,15 +6,19 @@ Everything is drawn with matplotlib's object API on the Agg canvas: no pyplot gl
 so it runs on a login node or inside a job. matplotlib is imported lazily: it is not a core dependency,
 and ``collect``'s tables must work without it. Each figure is written as PNG (to look at) and SVG (to
 put in a paper); the SVG carries no date and fixed ids, so rerunning collect gives identical files.
+
+This module draws a sweep of up to :data:`SMALL` settings with a result: ``ap`` (every metric per setting)
+and ``curves`` (every trial's line), one figure each, wider with more settings. A larger sweep (a 2,000-trial
+one has 400 settings: one such figure would be 144,000 px wide and take a minute) is drawn per group by
+:mod:`xfer.report.plot_groups`: an overview in ``ap`` and one bounded figure per group under ``plots/``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xfer.report.metrics_log import read_curves
 from xfer.report.results import Row
 
 if TYPE_CHECKING:
@@ -24,47 +28,45 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 100
-CURVES_FILE = "metrics.json"  # detectron2's JSON lines, one dict per logging or evaluation step
-# metrics.json key -> our series name; AP comes from the evaluation lines only
-SERIES = {"total_loss": "total_loss", "lr": "lr", "bbox/AP50": "AP50", "bbox/AP": "AP", "bbox/AP75": "AP75"}
+SMALL = 12  # settings with a result up to which one figure of each kind shows them all (the smoke sweep's look)
 CURVE_PANELS = ("total_loss", "lr", "AP50")  # AP50: the metric every benchmark evaluates and reports first
 
-Curves = dict[str, list[tuple[int, float]]]
 
-
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     """A figure on its own Agg canvas, so saving never depends on (or changes) a global backend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, out_stem: Path) -> list[Path]:
-    """PNG and SVG next to each other; the SVG without a date and with salted-but-fixed ids (reproducible)."""
+def save(fig: Figure, out_stem: Path, text: bool = False) -> list[Path]:
+    """PNG and SVG next to each other; the SVG without a date and with salted-but-fixed ids (reproducible).
+    ``text``: the SVG keeps its text as text (editable, searchable, a quarter cheaper to write) rather than
+    as glyph outlines (the same in any viewer). ``out_stem`` may hold dots (a group's overrides)."""
     from matplotlib import rc_context
 
     out_stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")
-    with rc_context({"svg.hashsalt": "xfer"}):
+    png, svg = (out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "svg"))
+    with rc_context({"svg.hashsalt": "xfer", "svg.fonttype": "none" if text else "path"}):
         fig.savefig(png, format="png", dpi=DPI)
         fig.savefig(svg, format="svg", metadata={"Date": None})
     return [png, svg]
 
 
-def _finished(rows: list[Row]) -> list[Row]:
+def finished(rows: list[Row]) -> list[Row]:
     """Settings with at least one finished trial: the others have no mean to plot."""
     return [r for r in rows if r.n > 0]
 
 
 def _colours(rows: list[Row]) -> dict[str, str]:
     """One colour per setting, the same in every figure of one call (both follow the row order)."""
-    return {r.key: f"C{i % 10}" for i, r in enumerate(_finished(rows))}
+    return {r.key: f"C{i % 10}" for i, r in enumerate(finished(rows))}
 
 
-def _published(row: Row, metric: str) -> float | None:
+def published_value(row: Row, metric: str) -> float | None:
     """The published value of ``metric``, if the row has one (published dicts carry other keys too)."""
     value = (row.published or {}).get(metric)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -92,14 +94,14 @@ def _ap_figure(rows: list[Row]) -> Figure | None:
     ``ap-METRIC-sI``, I the setting's place among all finished ones), one line per published value (gid
     ``published-METRIC-sI``): n=1 settings get a point without a bar, as their interval is unknown.
     """
-    shown = _finished(rows)
+    shown = finished(rows)
     if not shown:
         return None
     colours = _colours(rows)
     index = {id(r): i for i, r in enumerate(shown)}
     lines = _by_names(shown)
     widest, panels = max(len(members) for members in lines.values()), max(map(len, lines))
-    fig = _figure(*ap_size(widest, panels, len(lines)))
+    fig = figure(*ap_size(widest, panels, len(lines)))
     grid = fig.subplots(len(lines), panels, squeeze=False)
     for axes, (names, members) in zip(grid, lines.items(), strict=True):
         for extra in axes[len(names) :]:
@@ -122,7 +124,7 @@ def _ap_line(
             bar.lines[0].set_gid(f"ap-{metric}-s{i}")  # the mean; its bar and caps get their own ids, once each
             for k, part in enumerate([*bar.lines[1], *bar.lines[2]]):
                 part.set_gid(f"ap-{metric}-s{i}-err{k}")
-            pub = _published(row, metric)
+            pub = published_value(row, metric)
             if pub is not None:
                 ax.plot([x], [pub], marker="x", markersize=8, linestyle="none", color="black",
                         label="published" if x == 0 else "_published", gid=f"published-{metric}-s{i}")  # fmt: skip
@@ -136,42 +138,7 @@ def _ap_line(
 def ap_plot(rows: list[Row], out_stem: Path) -> list[Path]:
     """Write ``out_stem``.png/.svg of the AP per setting; nothing (and ``[]``) when no trial finished."""
     fig = _ap_figure(rows)
-    return [] if fig is None else _save(fig, out_stem)
-
-
-def _point(record: dict, key: str) -> float | None:
-    value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None  # detectron2 writes NaN AP when nothing was detected: no point, not a gap at 0
-    return float(value)
-
-
-def read_curves(trial_dir: Path) -> Curves:
-    """The series of a trial's ``metrics.json`` as sorted (iteration, value) lists; ``{}`` without one.
-
-    The file is written while training runs, so its last line may be cut off; such lines are skipped.
-    A resumed trial logs some iterations twice: the later line wins, so each curve is a function.
-    """
-    try:
-        text = (trial_dir / CURVES_FILE).read_text(errors="replace")
-    except OSError:
-        return {}
-    points: dict[str, dict[int, float]] = {}
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict):
-            continue
-        it = record.get("iteration")
-        if isinstance(it, bool) or not isinstance(it, int | float) or not math.isfinite(it):
-            continue
-        for key, name in SERIES.items():
-            value = _point(record, key)
-            if value is not None:
-                points.setdefault(name, {})[int(it)] = value
-    return {name: sorted(by_it.items()) for name, by_it in points.items()}
+    return [] if fig is None else save(fig, out_stem)
 
 
 def _curves_figure(rows: list[Row]) -> Figure | None:
@@ -181,11 +148,11 @@ def _curves_figure(rows: list[Row]) -> Figure | None:
     settings, not trials. None when no finished trial has curves.
     """
     colours = _colours(rows)
-    curves = {r.key: [read_curves(t.path) for t in r.done] for r in _finished(rows)}
+    curves = {r.key: [read_curves(t.path) for t in r.done] for r in finished(rows)}
     panels = [p for p in CURVE_PANELS if any(p in c for cs in curves.values() for c in cs)]
     if not panels:
         return None
-    fig = _figure(4.0 * len(panels), 4.0)
+    fig = figure(4.0 * len(panels), 4.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels, strict=True):
         for i, (key, trials) in enumerate(curves.items()):
@@ -208,9 +175,16 @@ def _curves_figure(rows: list[Row]) -> Figure | None:
 def curves_plot(rows: list[Row], out_stem: Path) -> list[Path]:
     """Write ``out_stem``.png/.svg of the training curves; nothing (and ``[]``) when no trial has any."""
     fig = _curves_figure(rows)
-    return [] if fig is None else _save(fig, out_stem)
+    return [] if fig is None else save(fig, out_stem)
 
 
-def write_all(rows: list[Row], out_dir: Path) -> list[Path]:
-    """``ap.{png,svg}`` and ``curves.{png,svg}`` in ``out_dir``: the paths of those written."""
-    return ap_plot(rows, out_dir / "ap") + curves_plot(rows, out_dir / "curves")
+def write_all(rows: list[Row], out_dir: Path, baseline: str | None = None) -> list[Path]:
+    """The plots in ``out_dir``: the paths of those written. Up to :data:`SMALL` settings with a result,
+    ``ap.{png,svg}`` and ``curves.{png,svg}`` show them all; more, and each group gets its own figures under
+    ``plots/`` with an overview in ``ap.{png,svg}`` (:mod:`xfer.report.plot_groups`; ``baseline``: the
+    pretrain whose mean each group's AP figure marks, automatic when None, as in the comparisons)."""
+    if len(finished(rows)) <= SMALL:
+        return ap_plot(rows, out_dir / "ap") + curves_plot(rows, out_dir / "curves")
+    from xfer.report import plot_groups  # imports this module: here, not at the top
+
+    return plot_groups.write_groups(rows, out_dir, baseline)
