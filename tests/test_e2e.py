@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import pickle
 import shutil
 import subprocess
 import sys
@@ -32,8 +31,11 @@ SETTING_AP50 = 20.0  # the mean of every setting (scratch: 27.7 ± 5.4 over 5 se
 
 
 def converted_weights(result: dict) -> dict[str, np.ndarray]:
-    """The detectron2 weights a trial trained from (the converted pickle its result.json names)."""
-    return pickle.loads(Path(result["weights"]["converted"]).read_bytes())["model"]
+    """The detectron2 weights a trial trained from (the converted file its result.json names), read with the
+    safetensors library's own reader."""
+    from safetensors.numpy import load_file
+
+    return load_file(result["weights"]["converted"])
 
 
 def first_losses(metrics: Path) -> dict[str, float]:

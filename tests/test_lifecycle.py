@@ -161,7 +161,7 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     (trial / "result.json").write_text(cut)  # a writer killed half way, on a file system without atomic renames
     plan = launch(*args, "plan=true")
     assert plan.returncode == 0, plan.output[-3000:]
-    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | partial 10/10 |"  # not done; nothing left to train
+    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | damaged 10/10 |"  # not done; nothing left to train
     assert "result.json of smoke_fast/r50_densecl seed0 is damaged (not JSON" in plan.stdout
     assert "re-evaluating from model_final.pth" in plan.stdout
     assert (trial / "result.json").read_text() == cut  # a plan changes nothing
@@ -186,7 +186,7 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
     for name in checkpoints(trial):
         (trial / name).unlink()
     plan = launch(*args, "plan=true")
-    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | to run |", plan.output[-3000:]
+    assert plan_row(plan.stdout) == "| smoke_fast/r50_densecl | damaged |", plan.output[-3000:]
     third = launch(*args)
     assert third.returncode == 0, third.output[-3000:]
     assert "retraining from the start (no checkpoint left)" in third.stdout

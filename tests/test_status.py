@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
+from tests.test_trial_identity import planned
 from xfer.report import status
 from xfer.store import locks, queue, redo, state
 
@@ -91,6 +92,7 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     record = {"setting": {"benchmark": "smoke_fast", "backbone": "r50", "pretrain": "densecl"},  # done: setting and metrics
               "metrics": {"AP50": 1.0, "AP": 0.5, "AP75": 0.0}, "run": {"wall_time_s": 2.0, "iterations_run": 10,
                                                                          "world_size": 1}}  # fmt: skip
+    record["identity"] = planned(tmp_path).identity  # as the trial records what it ran: done, not stale
     (done / "result.json").write_text(json.dumps(record))
     (base / "seed1").mkdir()
     (base / "seed1" / "last_checkpoint").write_text("model_0000004.pth")

@@ -117,9 +117,11 @@ def render(entries: list[Entry], devices_per_trial: int, at_once: int, device: s
         for s in seeds:
             e = by_key[key].get(s)
             state, done = states[e.dir] if e else ("—", 0)
-            cells.append(f"{state} {done}/{e.max_iter}" if state in ("partial", "running", "requeued") else state)
+            shown = state in ("partial", "running", "requeued") or (state == "damaged" and done)
+            cells.append(f"{state} {done}/{e.max_iter}" if shown else state)
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    count = {s: sum(st == s for st, _ in states.values()) for s in trial_state.STATES}
+    order = ("done", "stale", "running", "requeued", "queued", "partial", "failed", "damaged", "unreadable", "to run")
+    count = {s: sum(st == s for st, _ in states.values()) for s in order}
     lines.append("")
     lines.append(f"{len(entries)} trials: " + ", ".join(f"{n} {s}" for s, n in count.items() if n)
                  + f"; {devices_per_trial} {device} device(s) per trial, {at_once} trial(s) at a time")  # fmt: skip

@@ -22,8 +22,9 @@ class Redo:
     start: str  # what the redo starts from, in words
 
     def describe(self, name: str) -> str:
+        cause = self.cause.removeprefix(f"damaged {RESULT}: ")  # state's words; here the file is named already
         kept = f"kept as {self.kept_as.name}" if self.kept_as else "the launch keeps it as result.json.damaged-<time>"
-        return f"{RESULT} of {name} is damaged ({self.cause}): {kept}, {self.start}"
+        return f"{RESULT} of {name} is damaged ({cause}): {kept}, {self.start}"
 
 
 def checkpoint_iteration(name: str, max_iter: int) -> int:

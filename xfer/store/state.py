@@ -116,18 +116,21 @@ class TrialState:
 
     def describe(self) -> str:
         """The state in a few words, e.g. ``partial 500/24000``, ``stale: SOLVER.BASE_LR 0.02 → 0.01``."""
-        if self.state in ("partial", "running", "requeued") and self.iteration is not None and self.max_iter:
+        if self.state in ("partial", "running", "requeued", "damaged") and self.iteration is not None and self.max_iter:
             return f"{self.state} {self.iteration}/{self.max_iter}"
         if self.state == "stale":
             return "stale: " + "; ".join(self.changes)
         return self.state
 
 
-def _progress(trial_dir: Path, max_iter: int | None) -> tuple[int | None, int | None]:
-    """(iterations done, max_iter) from ``progress.json`` or, failing that, detectron2's ``last_checkpoint``."""
+def _progress(trial_dir: Path, max_iter: int | None, live: bool = True) -> tuple[int | None, int | None]:
+    """(iterations done, max_iter): while something runs the trial (``live``), from its ``progress.json``; else, and
+    failing that, from detectron2's ``last_checkpoint``, which is where a resume starts."""
     try:
         p = json.loads((trial_dir / PROGRESS).read_text())
-        return int(p["iteration"]), int(p["max_iter"])
+        if live:
+            return int(p["iteration"]), int(p["max_iter"])
+        max_iter = max_iter or int(p["max_iter"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
@@ -178,11 +181,11 @@ def of(trial_dir: Path, launched: dict | None | object = FROM_FOLDER, job: Job |
         if job.running or locks.held(trial_dir):
             return TrialState("running", "", None, iteration, top, job)
         return TrialState("requeued" if job.restarts else "queued", "", None, iteration, top, job)
-    if result.kind == "damaged":
-        return TrialState("damaged", result.cause, job=job)
-    iteration, top = _progress(trial_dir, max_iter)
-    if locks.held(trial_dir):
-        return TrialState("running", "", None, iteration, top, job)
+    if locks.held(trial_dir) and result.kind != "damaged":
+        return TrialState("running", "", None, *_progress(trial_dir, max_iter), job)
+    iteration, top = _progress(trial_dir, max_iter, live=False)
+    if result.kind == "damaged":  # the redo starts from what it left: iteration says how far it got
+        return TrialState("damaged", result.cause, None, iteration, top, job)
     cause = _failure_cause(trial_dir)
     if cause is not None:
         return TrialState("failed", cause, None, iteration, top, job)
