@@ -9,6 +9,7 @@ after the first reads stats, not contents.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import re
@@ -29,6 +30,7 @@ DATA = "data_digests"  # folder under paths.cache: one digest per dataset file-s
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
+@functools.cache  # the same for the process: reading a distribution's metadata takes about half a millisecond
 def version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -113,6 +115,7 @@ class Identifier:
     _defaults: dict | None = None
     _data: dict = field(default_factory=dict)
     _plain: dict = field(default_factory=dict)
+    _recipes: dict = field(default_factory=dict)  # the plain compositions' resolved recipes, by their overrides
 
     @property
     def defaults(self) -> dict:
@@ -140,10 +143,13 @@ class Identifier:
         plain_choices = _choices(plain)
         groups = {g: c for g, c in choices.items() if g not in NAMED_GROUPS + RUNS_HOW_GROUPS
                   and not g.startswith("hydra/") and c is not None and plain_choices.get(g) != c}  # fmt: skip
-        ref = plain
+        ref_key = base
         if groups:
-            ref = self._composed(base + tuple(f"{'' if g in plain_choices else '+'}{g}={c}" for g, c in sorted(groups.items())))
-        now, then = recipe.resolved(cfg, self.defaults), recipe.resolved(ref, self.defaults)
+            ref_key = base + tuple(f"{'' if g in plain_choices else '+'}{g}={c}" for g, c in sorted(groups.items()))
+        ref = self._composed(ref_key)
+        if ref_key not in self._recipes:  # the plain compositions never change; a sweep's families share a few
+            self._recipes[ref_key] = recipe.resolved(ref, self.defaults)
+        now, then = recipe.resolved(cfg, self.defaults), self._recipes[ref_key]
         named = [f"{g.split('@', 1)[0]}={c}" for g, c in sorted(groups.items())]
         named += [f"{k}={identity.show(v)}" for k, v in now.items() if k not in then or then[k] != v]
         for key in ("format", "prefix"):

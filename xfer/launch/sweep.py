@@ -18,8 +18,9 @@ import logging
 import re
 import shutil
 import sys
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hydra import compose
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from xfer import smoke
-from xfer.launch import identify, local, slurm
+from xfer.launch import families, identify, local, slurm
 from xfer.launch import plan as xfer_plan
 from xfer.report import collect
 from xfer.store import files, handover, identity, locks, state
@@ -46,8 +47,9 @@ SEED = re.compile(r"^seed=\d+$")
 
 @dataclass
 class PlannedTrial:
-    """A job of the sweep and where its trial lives. Jobs that differ only by seed share one composed
-    config (``cfg``); :func:`activate` makes it this job's (its seed, overrides and number) before use."""
+    """A job of the sweep and where its trial lives. Jobs that differ only in plain leaf values (their seed,
+    ``pretrain.name``, ...: ``xfer.launch.families``) share one composed config (``cfg``); :func:`activate` makes it
+    this job's (its seed, leaf values, overrides and number) before use."""
 
     idx: int
     overrides: list[str]
@@ -57,12 +59,18 @@ class PlannedTrial:
     sha256: str | None = None  # content hash of the trial's weights; None when unreadable (check says why)
     inputs_error: str = ""  # generating the benchmark's inputs failed, or its identity could not be read
     family: Family | None = None  # what the jobs of its family share: identity and setting name
+    leaves: families.Leaves = ()  # its leaf values but a seed (``seed``) that ``cfg``, shared, is set to
+
+    @property
+    def job_seed(self) -> object:
+        """The seed its config has when active (check() names one that is not a number), read without activating it."""
+        return self.seed if self.seed is not None else dict(self.leaves).get("seed", self.cfg.seed)
 
     @property
     def identity(self) -> dict | None:
         """The identity the trial is launched for (``xfer.store.identity``), with its seed; None when unknown
         (its weights or data could not be read: check() says why)."""
-        seed = self.cfg.seed if self.seed is None else self.seed
+        seed = self.job_seed
         if self.family is None or self.family.identity is None or not isinstance(seed, int) or isinstance(seed, bool):
             return None  # a seed that is not a number: check() names it
         return self.family.identity.of_seed(seed).record()
@@ -70,8 +78,13 @@ class PlannedTrial:
     @functools.cached_property
     def state(self) -> state.TrialState:
         """Where the trial stands against what this launch asks of it (``xfer.store.state``)."""
-        launched = self.family.identity.record() if self.family and self.family.identity else None
-        return state.of(self.dir, launched, max_iter=max_iter_of(activate(self)))
+        return state.of(self.dir, self.family.launched if self.family else None, max_iter=self.max_iter)
+
+    @property
+    def max_iter(self) -> int:
+        """The recipe's SOLVER.MAX_ITER: its family's, else read from its config."""
+        known = self.family.max_iter if self.family else None
+        return known if known is not None else max_iter_of(activate(self))
 
     @property
     def done(self) -> bool:
@@ -81,30 +94,56 @@ class PlannedTrial:
     @property
     def setting(self) -> Setting:
         """What the trial measures: its setting (named by what it changes against its plain choices) and weights."""
-        return runner.setting_of(self.cfg, self.family.extras if self.family else "", self.sha256)
+        if self.family is not None and self.family.setting is not None:
+            return self.family.setting
+        return runner.setting_of(activate(self), self.family.extras if self.family else "", self.sha256)
 
 
 @dataclass(frozen=True)
 class Family:
-    """What the jobs of one family (the same overrides but the seed) share: the identity they run (less the
-    seed) and what their setting's name adds to ``<backbone>_<pretrain>``."""
+    """What the jobs of one family (one composition with the same leaf values, their seeds apart) share, worked
+    out once with one of them active: the identity they run (less the seed) and what their setting's name adds to
+    ``<backbone>_<pretrain>``; where :func:`plan` made it, also their setting, sweep folder and MAX_ITER."""
 
     identity: Identity | None
     extras: str = ""
+    setting: Setting | None = None
+    folder: Path | None = None  # hydra.sweep.dir: <output_root>/<benchmark>
+    max_iter: int | None = None  # the recipe's SOLVER.MAX_ITER
+
+    @functools.cached_property
+    def launched(self) -> dict | None:
+        """The identity its trials' folder is launched for (``identity.json``), made once, not per trial."""
+        return self.identity.record() if self.identity else None
+
+
+_ACTIVE: weakref.WeakValueDictionary[int, PlannedTrial] = weakref.WeakValueDictionary()  # config id: its job now
 
 
 def activate(p: PlannedTrial) -> DictConfig:
-    """Point the (possibly shared) composed config at this job; Hydra's own node is not copied per trial."""
+    """Point the (possibly shared) composed config at this job; Hydra's own node is not copied per trial. Only
+    what differs from the job it was set to last is set (OmegaConf takes a fraction of a millisecond a value,
+    and a plan reads every job's config several times)."""
     cfg = p.cfg
     if "hydra" not in cfg:  # a single run's task config: nothing is shared
         return cfg
+    was = _ACTIVE.pop(id(cfg), None)
+    if was is p:
+        _ACTIVE[id(cfg)] = p
+        return cfg
+    was = was if was is not None and was.cfg is cfg else None
+    families.apply(cfg, families.changed(values_of(p), values_of(was) if was else None))
     with read_write(cfg.hydra), open_dict(cfg):
-        if p.seed is not None:
-            cfg.seed = p.seed
-        cfg.hydra.overrides.task = list(p.overrides)
+        families.set_list(cfg.hydra.overrides, "task", p.overrides, was.overrides if was else None)
         cfg.hydra.job.id = p.idx
         cfg.hydra.job.num = p.idx
+    _ACTIVE[id(cfg)] = p  # only once all of it is set: a value that failed to set leaves it unknown
     return cfg
+
+
+def values_of(p: PlannedTrial) -> families.Leaves:
+    """The values a job sets on its shared config: its leaves, and its seed."""
+    return p.leaves if p.seed is None else (*p.leaves, ("seed", p.seed))
 
 
 def inputs(cfg: DictConfig) -> tuple[str | None, str]:
@@ -138,73 +177,101 @@ def locate(p: PlannedTrial, sweep_dir: Path) -> PlannedTrial:
     """Set the trial's folder from its setting's name, its weights' content and its seed (``xfer.store.identity``)."""
     s = p.setting
     p.dir = identity.trial_dir(sweep_dir, identity.setting_dirname(s.backbone, s.pretrain, s.overrides), p.sha256,
-                               p.cfg.seed)  # fmt: skip
+                               p.job_seed)  # fmt: skip
     return p
 
 
-def plan(
-    ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
-) -> list[PlannedTrial]:
+def plan(ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]], first: int,
+         share_leaves: bool = True) -> list[PlannedTrial]:  # fmt: skip
     """Compose each job's config and resolve its trial folder.
 
-    Jobs that differ only by an integer ``seed=N`` compose identically but for that value (the seed is a
-    plain top-level number that nothing in the defaults list depends on), so each such family is composed
-    by Hydra once, and its seeds share that config (see :func:`activate`): a 5-seed sweep composes a fifth
-    as often, and Hydra's node, the bulk of a config, is never copied per trial. A family's weights are
-    made (smoke) and hashed once too, before its folders are known, and its identity worked out once."""
-    planned, families = [], {}
+    Jobs whose overrides differ only in plain leaf values (``xfer.launch.families``: ``seed=N``,
+    ``pretrain.name=...``, ``pretrain.weights=...``) are composed by Hydra once, and share that config (see
+    :func:`activate`): a sweep of 40 checkpoints x 5 seeds composes once per choice of config groups, and
+    Hydra's node, the bulk of a config, is never copied per trial. What depends on a job's values is worked
+    out once per distinct values but the seed (its family), with them set: its weights made (smoke) and
+    hashed, its identity and setting name; its folder per job. ``share_leaves=False`` shares a composition
+    between seeds only (what the launcher did before; tests compare the two)."""
+    planned, composed, kins = [], {}, {}
     ids = identify.Identifier(lambda overrides: ctx.config_loader.load_sweep_config(config, overrides),
                               Path(str(OmegaConf.select(config, "paths.cache", default="outputs/_cache"))))  # fmt: skip
+    splitter = families.Splitter(families.groups_of(identify.choices_of(config)))
     for idx, overrides in enumerate(job_overrides, start=first):
-        seeds = [o for o in overrides if SEED.match(o)]
-        family = tuple(o for o in overrides if not SEED.match(o)) if len(seeds) == 1 else None
-        known = families.get(family) if family is not None else None
-        if known is None:
+        shape, mine, seed = job_of(overrides, splitter) if share_leaves else seed_family(overrides)
+        cfg = composed.get(shape) if shape is not None else None
+        fresh = cfg is None
+        if fresh:
             cfg = ctx.config_loader.load_sweep_config(config, list(overrides))
-            sha256, error = inputs(cfg)
-            kin, error = family_of(cfg, sha256, error, ids, identify.choices_of(cfg))
-            HydraConfig.instance().set_config(cfg)  # ${hydra:...} reads this; the same for the whole family
-            known = (cfg, sha256, error, kin)
-            if family is not None:
-                families[family] = known
-        cfg, sha256, error, kin = known
-        seed = int(seeds[0].split("=", 1)[1]) if family is not None else None
-        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed, sha256, error, kin)
-        activate(p)
-        planned.append(locate(p, Path(str(cfg.hydra.sweep.dir))))
+            if shape is not None and families.shareable(cfg, shape):
+                composed[shape] = cfg
+            else:  # a leaf's key is a config group that one of its choices pulls in: composed on its own
+                mine, seed = (), None
+        p = PlannedTrial(idx, list(overrides), cfg, Path(), seed, leaves=mine)
+        if (id(p.cfg), p.leaves) not in kins:
+            try:
+                activate(p)
+            except OmegaConfBaseException:  # a value its shared node refuses: Hydra composes it, and says why
+                p = PlannedTrial(idx, list(overrides), ctx.config_loader.load_sweep_config(config, list(overrides)),
+                                 Path())  # fmt: skip
+                fresh = True
+            kins[id(p.cfg), p.leaves] = shared_by(p, ids)
+            if fresh:
+                HydraConfig.instance().set_config(p.cfg)  # ${hydra:...} reads this; the same for the whole family
+        p.sha256, p.inputs_error, p.family = kins[id(p.cfg), p.leaves]
+        planned.append(locate(p, p.family.folder))
     return planned
+
+
+def shared_by(p: PlannedTrial, ids: identify.Identifier) -> tuple[str | None, str, Family]:
+    """(weights' content hash, error, family) of a new family, worked out with ``p``, one of its jobs, active."""
+    cfg = activate(p)
+    with recipe.kept(cfg):
+        sha256, error = inputs(cfg)
+        family, error = family_of(cfg, sha256, error, ids, identify.choices_of(cfg))
+        try:
+            max_iter = max_iter_of(cfg)
+        except Exception:  # not a number: read per trial then, failing where it did  # noqa: BLE001
+            max_iter = None
+    folder = Path(str(cfg.hydra.sweep.dir))
+    return sha256, error, replace(family, setting=runner.setting_of(cfg, family.extras, sha256), folder=folder,
+                                  max_iter=max_iter)  # fmt: skip
+
+
+def job_of(overrides: Sequence[str], splitter: families.Splitter) -> tuple[families.Shape, families.Leaves, int | None]:
+    """(shape, leaf values but the seed, seed) of a job: ``seed=N`` with N a non-negative integer apart, so that
+    the seeds of a setting share what depends on its other values (identity, checks)."""
+    job = splitter.split(overrides)
+    seed = dict(job.leaves).get("seed")
+    if type(seed) is not int or seed < 0:  # not a seed (check() names it): a leaf value like any other
+        return job.shape, job.leaves, None
+    return job.shape, tuple((k, v) for k, v in job.leaves if k != "seed"), seed
+
+
+def seed_family(overrides: Sequence[str]) -> tuple[families.Shape | None, families.Leaves, int | None]:
+    """The same for families by seed only (None: composed on its own): the jobs whose overrides are the same
+    but one ``seed=N``."""
+    seeds = [o for o in overrides if SEED.match(o)]
+    if len(seeds) != 1:
+        return None, (), None
+    return tuple(("", o) for o in overrides if not SEED.match(o)), (), int(seeds[0].split("=", 1)[1])
 
 
 def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     """Problems of all trials still to run, each message once, in order.
 
-    A family's seeds share one config (see :func:`plan`) and differ only by a valid ``seed=N``: the
-    family is checked once, for its first trial still to run."""
+    A family's seeds share one config and leaf values (see :func:`plan`) and differ only by a valid ``seed=N``:
+    the family is checked once, for its first trial still to run."""
     found: list[str] = []
-    checked: set[int] = set()  # ids of configs checked; all stay alive in ``planned``, so ids are unique
-    rerun = rerun_stale(planned)
+    checked: set[tuple] = set()  # (config id, leaf values) checked; all configs stay alive in ``planned``
+    rerun, seen = rerun_stale(planned), {}
     for p in planned:
-        if not to_run(p, rerun) or id(p.cfg) in checked:
+        if not to_run(p, rerun) or (id(p.cfg), p.leaves) in checked:
             continue
-        checked.add(id(p.cfg))
-        activate(p)
-        mine = [p.inputs_error] if p.inputs_error else []
-        mine += identify.refused(p.cfg)
-        mine += checks.problems(p.cfg, here)
-        if p.sha256 is None and not mine:  # validate names missing weights; anything else that stops hashing:
-            mine.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "
-                        "content hash names the trial's folder).")  # fmt: skip
-        found += mine
-        keep = OmegaConf.select(p.cfg, "trial.keep_checkpoints", default="final")
-        if keep not in files.KEEP_CHECKPOINTS:
-            found.append(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(files.KEEP_CHECKPOINTS)}.")
-        batch = recipe.value(p.cfg, "SOLVER.IMS_PER_BATCH")
-        if p.cfg.cluster.name == "slurm":
-            found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
-        else:
-            found += local.problems(p.cfg.cluster, batch, devices.resolve(p.cfg.trial.device))
+        checked.add((id(p.cfg), p.leaves))
+        with recipe.kept(activate(p)):
+            found += family_problems(p, here, seen)
     runs_on = {json.dumps(OmegaConf.to_container(cfg.cluster)) + json.dumps(OmegaConf.to_container(cfg.trial))
-               for cfg in {id(p.cfg): p.cfg for p in planned}.values()}  # fmt: skip
+               for cfg in map(activate, {(id(p.cfg), p.leaves): p for p in planned}.values())}  # fmt: skip
     if len(runs_on) > 1:
         found.append("cluster.* and trial.* say how the whole sweep runs (not what it measures): give them one "
                      "value, not a sweep.")  # fmt: skip
@@ -214,16 +281,36 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def family_problems(p: PlannedTrial, here: bool, seen: dict) -> list[str]:
+    """What is wrong with the trials of ``p``'s family (``p`` active); ``seen``: ``checks.problems``'s."""
+    found = [p.inputs_error] if p.inputs_error else []
+    found += identify.refused(p.cfg)
+    found += checks.problems(p.cfg, here, seen)
+    if p.sha256 is None and not found:  # validate names missing weights; anything else that stops hashing:
+        found.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "
+                     "content hash names the trial's folder).")  # fmt: skip
+    keep = OmegaConf.select(p.cfg, "trial.keep_checkpoints", default="final")
+    if keep not in files.KEEP_CHECKPOINTS:
+        found.append(f"trial.keep_checkpoints={keep!r}: use one of {', '.join(files.KEEP_CHECKPOINTS)}.")
+    batch = recipe.value(p.cfg, "SOLVER.IMS_PER_BATCH")
+    if p.cfg.cluster.name == "slurm":
+        found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
+    else:
+        found += local.problems(p.cfg.cluster, batch, devices.resolve(p.cfg.trial.device))
+    return found
+
+
 def shared_folders(planned: list[PlannedTrial]) -> list[str]:
     """Two jobs of the sweep whose trials would share a folder but run different things (``paths.datasets=/a,/b``
     over different data, say): refused, naming both and what differs, since one would read as the other's."""
     first: dict[Path, PlannedTrial] = {}
     found = []
     for p in planned:
-        mine = p.identity
         other = first.setdefault(p.dir, p)
-        theirs = other.identity
-        if other is p or mine is None or theirs is None or mine["digest"] == theirs["digest"]:
+        if other is p:
+            continue
+        mine, theirs = p.identity, other.identity
+        if mine is None or theirs is None or mine["digest"] == theirs["digest"]:
             continue
         what = "; ".join(identity.changes(theirs, mine)) or "their identities"
         found.append(f"jobs `{' '.join(other.overrides)}` and `{' '.join(p.overrides)}` would share the trial folder "
@@ -233,7 +320,7 @@ def shared_folders(planned: list[PlannedTrial]) -> list[str]:
 
 
 def rerun_stale(planned: list[PlannedTrial]) -> bool:
-    return bool(planned) and bool(OmegaConf.select(planned[0].cfg, "trial.rerun_stale", default=False))
+    return bool(planned) and bool(OmegaConf.select(activate(planned[0]), "trial.rerun_stale", default=False))
 
 
 def to_run(p: PlannedTrial, rerun: bool) -> bool:
@@ -250,7 +337,7 @@ def stale(planned: list[PlannedTrial], dry_run: bool = False) -> list[str]:
     rerun, lines = rerun_stale(planned), []
     for p in planned:
         s = p.state
-        name = label(p.setting.key, activate(p).seed)
+        name = label(p.setting.key, p.job_seed)
         if s.state == "unreadable":
             lines.append(f"{name}: {s.cause}; left in place and not run (fix the file system or its permissions)")
         if s.state != "stale":
@@ -271,11 +358,13 @@ def stale(planned: list[PlannedTrial], dry_run: bool = False) -> list[str]:
 def record_identities(planned: list[PlannedTrial]) -> None:
     """``identity.json`` in each setting's weights folder: what this launch asks of its trials, so that status and
     collect, run on the folder alone, see the same done and stale trials as the launcher."""
-    for p in planned:
-        if p.family and p.family.identity and p.dir != Path():
+    written = set()  # once per folder, what its last job asks (as when every job wrote it in turn)
+    for p in reversed(planned):
+        if p.family and p.family.identity and p.dir != Path() and p.dir.parent not in written:
             folder = p.dir.parent
             folder.mkdir(parents=True, exist_ok=True)
-            files.write_json_atomic(folder / identity.IDENTITY, p.family.identity.record())
+            files.write_json_atomic(folder / identity.IDENTITY, p.family.launched)
+            written.add(folder)
 
 
 def max_iter_of(cfg: DictConfig) -> int:
@@ -314,14 +403,16 @@ def labels(planned: list[PlannedTrial]) -> dict[int, str]:
 
 def plan_of(planned: list[PlannedTrial]) -> str:
     """The dry run's table and estimate (see ``xfer.launch.plan``)."""
-    entries, names = [], labels(planned)
+    entries, names, paces = [], labels(planned), {}
     for p in planned:
-        cfg = activate(p)
-        max_iter = max_iter_of(cfg)
-        default = OmegaConf.select(cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None)
-        entries.append(xfer_plan.Entry(names[p.idx], cfg.backbone.name, int(cfg.seed), p.dir, int(max_iter),
-                                       default, p.state))  # fmt: skip
-    cfg = planned[0].cfg
+        if (id(p.cfg), p.leaves) not in paces:  # the same for a family's seeds
+            cfg = activate(p)
+            paces[id(p.cfg), p.leaves] = (cfg.backbone.name, OmegaConf.select(
+                cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None))  # fmt: skip
+        backbone, default = paces[id(p.cfg), p.leaves]
+        entries.append(xfer_plan.Entry(names[p.idx], backbone, int(p.job_seed), p.dir, int(p.max_iter), default,
+                                       p.state))  # fmt: skip
+    cfg = activate(planned[0])
     if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
         device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
         per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
@@ -402,7 +493,8 @@ def folders_of(planned: list[PlannedTrial]) -> list[Path]:
     """The sweep's folders, one per benchmark (``hydra.sweep.dir`` is ``<output_root>/<benchmark>``): Hydra
     resolves its own ``hydra.sweep.dir`` once, from the primary config, so ``-m benchmark=a,b`` would name the
     default benchmark's folder; each trial's composed config names its own."""
-    return list(dict.fromkeys(Path(str(p.cfg.hydra.sweep.dir)) for p in planned))
+    return list(dict.fromkeys(p.family.folder if p.family and p.family.folder else Path(str(activate(p).hydra.sweep.dir))
+                              for p in planned))  # fmt: skip
 
 
 def task_config(p: PlannedTrial) -> dict:

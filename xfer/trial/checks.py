@@ -83,10 +83,12 @@ def recipe_resnets(cfg: DictConfig) -> dict:
     return {k: recipe.value(cfg, f"MODEL.RESNETS.{k}", v) for k, v in defaults.items()}
 
 
-def problems(cfg: DictConfig, here: bool = True) -> list[str]:
+def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> list[str]:
     """Everything wrong with one composed trial config, as user-facing messages.
 
-    ``here``: the trial will run on this machine (so its GPUs count); False when submitting elsewhere."""
+    ``here``: the trial will run on this machine (so its GPUs count); False when submitting elsewhere. ``seen``:
+    the datasets' problems found so far by this launch, by format, root, datasets and classes (a COCO check
+    looks for each of 118k images: a sweep of many checkpoints looks once)."""
     found: list[str] = []
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
@@ -113,7 +115,14 @@ def problems(cfg: DictConfig, here: bool = True) -> list[str]:
                      f"{benchmarks.format_of(cfg)} datasets.")  # fmt: skip
     names = list(recipe.value(cfg, "DATASETS.TRAIN", ())) + list(recipe.value(cfg, "DATASETS.TEST", ()))
     num_classes = recipe.value(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", 80)  # detectron2's default
-    found += benchmark.problems(Path(cfg.benchmark.datasets_root), names, num_classes, Path(cfg.paths.cache))
+    root, cache = Path(cfg.benchmark.datasets_root), Path(cfg.paths.cache)
+    key = (benchmark.__name__, str(root), repr(names), repr(num_classes), str(cache))
+    data = seen.get(key) if seen is not None else None
+    if data is None:
+        data = benchmark.problems(root, names, num_classes, cache)
+        if seen is not None:
+            seen[key] = data
+    found += data
     if no_weights(cfg):  # random init: no checkpoint to find, hash or convert, whatever its format says
         return found
     if cfg.pretrain.format == NO_FORMAT:

@@ -10,6 +10,8 @@ overrides. Nothing here depends on the number of GPUs: detectron2's IMS_PER_BATC
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,11 +20,32 @@ from xfer import d2compat
 
 MERGE_ORDER = ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "benchmark.by_input.{input}", "d2")
 # ``{input}``: the pretrain's input convention, ``pretrain.input.name`` (conf/input/<name>.yaml)
+_KEPT: dict[int, list[dict]] = {}  # id of a config: its parts, while :func:`kept` holds it
+
+
+@contextlib.contextmanager
+def kept(cfg: DictConfig) -> Iterator[None]:
+    """Within the block, :func:`d2_parts` of ``cfg`` is converted once and the same dicts are returned (read them,
+    do not change them); the config must not change inside. Converting the parts takes milliseconds, and the
+    launcher reads a dozen recipe values per trial family (checks, identity, plan)."""
+    mine = id(cfg) not in _KEPT
+    if mine:
+        try:
+            _KEPT[id(cfg)] = d2_parts(cfg)
+        except Exception:  # a recipe that does not resolve: each reader fails as it would  # noqa: BLE001
+            mine = False
+    try:
+        yield
+    finally:
+        if mine:
+            del _KEPT[id(cfg)]
 
 
 def d2_parts(cfg: DictConfig) -> list[dict]:
     """The detectron2 overrides of a composed config, in merge order, as plain dicts (parts a config lacks,
     e.g. a ``by_input`` entry for another input convention, are left out)."""
+    if id(cfg) in _KEPT:
+        return _KEPT[id(cfg)]
     name = OmegaConf.select(cfg, "pretrain.input.name", default=None)
     keys = [k.format(input=name) for k in MERGE_ORDER if name is not None or "{input}" not in k]
     parts = [OmegaConf.select(cfg, key, default=None) for key in keys]
