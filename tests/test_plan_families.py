@@ -21,7 +21,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO
-from xfer.launch import families, sweep
+from xfer.launch import families, sweep, triage, trials
 
 
 @contextlib.contextmanager
@@ -46,17 +46,17 @@ def test_a_family_shares_one_composition_and_each_job_plans_as_hydra_composes_it
             "benchmark.d2.SOLVER.BASE_LR=0.01,0.02", "seed=0,1", "trial.device=cpu", f"output_root={tmp_path}")  # fmt: skip
     with hydra_sweep(*args) as (ctx, config, jobs):
         assert len(jobs) == 16
-        fast = sweep.plan(ctx, config, jobs, 0)
-        slow = sweep.plan(ctx, config, jobs, 0, share_leaves=False)
+        fast = trials.plan(ctx, config, jobs, 0)
+        slow = trials.plan(ctx, config, jobs, 0, share_leaves=False)
         assert len({id(p.cfg) for p in fast}) == 2  # one per pretrain group choice
         assert len({id(p.cfg) for p in slow}) == 8  # one per job but its seed
         for f, s, job in zip(fast, slow, jobs, strict=True):
             alone = ctx.config_loader.load_sweep_config(config, list(job))
-            assert task(sweep.activate(f)) == task(alone) == task(sweep.activate(s)), job
-            assert list(sweep.activate(f).hydra.overrides.task) == list(alone.hydra.overrides.task) == job
+            assert task(trials.activate(f)) == task(alone) == task(trials.activate(s)), job
+            assert list(trials.activate(f).hydra.overrides.task) == list(alone.hydra.overrides.task) == job
             assert (f.dir, f.identity["digest"], f.sha256) == (s.dir, s.identity["digest"], s.sha256), job
             assert f.setting == s.setting and f.state == s.state
-        assert sweep.check(fast) == sweep.check(slow)
+        assert triage.check(fast) == triage.check(slow)
         assert sweep.plan_of(fast) == sweep.plan_of(slow) and sweep.folders_of(fast) == sweep.folders_of(slow)
     # What the leaves change, they change per job: each name its own generated weights, each rate its recipe.
     weights = {(pick, name): {p.sha256 for p in fast if {f"pretrain={pick}", f"pretrain.name={name}"} <= set(p.overrides)}
@@ -74,13 +74,13 @@ def test_a_leaf_that_an_interpolation_reads_resolves_per_job(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     with hydra_sweep("benchmark=smoke_fast", "pretrain=densecl", f"output_root={a},{b}", "seed=0,1",
                      "trial.device=cpu") as (ctx, config, jobs):  # fmt: skip
-        planned = sweep.plan(ctx, config, jobs, 0)
+        planned = trials.plan(ctx, config, jobs, 0)
         assert len({id(p.cfg) for p in planned}) == 1
         for p, job in zip(planned, jobs, strict=True):
-            assert task(sweep.activate(p)) == task(ctx.config_loader.load_sweep_config(config, list(job)))
-        caches = [sweep.activate(p).paths.cache for p in planned]
+            assert task(trials.activate(p)) == task(ctx.config_loader.load_sweep_config(config, list(job)))
+        caches = [trials.activate(p).paths.cache for p in planned]
         assert sweep.folders_of(planned) == [a / "smoke_fast", b / "smoke_fast"]
-        assert not sweep.check(planned)
+        assert not triage.check(planned)
     assert caches == [f"{a}/_cache", f"{a}/_cache", f"{b}/_cache", f"{b}/_cache"]
     weights = {p.sha256 for p in planned}
     assert len(weights) == 1  # the same generated checkpoint, made under each job's own cache
@@ -96,9 +96,9 @@ def test_a_sweep_over_how_trials_run_is_still_refused(tmp_path):
     """cluster.* and trial.* take one value per sweep: families share a composition, each job's values count."""
     with hydra_sweep("benchmark=smoke_fast", "pretrain=scratch", "trial.keep_checkpoints=final,all", "seed=0",
                      "trial.device=cpu", f"output_root={tmp_path}") as (ctx, config, jobs):  # fmt: skip
-        planned = sweep.plan(ctx, config, jobs, 0)
+        planned = trials.plan(ctx, config, jobs, 0)
         assert len({id(p.cfg) for p in planned}) == 1
-        found = sweep.check(planned)
+        found = triage.check(planned)
     assert any(m.startswith("cluster.* and trial.* say how the whole sweep runs") for m in found), found
 
 
@@ -119,15 +119,15 @@ def test_a_missing_coco_image_is_named_once_for_a_sweep_of_checkpoints(tmp_path)
     looked for in one listing of their folder: one removed and one replaced by a folder of its name are named."""
     with hydra_sweep("benchmark=coco_smoke_c4", "pretrain=custom", "pretrain.name=ma,mb", "seed=0,1",
                      "trial.device=cpu", f"output_root={tmp_path}") as (ctx, config, jobs):  # fmt: skip
-        planned = sweep.plan(ctx, config, jobs, 0)
-        assert sweep.check(planned) == []
+        planned = trials.plan(ctx, config, jobs, 0)
+        assert triage.check(planned) == []
         coco = tmp_path / "_cache" / "coco_smoke_c4" / "datasets" / "coco"
         listed = [i["file_name"] for i in json.loads((coco / "annotations" / "instances_val2017.json").read_text())["images"]]
         gone, folder = coco / "val2017" / listed[0], coco / "val2017" / listed[1]
         gone.unlink()
         folder.unlink()
         folder.mkdir()
-        found = sweep.check(planned)
+        found = triage.check(planned)
     assert [m for m in found if "val2017" in m] == [f"dataset coco_2017_val: 2 of {len(listed)} images of "
                                                      f"instances_val2017.json are missing from {coco / 'val2017'}/: "
                                                      f"{listed[0]}, {listed[1]}."]  # fmt: skip

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from tests import test_trial_identity as trial_identity
 from tests.conftest import REPO, launch
-from xfer.launch import sweep
+from xfer.launch import trials
 from xfer.store import identity
 from xfer.trial import checks, recipe
 
@@ -165,7 +165,7 @@ def test_long_setting_names_are_hashed_without_slashes():
     assert len(long) < 120 and "/" not in long and long != identity.setting_dirname("r50", "x", "a=" + "c/" * 100)
 
 
-def planned(tmp_path: Path, *overrides: str) -> sweep.PlannedTrial:
+def planned(tmp_path: Path, *overrides: str) -> trials.PlannedTrial:
     """The trial the launcher plans for these overrides (the smoke weights are made, then hashed): its identity
     and folder worked out as the launcher does (``tests/test_trial_identity.py``)."""
     return trial_identity.planned(tmp_path, *overrides)
@@ -232,7 +232,7 @@ def test_the_launchers_view_of_a_key_is_what_detectron2_trains(tmp_path):
     for key, expected in (("SOLVER.MAX_ITER", 77), ("SOLVER.IMS_PER_BATCH", 8), ("MODEL.ROI_HEADS.NUM_CLASSES", 5),
                           ("DATASETS.TRAIN", ["coco_2017_train_0.1"]), ("SOLVER.BASE_LR", 0.02)):  # fmt: skip
         assert field(built, key) == expected and recipe.value(cfg, key) == expected, key
-    assert sweep.max_iter_of(cfg) == 77
+    assert trials.max_iter_of(cfg) == 77
     assert recipe.value(cfg, "MODEL.NOT_A_KEY", "default") == "default"
     problems = checks.problems(cfg, here=False)
     assert any("dataset coco_2017_train_0.1: missing" in p for p in problems), problems

@@ -15,12 +15,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import REPO, launch, results_under
-from xfer.launch import identify, sweep
+from xfer.launch import identify, trials
 from xfer.store import identity
 from xfer.trial import recipe
 
 
-def planned(tmp_path: Path, *overrides: str) -> sweep.PlannedTrial:
+def planned(tmp_path: Path, *overrides: str) -> trials.PlannedTrial:
     """The trial the launcher plans for ``benchmark=smoke_fast pretrain=densecl seed=0`` plus ``overrides``:
     composed by Hydra, its inputs made and hashed, its identity and folder worked out as the launcher does."""
     base = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "trial.device=cpu", f"output_root={tmp_path}"]
@@ -28,11 +28,11 @@ def planned(tmp_path: Path, *overrides: str) -> sweep.PlannedTrial:
         cfg = compose(config_name="config", overrides=base + list(overrides), return_hydra_config=True)
         ids = identify.Identifier(lambda o: compose(config_name="config", overrides=o, return_hydra_config=True),
                                   tmp_path / "_cache")  # fmt: skip
-        sha256, error = sweep.inputs(cfg)
-        family, error = sweep.family_of(cfg, sha256, error, ids, identify.choices_of(cfg))
+        sha256, error = trials.inputs(cfg)
+        family, error = trials.family_of(cfg, sha256, error, ids, identify.choices_of(cfg))
     assert not error, error
-    p = sweep.PlannedTrial(0, list(overrides), cfg, Path(), None, sha256, error, family)
-    return sweep.locate(p, tmp_path / "smoke_fast")
+    p = trials.PlannedTrial(0, list(overrides), cfg, Path(), None, sha256, error, family)
+    return trials.locate(p, tmp_path / "smoke_fast")
 
 
 # What never changes a result: the same folder and the same identity (issue 19: counts, descriptions, published

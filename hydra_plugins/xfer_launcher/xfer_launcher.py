@@ -38,7 +38,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="xfer", node=XferSweepe
 
 class XferSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Left to the launcher, which composes every job of the batch itself (xfer.launch.sweep.plan)."""
+        """Left to the launcher, which composes every job of the batch itself (xfer.launch.trials.plan)."""
 
 
 class XferLauncher(Launcher):

@@ -13,7 +13,7 @@ set them, its values parsed by Hydra's own override parser. A 2,000-trial sweep 
 backbones x 5 benchmarks x 5 seeds (``pretrain.name=a,b,...`` or ``pretrain.weights=/a.pth,...``) is then
 10 compositions, not 400 (Hydra takes about 0.1 s each). A key that turns out to be a config group of the
 composition (one a choice pulls in) is no leaf there (:func:`shareable`), and a value the shared node refuses
-is composed by Hydra on its own (``xfer.launch.sweep.plan``), which says what is wrong with it.
+is composed by Hydra on its own (``xfer.launch.trials.plan``), which says what is wrong with it.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ ID_CHARS = 12  # hex digits of a sha256 in folder names and tables (48 bits: no 
 DIGESTS = "sha256"  # folder under paths.cache holding one digest per file state
 NO_WEIGHTS = "none"  # the digest and weights id of a trial without weights (random init); not hex, so no
 # checkpoint's id is ever this
-UNREADABLE = "w-unknown"  # folder level of weights that cannot be hashed; such trials never run (see sweep.check)
+UNREADABLE = "w-unknown"  # folder level of weights that cannot be hashed; such trials never run (see xfer.launch.triage.check)
 MAX_SETTING_CHARS = 96
 IDENTITY = "identity.json"  # in a setting's w-<id> folder: the identity (less the seed) its latest launch asked for
 
