@@ -158,8 +158,9 @@ def main() -> None:
             arms[label] = (statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs), n)
         (few, few_cpu, n_few), (many, many_cpu, n_many) = arms["small"], arms["large"]
         print(f"  plan {n_few:5d} trials {few:7.2f} s wall {few_cpu:7.2f} s CPU")
+        extra = f" ({(many_cpu - few_cpu) / (n_many - n_few) * 1000:.1f} ms CPU per extra trial)" if n_many > n_few else ""
         print(f"  plan {n_many:5d} trials {many:7.2f} s wall {many_cpu:7.2f} s CPU   {many_cpu / few_cpu:5.2f}x {n_few} "
-              f"trials' CPU ({(many_cpu - few_cpu) / (n_many - n_few) * 1000:.1f} ms CPU per extra trial)")  # fmt: skip
+              f"trials' CPU{extra}")  # fmt: skip
 
 
 if __name__ == "__main__":

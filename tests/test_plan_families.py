@@ -131,3 +131,20 @@ def test_a_missing_coco_image_is_named_once_for_a_sweep_of_checkpoints(tmp_path)
     assert [m for m in found if "val2017" in m] == [f"dataset coco_2017_val: 2 of {len(listed)} images of "
                                                      f"instances_val2017.json are missing from {coco / 'val2017'}/: "
                                                      f"{listed[0]}, {listed[1]}."]  # fmt: skip
+
+
+def test_a_checkpoint_is_checked_against_each_backbone_it_is_swept_with(tmp_path):
+    """A conversion is looked up once per launch, and what the weights are is compared with each job's recipe:
+    a ResNet-50 checkpoint swept with r50 and r101 over two benchmarks is refused for r101 only."""
+    import torch
+
+    from xfer.smoke import layouts
+
+    ckpt = tmp_path / "mine_r50.pth"
+    torch.save(layouts.torchvision_resnet(50, 16, 32, 8, seed=3), ckpt)
+    with hydra_sweep("benchmark=smoke_fast,coco_smoke_c4", "backbone=r50,r101", "pretrain=custom",
+                     f"pretrain.weights={ckpt}", "seed=0", "trial.device=cpu", f"output_root={tmp_path}") as (ctx, config, jobs):  # fmt: skip
+        found = triage.check(trials.plan(ctx, config, jobs, 0))
+    assert [m for m in found if "ResNet-" in m] == [
+        "pretrain custom (r101): the weights are a ResNet-50, the backbone is ResNet-101; choose backbone=r50 or the "
+        "r101 checkpoint."]  # fmt: skip

@@ -51,13 +51,18 @@ def weights_of(cfg: DictConfig) -> tuple[Path, convert.Report]:
     return convert.cached(Path(p.weights), p.format, cache / "converted", p.prefix, p.trust, cache / identity.DIGESTS)
 
 
-def _conversion_problems(cfg: DictConfig) -> list[str]:
-    """Convert (cached) and compare what the weights are with what the config says they are."""
+def _conversion_problems(cfg: DictConfig, seen: dict | None = None) -> list[str]:
+    """Convert (cached) and compare what the weights are with what the config says they are. ``seen``: the
+    conversions this launch found (a checkpoint's is looked up once, not once per benchmark)."""
     name = f"pretrain {cfg.pretrain.name} ({cfg.backbone.name})"
+    p = cfg.pretrain
+    key = ("converted", str(p.weights), str(p.format), str(p.prefix), bool(p.trust), str(cfg.paths.cache))
     try:
-        _, report = weights_of(cfg)
+        report = seen[key] if seen is not None and key in seen else weights_of(cfg)[1]
     except convert.ConversionError as e:
         return [f"{name}: {e}"]
+    if seen is not None:
+        seen[key] = report
     found = []
     depth = cfg.backbone.d2.MODEL.RESNETS.DEPTH
     if report.depth != depth:
@@ -87,8 +92,9 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     """Everything wrong with one composed trial config, as user-facing messages.
 
     ``here``: the trial will run on this machine (so its GPUs count); False when submitting elsewhere. ``seen``:
-    the datasets' problems found so far by this launch, by format, root, datasets and classes (a COCO check
-    looks for each of 118k images: a sweep of many checkpoints looks once)."""
+    what this launch found so far, shared by its trials: the datasets' problems by format, root, datasets and
+    classes (a COCO check looks for each of 118k images: a sweep of many checkpoints looks once), and the
+    weights' conversions."""
     found: list[str] = []
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
@@ -135,5 +141,5 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     if weights:
         found.append(weights)
     elif cfg.pretrain.format in LAYOUTS:
-        found += _conversion_problems(cfg)
+        found += _conversion_problems(cfg, seen)
     return found
