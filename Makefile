@@ -25,11 +25,14 @@ slurm-packages:
 smoke: setup
 	$(PY) launch.py -m benchmark=smoke pretrain=scratch,densecl,regioncl seed=0-4 cluster.devices=2 cluster.gpus_per_trial=1
 
+# One pytest-xdist worker per core; tests that share a session's sweep run on one worker (tests/xdist_groups.py).
+XDIST := -n auto --dist loadgroup
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+# pytest-xdist (`make test`): the hooks that keep tests sharing a wide fixture on one worker; imported, they are this
+# conftest's own.
+from tests.xdist_groups import (  # noqa: F401
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_unconfigure,
+    pytest_xdist_make_scheduler,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,10 +128,18 @@ def small_slurm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def _smoke_fast_cache(tmp_path_factory) -> Path:
     """The ``_cache`` a first plan of benchmark=smoke_fast leaves (its dataset, densecl's r50 weights, their digest
-    and converted form), made by a real launch once per test process."""
-    out = tmp_path_factory.mktemp("smoke_fast_made")
-    run = launch("-m", "benchmark=smoke_fast", "seed=0", "plan=true", f"output_root={out}")
-    assert run.returncode == 0, run.output[-4000:]
+    and converted form), made by a real launch once per session: under pytest-xdist, by the first worker to ask,
+    in the session's folder above the workers' own; the others wait for it (a lock) and only read it."""
+    session = tmp_path_factory.getbasetemp()
+    session = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+    out = session / "smoke_fast_made"
+    with FileLock(f"{out}.lock"):
+        if not out.exists():
+            partial = session / "smoke_fast_made.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # a worker that died making it
+            run = launch("-m", "benchmark=smoke_fast", "seed=0", "plan=true", f"output_root={partial}")
+            assert run.returncode == 0, run.output[-4000:]
+            partial.rename(out)
     return out / "_cache"
 
 
@@ -137,4 +155,3 @@ def smoke_fast_made(_smoke_fast_cache):
         return Path(root)
 
     return made
-
