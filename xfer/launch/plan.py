@@ -19,7 +19,6 @@ from pathlib import Path
 
 from xfer.report.status import duration
 from xfer.store import state as trial_state
-from xfer.store.files import RESULT, read_json
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,8 @@ def measured(entries: list[Entry]) -> dict[tuple[str, str], tuple[float, int]]:
     trials, and how many there were."""
     found: dict[tuple[str, str], list[float]] = defaultdict(list)
     for e in entries:
-        run = (read_json(e.dir / RESULT) or {}).get("run") or {}
+        s = e.state or trial_state.of(e.dir, max_iter=e.max_iter)  # the one reader of a result (a stale one paces too)
+        run = ((s.result or {}).get("run") or {}) if s.finished else {}
         if run.get("iterations_run") and run.get("wall_time_s"):
             found[e.pace_key].append(run["wall_time_s"] * run.get("world_size", 1) / run["iterations_run"])
     return {b: (statistics.median(v), len(v)) for b, v in found.items()}
