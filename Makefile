@@ -32,7 +32,7 @@ test: setup
 	$(PY) -m pytest $(XDIST)
 
 test-fast: setup
-	$(PY) -m pytest $(XDIST) -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow and not launch"
 
 lint: setup
 	$(VENV)/bin/ruff check .

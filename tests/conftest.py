@@ -51,8 +51,26 @@ class Launch:
         return self.stdout + self.stderr
 
 
+_LAUNCHES: list[tuple[str, ...]] = []  # the launch.py runs of the test being run (its setup included)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _LAUNCHES.clear()
+
+
+@pytest.hookimpl(trylast=True)  # after the item's own teardown, which must still run
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The fast tier (``make test-fast``: neither ``slow`` nor ``launch``) runs in this process only, so it stays
+    fast as tests are added: a test that runs launch.py, or uses a fixture that does, says so with a mark."""
+    if _LAUNCHES and not (item.get_closest_marker("launch") or item.get_closest_marker("slow")):
+        raise pytest.fail.Exception(f"{item.nodeid} ran launch.py {len(_LAUNCHES)} time(s) (first: "
+                                    f"{' '.join(_LAUNCHES[0])}) but is marked neither launch nor slow: mark it "
+                                    "@pytest.mark.launch (or the module: pytestmark)", pytrace=False)  # fmt: skip
+
+
 def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False) -> Launch:
     """Run ``python launch.py ARGS`` exactly as a user would; ``gpus``: with this machine's GPUs visible."""
+    _LAUNCHES.append(args)
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch.py"), *args],
         cwd=cwd,

@@ -45,6 +45,7 @@ def test_no_launcher_slurm_or_results_module_imports_a_format(name):
     assert not {m for m in imported if m.startswith("xfer.benchmarks.")}, name
 
 
+@pytest.mark.launch
 def test_an_unknown_format_is_named_before_anything_runs(tmp_path: Path, smoke_fast_made):
     smoke_fast_made(tmp_path)
     run = launch("benchmark=smoke_fast", "benchmark.format=kitti", "seed=0", f"output_root={tmp_path}")

@@ -43,6 +43,7 @@ def test_bad_ranges_are_refused(argv, message):
         (["-m", "benchmark=smoke_fast", "pretrain=nosuch"], "Could not find 'pretrain/nosuch'"),
     ],
 )
+@pytest.mark.launch
 def test_launch_refuses_bad_command_lines_before_running(tmp_path, smoke_fast_made, args, message):
     smoke_fast_made(tmp_path)
     run = launch(*args, f"output_root={tmp_path}")

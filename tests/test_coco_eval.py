@@ -60,6 +60,7 @@ def assert_same(gt: dict, dets: list[dict], iou_type: str, engine: str, max_dets
     return got
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("engine", ["hotcoco", "numpy"])
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_identical_to_pycocotools_on_random_datasets(iou_type, engine):
@@ -303,6 +304,7 @@ def _two_ranks(rank: int, port: int, json_file: str, tmp: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.launch
 def test_evaluator_gathers_the_ranks_results(tmp_path):
     """Two gloo processes, each with half the images: rank 0 reports what one process with all of them does."""
     gt, dets = coco_random.dataset(4, images=6)

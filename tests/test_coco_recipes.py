@@ -268,6 +268,7 @@ def test_r101_changes_the_depth_only(name, pretrain):
     assert {k: (r50[k], r101[k]) for k in r50 if r50[k] != r101[k]} == {"MODEL.RESNETS.DEPTH": (50, 101)}
 
 
+@pytest.mark.launch
 def test_the_recipe_files_carry_what_the_launcher_and_plan_read():
     for name in RECIPES:
         b = composed(f"benchmark={name}").benchmark
@@ -284,6 +285,7 @@ def test_the_recipe_files_carry_what_the_launcher_and_plan_read():
 # ---- the input-dependent key: benchmark.by_input.<input name> ----
 
 
+@pytest.mark.launch
 def test_by_input_merges_after_the_input_convention_and_before_the_users_d2():
     assert recipe.MERGE_ORDER == ("benchmark.d2", "backbone.d2", "pretrain.input.d2", "benchmark.by_input.{input}", "d2")
     c4 = ("benchmark=coco_c4_1x", "pretrain=densecl")
@@ -340,6 +342,7 @@ def numbers(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k != "source"}
 
 
+@pytest.mark.launch
 def test_published_coco_numbers_are_the_sources():
     assert numbers(published("regioncl_d", "coco_c4_1x")) == {"box_AP": 40.3, "mask_AP": 35.2}
     assert numbers(published("regioncl", "coco_c4_2x")) == {"box_AP": 41.8, "mask_AP": 36.4}
@@ -360,6 +363,7 @@ def test_published_coco_numbers_are_the_sources():
     assert "STRIDE_IN_1X1 True" in published("scratch", "coco_fpn_1x_densecl")["source"]  # its caveat
 
 
+@pytest.mark.launch
 def test_every_published_coco_entry_names_its_source_and_only_known_metrics():
     seen = 0
     for path in sorted((REPO / "conf" / "pretrain").glob("*.yaml")):
@@ -383,6 +387,7 @@ def test_every_published_coco_entry_names_its_source_and_only_known_metrics():
     assert seen == 13  # regioncl_d 4, regioncl_m 4, supervised 3, moco_v1 1, scratch 1
 
 
+@pytest.mark.launch
 def test_a_source_and_missing_metrics_pass_through_the_trial_record_and_every_format(tmp_path, monkeypatch):
     """The published record a real composed trial writes (regioncl_d on coco_c4_1x: box and mask AP and a
     source) through collect: "—" for the metrics it lacks, and every file written."""
@@ -416,6 +421,7 @@ def test_a_source_and_missing_metrics_pass_through_the_trial_record_and_every_fo
 # ---- the launch's checks ----
 
 
+@pytest.mark.launch
 def test_plan_of_a_coco_recipe_without_its_data_names_each_missing_dataset_once(tmp_path):
     run = launch("-m", "benchmark=coco_c4_1x", "pretrain=scratch", "seed=0,1", "plan=true", "trial.evaluator=detectron2",
                  "trial.device=cpu", f"paths.datasets={tmp_path}/nodata", f"output_root={tmp_path}/out")  # fmt: skip
@@ -441,6 +447,7 @@ def test_the_10pct_recipe_asks_for_densecls_json(tmp_path):
 # ---- what the keys build ----
 
 
+@pytest.mark.launch
 def test_the_keys_build_the_papers_models():
     """detectron2 builds each family from the recipe as the upstream papers describe it (on CPU, no forward):
     C4 with the extra SyncBN after res5 and the stride in the 3x3 conv for torchvision weights; FPN with the

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import REPO
@@ -85,6 +86,7 @@ def test_detectron2_loads_the_split_and_the_checks_pass(tmp_path):
     assert sum(len(r["annotations"]) for r in records) == len(sub["annotations"])
 
 
+@pytest.mark.launch
 def test_an_existing_file_is_kept_and_a_missing_or_bad_source_named(tmp_path):
     run = cli("--datasets", str(tmp_path))
     assert run.returncode == 2 and "instances_train2017.json is missing" in run.stderr

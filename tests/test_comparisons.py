@@ -188,6 +188,7 @@ def test_the_batch_welch_test_is_scipys_for_each_pair():
     assert [stats.welch_p(a, b) for a, b in pairs] == got
 
 
+@pytest.mark.launch
 def test_the_options_of_the_command_line_and_of_a_launch(tmp_path):
     sweep(tmp_path / "in", GROUPS)
     cli = [sys.executable, "-m", "xfer", "collect", str(tmp_path / "in"), "--no-plots"]
@@ -208,6 +209,7 @@ def test_the_options_of_the_command_line_and_of_a_launch(tmp_path):
         collect.options(composed_config("collect.compare=every"))
 
 
+@pytest.mark.launch
 def test_a_launch_refuses_a_bad_compare_before_anything_runs(tmp_path):
     run = launch("-m", "benchmark=smoke_fast", "seed=0", "collect.compare=every", "plan=true", f"output_root={tmp_path}")
     assert run.returncode == 2 and "collect.compare= 'every': one of baseline, all" in run.stderr, run.output[-2000:]

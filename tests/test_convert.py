@@ -220,6 +220,7 @@ def full_size():
 
 @pytest.mark.parametrize("depth,layout", [(50, "torchvision"), (50, "detectron2"), (50, "msra"), (101, "moco"),
                                           (101, "msra")])  # fmt: skip
+@pytest.mark.launch
 def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
     tv = full_size[depth]
     report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
@@ -325,6 +326,7 @@ def test_a_tensor_stored_transposed_converts_to_its_values(tmp_path, tv):
     np.testing.assert_array_equal(converted(tmp_path / OUT)["res2.0.conv2.weight"], w.numpy())
 
 
+@pytest.mark.launch
 def test_convert_command(tmp_path, tv):
     src = saved(tmp_path, tv, "moco")
     cmd = [sys.executable, "-m", "xfer", "convert", str(src), str(tmp_path / "o.pkl")]

@@ -17,6 +17,7 @@ from xfer.trial import devices
 TORCH_COUNT = "import torch; print(torch.cuda.device_count())"
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("gpus", [False, True], ids=["gpus-hidden", "machine-gpus"])
 def test_gpu_count_is_torchs_and_skips_torch_without_a_driver(gpus):
     code = ("import sys; from xfer.trial import devices; n = devices.gpu_count(); had = 'torch' in sys.modules; "
@@ -31,6 +32,7 @@ def test_gpu_count_is_torchs_and_skips_torch_without_a_driver(gpus):
         assert had == "False"
 
 
+@pytest.mark.launch
 def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
     sweep = ["-m", "benchmark=smoke_fast", "backbone=r50,r101", "pretrain=densecl,moco_v1", "seed=0-1", "plan=true",
              f"output_root={tmp_path}"]  # fmt: skip
@@ -44,6 +46,7 @@ def test_plan_of_a_cached_sweep_imports_no_torch(tmp_path):
     assert "8 trials: 8 to run; 1 cpu device(s) per trial" in again.stdout
 
 
+@pytest.mark.launch
 def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path, smoke_fast_made):
     """Seeds of a setting are checked once; a finished seed 0 must not let seed 1's problem through."""
     smoke_fast_made(tmp_path)
@@ -61,6 +64,7 @@ def test_a_family_is_checked_on_its_first_trial_still_to_run(tmp_path, smoke_fas
     assert run.stderr.count("pretrain.format='bogus'") == 1
 
 
+@pytest.mark.launch
 def test_a_local_plan_fills_the_gpus_torch_sees(tmp_path, smoke_fast_made):
     """With the machine's GPUs visible: one trial per GPU torch counts; none visible: one CPU slot."""
     smoke_fast_made(tmp_path)

@@ -87,6 +87,7 @@ def test_another_checkpoint_trains_anew_and_a_copy_of_the_first_is_done_already(
         runner.setup(OmegaConf.create(job["cfg"]), path_b.parent, job["overrides"])
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("multirun", [True, False])
 def test_missing_weights_stop_the_launch_before_any_trial_folder(tmp_path, multirun):
     missing = tmp_path / "nope" / "ckpt.pth"
@@ -176,6 +177,7 @@ def test_an_unfinished_trial_is_listed_with_its_weights(tmp_path):
     assert t.state == "to run" and t.setting == results.Setting("smoke", "r50", "mine", "", "333333333333")
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("sweep", ["trial.evaluator=xfer,detectron2", "cluster.stop_grace_s=10,20"])
 def test_a_sweep_over_how_trials_run_is_refused(tmp_path, smoke_fast_made, sweep):
     """Such options name no setting, so the jobs of that sweep would share one folder: refused, not run."""

@@ -11,6 +11,8 @@ import yaml
 
 from tests.conftest import REPO, launch
 
+pytestmark = pytest.mark.launch  # every test here runs launch.py
+
 
 def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
     run = launch(

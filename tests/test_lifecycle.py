@@ -124,6 +124,7 @@ def test_pruning_keeps_what_the_option_says(tmp_path, keep, left):
     assert (tmp_path / "result.json").exists() and (tmp_path / "result.json").read_text() == json.dumps(record())
 
 
+@pytest.mark.launch
 def test_an_unknown_keep_checkpoints_value_is_refused_before_anything_runs(tmp_path, smoke_fast_made):
     smoke_fast_made(tmp_path)
     run = launch(*SMOKE, f"output_root={tmp_path}", "trial.keep_checkpoints=some")

@@ -330,6 +330,7 @@ def test_status_and_the_launchers_done_line_show_each_trials_own_names(mixed):
     assert lines[1].endswith("seed1  " + "/".join(COCO) + " " + "/".join(f"{x:.2f}" for x in MOCO_COCO[1]))
 
 
+@pytest.mark.launch
 def test_the_ap_figure_has_a_line_of_panels_per_metric_list(mixed):
     pytest.importorskip("matplotlib")
     voc, cc = mixed
@@ -425,6 +426,7 @@ def test_a_results_other_numbers_reach_the_csv_and_json_but_not_the_table(tmp_pa
     assert setting["trials"][2]["mask_APs"] is None
 
 
+@pytest.mark.launch
 def test_a_nan_metric_reads_as_undefined_everywhere_not_as_a_number(tmp_path):
     """pycocotools gives -1 (detectron2: NaN) where it has nothing to average, e.g. mask AP of a model without a
     detection: that setting's cell says so, its trials show "—", no Δ or p is computed from it, and no format

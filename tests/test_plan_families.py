@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 
+import pytest
 from hydra import initialize_config_dir
 from hydra._internal.callbacks import Callbacks
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -41,6 +42,7 @@ def task(cfg) -> dict:
             if k != "hydra"}  # fmt: skip
 
 
+@pytest.mark.launch
 def test_a_family_shares_one_composition_and_each_job_plans_as_hydra_composes_it(tmp_path):
     args = ("benchmark=smoke_fast", "pretrain=custom,densecl", "pretrain.name=ma,mb",
             "benchmark.d2.SOLVER.BASE_LR=0.01,0.02", "seed=0,1", "trial.device=cpu", f"output_root={tmp_path}")  # fmt: skip
@@ -68,6 +70,7 @@ def test_a_family_shares_one_composition_and_each_job_plans_as_hydra_composes_it
     assert len({p.dir for p in fast}) == 16 and {p.dir.name for p in fast} == {"seed0", "seed1"}
 
 
+@pytest.mark.launch
 def test_a_leaf_that_an_interpolation_reads_resolves_per_job(tmp_path):
     """``paths.cache`` is ``${output_root}/_cache`` and ``hydra.sweep.dir`` ``${output_root}/${benchmark.name}``:
     jobs sweeping ``output_root`` share a composition, and each resolves its own."""
@@ -133,6 +136,7 @@ def test_a_missing_coco_image_is_named_once_for_a_sweep_of_checkpoints(tmp_path)
                                                      f"{listed[0]}, {listed[1]}."]  # fmt: skip
 
 
+@pytest.mark.launch
 def test_a_checkpoint_is_checked_against_each_backbone_it_is_swept_with(tmp_path):
     """A conversion is looked up once per launch, and what the weights are is compared with each job's recipe:
     a ResNet-50 checkpoint swept with r50 and r101 over two benchmarks is refused for r101 only."""

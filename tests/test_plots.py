@@ -121,6 +121,7 @@ def test_read_curves_skips_bad_values_and_keeps_the_later_of_repeated_iterations
     assert metrics_log.read_curves(tmp_path) == {"total_loss": [(0, 2.5)], "lr": [(0, 0.1)], "AP50": [(5, 60.0)]}
 
 
+@pytest.mark.launch
 def test_curves_one_line_per_trial_and_colour_per_setting(rows, tmp_path):
     fig = plots._curves_figure(rows)
     assert [ax.get_title() for ax in fig.axes] == ["total_loss", "lr", "AP50"]
@@ -156,6 +157,7 @@ def test_nothing_to_plot_writes_nothing(rows, tmp_path):
     assert list(tmp_path.glob("curves.*")) == [] and list(tmp_path.glob("ap.*")) == []
 
 
+@pytest.mark.launch
 def test_write_all(rows, tmp_path):
     out = tmp_path / "plots"
     written = plots.write_all(rows, out)
@@ -312,6 +314,7 @@ def test_mean_curve_interpolates_each_trial_within_its_own_range():
     assert mean([[], []]) == ([], [])
 
 
+@pytest.mark.launch
 def test_collects_baseline_is_the_one_each_group_figure_marks(sweep90, tmp_path):
     from xfer.report import collect
 

@@ -136,6 +136,7 @@ def test_every_combination_composes_into_a_detectron2_config(benchmark, backbone
         assert 0 < numbers.AP < numbers.AP75 < numbers.AP50 < 100
 
 
+@pytest.mark.launch
 def test_published_numbers_are_the_seeds():
     def pub(pretrain, backbone):
         p = composed(f"pretrain={pretrain}").pretrain.published.voc0712_c4_24k[backbone]
@@ -171,6 +172,7 @@ def planned(tmp_path: Path, *overrides: str) -> trials.PlannedTrial:
     return trial_identity.planned(tmp_path, *overrides)
 
 
+@pytest.mark.launch
 def test_trial_folder_follows_what_changes_the_result(tmp_path):
     base = planned(tmp_path, "seed=0")
     weights = Path(base.cfg.pretrain.weights)
@@ -187,6 +189,7 @@ def test_trial_folder_follows_what_changes_the_result(tmp_path):
         assert planned(tmp_path, "seed=0", *extra).dir.parent.parent.name == setting
 
 
+@pytest.mark.launch
 def test_own_method_is_compared_with_the_baselines(tmp_path):
     mine = planned(tmp_path, "pretrain=custom", "pretrain.name=mine").setting
     dense = planned(tmp_path, "pretrain=densecl").setting
@@ -197,6 +200,7 @@ def test_own_method_is_compared_with_the_baselines(tmp_path):
     assert run.returncode == 0 and "| smoke_fast/r50_mine | to run |" in run.stdout, run.output[-2000:]
 
 
+@pytest.mark.launch
 def test_a_reservation_is_not_part_of_the_setting(tmp_path, smoke_fast_made):
     smoke_fast_made(tmp_path)
     run = launch("-m", "cluster=slurm", "cluster.gpus_per_node=0", "benchmark=smoke_fast", "seed=0",
@@ -205,6 +209,7 @@ def test_a_reservation_is_not_part_of_the_setting(tmp_path, smoke_fast_made):
     assert "| smoke_fast/r50_densecl | to run |" in run.stdout, run.output[-2000:]
 
 
+@pytest.mark.launch
 def test_amp_is_an_explicit_setting_of_its_own(tmp_path, smoke_fast_made):
     smoke_fast_made(tmp_path)
     cfg = composed("+experiment=amp")
@@ -215,6 +220,7 @@ def test_amp_is_an_explicit_setting_of_its_own(tmp_path, smoke_fast_made):
     assert "| smoke_fast/r50_densecl,experiment=amp |" in run.stdout  # its own row, never averaged with fp32
 
 
+@pytest.mark.launch
 def test_amp_on_cpu_is_refused_before_anything_runs(tmp_path, smoke_fast_made):
     smoke_fast_made(tmp_path)
     run = launch("-m", "benchmark=smoke_fast", "+experiment=amp", f"output_root={tmp_path}")

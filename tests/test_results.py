@@ -198,6 +198,7 @@ def test_the_flag_p_value_is_worked_out_by_hand():
     assert row_of({m: v[:1] for m, v in ours.items()}, row.published).flagged == {m: False for m in METRICS}
 
 
+@pytest.mark.launch
 def test_the_flag_rarely_fires_at_a_perfect_reproduction():
     """20,000 simulated perfect reproductions: ours and the seed's both 5 trials of N(mu, sd) with the seed's sd
     (0.2 / 0.2 / 0.4), the published side known as its mean and the stated sd, as the seed reports it.
@@ -406,6 +407,7 @@ def run_collect(*args: str) -> subprocess.CompletedProcess:
                           text=True, env=env)  # fmt: skip
 
 
+@pytest.mark.launch
 def test_overlapping_folders_count_each_trial_once(sweep):
     """`collect outputs outputs/voc0712_c4_24k` (the issue's command) and a link to the sweep read each trial
     folder once."""
@@ -422,6 +424,7 @@ def test_overlapping_folders_count_each_trial_once(sweep):
     assert [len(r.done) for r in results.summarize(results.read_trials([sweep, Path("alias")]))] == [1, 5, 3]
 
 
+@pytest.mark.launch
 def test_copies_count_once_and_different_results_are_a_conflict_named_by_path(sweep):
     """A second sweep folder holds: an identical copy of densecl seed0, an unfinished copy of seed2 (copied
     mid-run), and seed1 with another result. Seed 0 and 2 count once; seed 1 counts for neither, and every
@@ -469,6 +472,7 @@ def test_copies_count_once_and_different_results_are_a_conflict_named_by_path(sw
     assert str(a) in shown.getvalue() and str(b) in shown.getvalue()
 
 
+@pytest.mark.launch
 def test_collect_cli_combines_sweeps_and_names_a_bad_readme(sweep):
     trial(Path("other"), DENSECL, 7, (82.0, 58.0, 64.0))
     proc = run_collect(str(sweep), "other", "--out", "combined")

@@ -43,6 +43,7 @@ SAME = [("benchmark.trials=3",), ("++benchmark.description=anything",), ("+bench
         ("+d2.SOLVER.BASE_LR=0.01",), ("++d2.SOLVER.BASE_LR=1e-2",), ("plan=true",)]  # fmt: skip
 
 
+@pytest.mark.launch
 def test_what_cannot_change_a_result_is_the_same_trial(tmp_path):
     base = planned(tmp_path)
     assert base.dir.parent.parent.name == "r50_densecl" and base.dir.name == "seed0"
@@ -51,6 +52,7 @@ def test_what_cannot_change_a_result_is_the_same_trial(tmp_path):
         assert (p.dir, p.identity["digest"]) == (base.dir, base.identity["digest"]), extra
 
 
+@pytest.mark.launch
 def test_what_changes_a_result_is_named_the_same_however_spelled(tmp_path):
     base = planned(tmp_path).identity
     a = planned(tmp_path, "+d2.SOLVER.BASE_LR=0.02")
@@ -127,6 +129,7 @@ def voc_tree(root: Path, boxes: int) -> Path:
     return root
 
 
+@pytest.mark.launch
 def test_a_sweep_over_two_datasets_sharing_a_folder_is_refused_naming_both(tmp_path):
     a, b, same = voc_tree(tmp_path / "a", 1), voc_tree(tmp_path / "b", 2), voc_tree(tmp_path / "c", 1)
     out = tmp_path / "out"

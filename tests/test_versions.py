@@ -10,6 +10,7 @@ import textwrap
 from importlib import metadata
 
 import numpy as np
+import pytest
 import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -72,6 +73,7 @@ sys.meta_path.insert(0, _Hidden())
 """
 
 
+@pytest.mark.launch
 def test_checkpoint_reader_works_without_numpy_dtypes(tmp_path):
     """Real NumPy with only its ``numpy.dtypes`` module hidden (it appeared in 1.25): a detectron2-style
     ``.pkl`` of arrays and a ``.pth`` holding NumPy values still load, with their values."""

@@ -96,6 +96,7 @@ def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9
 
 
+@pytest.mark.launch
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), year=st.sampled_from([2007, 2012]))
 def test_identical_to_detectron2_on_random_datasets(tmp_path_factory, seed, year):

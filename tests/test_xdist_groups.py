@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
 from tests.xdist_groups import groups_of
 
@@ -16,6 +18,7 @@ def test_tests_linked_through_shared_fixtures_form_one_group():
     assert groups_of(uses) == {"a": "m::f", "b": "m::f", "c": "m::f", "d": "n::h"}  # e: no group
 
 
+@pytest.mark.launch
 def test_a_module_fixture_is_made_once_across_two_workers(tmp_path):
     """A real pytest with two xdist workers on a suite of its own: six tests share a module fixture, six do not.
     xdist 3.8's own loadgroup made it on both workers under pytest 9 (its group suffix no longer reaches the
