@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 from xfer.report.comparisons import BASELINES, Comparison, Comparisons
@@ -85,7 +86,7 @@ def _delta(row: Row) -> str:
 
 def _missing_line(t: Trial) -> str:
     cause = f": {t.cause}" if t.cause else ""
-    return f"- {label(t.setting.key, t.seed)}: {t.state}{cause} ({t.path})"
+    return _md(f"- {label(t.setting.key, t.seed)}: {t.state}{cause} ({t.path})")
 
 
 def _other_metrics(r: Row, t: Trial) -> bool:
@@ -100,14 +101,14 @@ def _conflict_lines(rows: list[Row]) -> list[str]:
     for r in rows:
         for seed in sorted({t.seed for t in r.conflicts if not _other_metrics(r, t)}):
             copies = "; ".join(f"{triple(t.metrics)} ({t.path})" for t in r.conflicts if t.seed == seed)
-            lines.append(f"- {label(r.key, seed)}: {copies}")
+            lines.append(_md(f"- {label(r.key, seed)}: {copies}"))
     return lines
 
 
 def _other_metrics_lines(rows: list[Row]) -> list[str]:
     """One line per finished trial that measured other metrics than its setting's other trials."""
-    return [f"- {label(r.key, t.seed)}: {'/'.join(t.metric_names)} {triple(t.metrics)} ({t.path}); the setting's "
-            f"other trials measured {'/'.join(r.metric_names)}" for r in rows for t in r.conflicts
+    return [_md(f"- {label(r.key, t.seed)}: {'/'.join(t.metric_names)} {triple(t.metrics)} ({t.path}); the setting's "
+                f"other trials measured {'/'.join(r.metric_names)}") for r in rows for t in r.conflicts
             if _other_metrics(r, t)]  # fmt: skip
 
 
@@ -136,8 +137,8 @@ def _table(names: tuple[str, ...], rows: list[Row]) -> list[str]:
     for r in rows:
         trials = "; ".join(triple(t.metrics, names) for t in r.done) or "—"
         published = triple(r.published, names) if r.published else "—"
-        out.append(f"| {r.key} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in names)} | {trials} "
-                   f"| {published} | {_delta(r)} | {r.setting.weights or '?'} |")  # fmt: skip
+        out.append(f"| {_md(r.key)} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in names)} | {trials} "
+                   f"| {published} | {_delta(r)} | {_md(r.setting.weights or '?')} |")  # fmt: skip
     return out
 
 
@@ -183,7 +184,7 @@ def _comparison_lines(comparisons: Sequence[Comparison]) -> list[str]:
         out += ["", f"| group | {against} | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
         for c in members:
             cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in names)
-            out.append(f"| {c.group} | {c.b} − {c.a} | {cells} |")
+            out.append(f"| {_md(c.group)} | {_md(c.b)} − {_md(c.a)} | {cells} |")
     return out + ([""] + left_out if left_out else [])
 
 
@@ -306,10 +307,20 @@ def to_json(rows: list[Row], comparisons: Sequence[Comparison]) -> str:
                       indent=2) + "\n"
 
 
+# LaTeX's special characters (and < >, which its default font encoding prints as other glyphs), each as text
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}  # fmt: skip
+
+
 def _tex(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
-        text = text.replace(a, b)
-    return text
+    """``text`` as LaTeX prints it literally, in one pass (so that one escape's braces are not escaped again)."""
+    return re.sub(r"[\\&%$#_{}~^<>]", lambda m: _TEX[m[0]], text)
+
+
+def _md(text: object) -> str:
+    """Text from result files (labels, names) as one Markdown table cell: ``|`` would end the cell, a newline the
+    row, and ``<`` open HTML that a Markdown viewer renders."""
+    return str(text).replace("|", r"\|").replace("\n", " ").replace("<", "&lt;")
 
 
 def display_name(row: Row) -> str:
@@ -350,11 +361,11 @@ def seed_html(rows: list[Row]) -> str:
     each finished setting, two decimals. One table (a README holds one block, and :func:`rewrite_block` finds
     its end by the first ``</tbody></table>``): a column per metric of any row, "—" where a row has none."""
     names = tuple(dict.fromkeys(m for r in rows if r.n for m in r.metric_names)) or all_names(rows)
-    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{h}</th>' for h in ("pretrain", *names)),
+    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{escape(h)}</th>' for h in ("pretrain", *names)),
            "<!-- TABLE BODY -->"]  # fmt: skip
     for r in rows:
         if r.n:
-            out.append(f'<tr><td align="left">{display_name(r)}</td>')
+            out.append(f'<tr><td align="left">{escape(display_name(r))}</td>')
             out += [f'<td align="center">{_f(r.stats[m].mean)}</td>' if m in r.stats else '<td align="center">—</td>'
                     for m in names]  # fmt: skip
             out.append("</tr>")
