@@ -57,7 +57,8 @@ def test_the_subset_keeps_a_tenth_of_the_images_with_all_their_annotations(tmp_p
         a["id"] for a in full["annotations"] if a["image_id"] in ids)
     assert len(sub["annotations"]) == sum(per_image.values())
     assert sub["categories"] == CATEGORIES  # all of them, even one without annotations: NUM_CLASSES stays train2017's
-    assert sub["info"]["xfer_subset"] == {"of": "instances_train2017.json", "fraction": 0.1, "seed": 0, "images": 4}
+    assert sub["info"]["xfer_subset"] == {"of": "instances_train2017.json", "fraction": 0.1, "seed": 0, "images": 4,
+                                          "draw": coco_subset.DRAW, "ids_sha256": coco_subset.ids_sha256(ids)}
 
 
 def test_the_draw_depends_on_the_seed_only_not_on_the_files_order():
@@ -69,6 +70,17 @@ def test_the_draw_depends_on_the_seed_only_not_on_the_files_order():
 
     assert drawn(data, 0) == drawn(shuffled, 0) and len(drawn(data, 0)) == 100
     assert drawn(data, 0) != drawn(data, 1)
+
+
+def test_a_small_draw_is_the_one_worked_out_by_hand():
+    """Ten images (ids 1..10, listed in any order), 30%: the three whose ``sha256sum`` of "<seed>:<id>" is smallest.
+    By hand with coreutils (``printf 0:7 | sha256sum`` ...): seed 0 -> 2bef8ffb.. (7), 48f03bc9.. (4), 502172c3.. (9);
+    seed 1 -> 3d5f0fd8.. (7), 492ab00b.. (4), 546201ca.. (8). The digest: ``printf '4\\n7\\n9' | sha256sum``."""
+    data = {"images": [{"id": i} for i in (5, 3, 10, 1, 8, 2, 9, 4, 7, 6)], "annotations": [], "categories": []}
+    sub = coco_subset.subset(data, 0.3, 0)
+    assert [i["id"] for i in sub["images"]] == [9, 4, 7]  # in the file's order
+    assert {i["id"] for i in coco_subset.subset(data, 0.3, 1)["images"]} == {4, 7, 8}
+    assert sub["info"]["xfer_subset"]["ids_sha256"] == "8d288b8164385bf3ba6231e75bb2255faaa324929faf7f68b412101b286f39ae"
 
 
 def test_detectron2_loads_the_split_and_the_checks_pass(tmp_path):

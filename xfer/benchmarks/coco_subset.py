@@ -1,19 +1,21 @@
 """A low-data COCO training file: a fraction of ``instances_train2017.json``'s images, with their annotations.
 
 DenseCL's ``train_net.py`` registers ``coco_2017_train_0.1`` on ``instances_train2017_0.1.json`` but publishes
-neither the file nor how it was sampled. ``python -m xfer coco-subset`` writes one that anyone can remake:
-images drawn uniformly at random without replacement (NumPy's ``default_rng(seed)`` over the image ids in
-ascending order, so the draw does not depend on the file's order), all of each drawn image's annotations
-(crowd regions too), every category kept, so the category list, and with it the recipe's ``NUM_CLASSES``, is
-train2017's. The seed and fraction go into the file's ``info``.
+neither the file nor how it was sampled. ``python -m xfer coco-subset`` writes one that anyone can remake, with
+any library version: the n = round(fraction × images) images whose key, the SHA-256 of the ASCII text
+``"<seed>:<image id>"``, is smallest (bytes compared; the id breaks a tie), so the draw depends on the seed and the
+ids only, not on the file's order or on a random-number library's stream. It keeps all of each drawn image's
+annotations (crowd regions too) and every category, so the category list, and with it the recipe's
+``NUM_CLASSES``, is train2017's. The file's ``info`` records the seed, the fraction, the count, the rule and the
+drawn ids' digest (:func:`ids_sha256`); a trial's data identity hashes the file, so it holds them too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-
-import numpy as np
 
 from xfer.store.files import write_text_atomic
 
@@ -26,15 +28,34 @@ def target(root: Path, fraction: float) -> Path:
     return Path(root) / SOURCE.with_name(f"instances_train2017_{fraction:g}.json")
 
 
+DRAW = "smallest sha256('<seed>:<image id>')"  # the rule, as the file's info names it
+
+
+def key(seed: int, image_id: int) -> bytes:
+    """An image's place in the draw of ``seed``: the SHA-256 of ``"<seed>:<image id>"`` (ASCII decimals)."""
+    return hashlib.sha256(f"{seed}:{image_id}".encode("ascii")).digest()
+
+
+def drawn(ids: Iterable[int], n: int, seed: int) -> list[int]:
+    """The ``n`` ids with the smallest keys (:func:`key`), ascending."""
+    return sorted(sorted(ids, key=lambda i: (key(seed, i), i))[:n])
+
+
+def ids_sha256(ids: Iterable[int]) -> str:
+    """The digest of a set of image ids: SHA-256 of the ids ascending, as decimals, one per line (no newline at
+    the end)."""
+    return hashlib.sha256("\n".join(str(i) for i in sorted(ids)).encode("ascii")).hexdigest()
+
+
 def subset(coco: dict, fraction: float, seed: int) -> dict:
-    """The instances dict restricted to round(fraction × images) images drawn with ``seed``, and their annotations
-    (``fraction`` in (0, 1): :func:`write` checks it before reading anything)."""
-    ids = np.array(sorted(i["id"] for i in coco["images"]))
+    """The instances dict restricted to round(fraction × images) images drawn with ``seed`` (:func:`drawn`), and
+    their annotations (``fraction`` in (0, 1): :func:`write` checks it before reading anything)."""
+    ids = [i["id"] for i in coco["images"]]
     n = max(1, round(fraction * len(ids)))
-    keep = set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
+    keep = set(drawn(ids, n, seed))
     out = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
     out["info"] = {**coco.get("info", {}), "xfer_subset": {"of": SOURCE.name, "fraction": fraction, "seed": seed,
-                                                           "images": n}}  # fmt: skip
+                                                           "images": n, "draw": DRAW, "ids_sha256": ids_sha256(keep)}}  # fmt: skip
     out["images"] = [i for i in coco["images"] if i["id"] in keep]
     out["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
     return out
