@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO, launch
 from xfer import benchmarks
 
-INTERFACE = {"problems", "register", "evaluator", "metrics", "EVALUATORS", "METRIC_NAMES"}
+INTERFACE = {"problems", "register", "tasks", "evaluator", "metric_names", "metrics", "EVALUATORS", "METRIC_NAMES"}
 # modules that must not know any one format: the launcher, SLURM, results, formats, status
 FORMAT_FREE = ["launch/sweep.py", "launch/slurm.py", "launch/local.py", "report/results.py", "report/formats.py",
                "report/plots.py", "report/status.py", "report/collect.py", "launch/plan.py", "store/files.py",

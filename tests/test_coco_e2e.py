@@ -107,3 +107,27 @@ def test_a_sweep_over_two_benchmarks_writes_each_table_in_its_own_folder(coco_sw
         assert f"| {benchmark}/r50_scratch | 1/5 |" in table and f"| {names} mean ± std" in table
         assert f"table: {tmp_path / benchmark / 'table.md'}" in run.stdout
     assert not (tmp_path / "voc0712_c4_24k").exists()
+
+
+def test_a_box_only_model_reports_box_ap_only_with_either_evaluator(tmp_path):
+    """``+d2.MODEL.MASK_ON=false`` (issue 20, item 3): the trial measures box AP only (no mask AP of 0), its table
+    has box columns only, and detectron2's own COCOEvaluator, asked for boxes only, scores the same model as
+    xfer's did (before, it was asked for masks too and crashed after training)."""
+    args = ("benchmark=coco_smoke_c4", "pretrain=densecl", "seed=0", "+d2.MODEL.MASK_ON=false",
+            f"paths.cache={tmp_path / 'cache'}")  # fmt: skip
+    run = launch("-m", *args, f"output_root={tmp_path / 'a'}")
+    assert run.returncode == 0, run.output[-3000:]
+    ((path, r),) = results_under(tmp_path / "a").items()
+    box = NAMES[:3]
+    assert r["metric_names"] == box and not any(k.startswith("mask_") for k in r["metrics"])
+    header = (tmp_path / "a" / "coco_smoke_c4" / "table.md").read_text().splitlines()[0]
+    assert "| box_AP mean ± std" in header and "mask" not in header
+    copy = tmp_path / "b" / path.parent.relative_to(tmp_path / "a")
+    shutil.copytree(path.parent, copy)
+    (copy / "result.json").unlink()
+    again = launch(*args, "trial.evaluator=detectron2", f"output_root={tmp_path / 'b'}")
+    assert again.returncode == 0, again.output[-3000:]
+    d2 = json.loads((copy / "result.json").read_text())
+    assert d2["run"]["evaluator"] == "detectron2" and d2["metric_names"] == box
+    same = {k: v for k, v in r["metrics"].items() if not math.isnan(v)}
+    assert {k: d2["metrics"][k] for k in same} == pytest.approx(same, abs=1e-9)

@@ -7,10 +7,12 @@ module of its dataset format here (``voc``, ``coco``), which provides:
   from ``root`` or the recipe (``NUM_CLASSES``) training on them, one message each, checked by the launcher
   before anything runs (``cache``: ``paths.cache``, for what is slow to read);
 - ``register(root, names)``: (re-)register them with detectron2 under ``root``, in every trial process;
-- ``EVALUATORS`` and ``evaluator(kind, dataset_name)``: the ``trial.evaluator`` choices and the detectron2
+- ``tasks(cfg)``: what a model of the detectron2 config is evaluated on (COCO: boxes, and masks where
+  ``MODEL.MASK_ON``);
+- ``EVALUATORS`` and ``evaluator(kind, dataset_name, tasks)``: the ``trial.evaluator`` choices and the detectron2
   ``DatasetEvaluator`` each builds;
-- ``METRIC_NAMES`` and ``metrics(results)``: the names a trial's ``result.json`` carries, and their values from
-  what detectron2's ``inference_on_dataset`` returned.
+- ``METRIC_NAMES`` (all of the format's), ``metric_names(tasks)`` and ``metrics(results)``: the names a trial's
+  ``result.json`` carries, and their values from what detectron2's ``inference_on_dataset`` returned.
 
 The launcher, SLURM and results code only ever call :func:`of`; adding a format touches none of them.
 """

@@ -163,11 +163,23 @@ def register(root: Path, names: Iterable[str]) -> None:
         register_coco_instances(name, {}, str(json_file), str(image_dir))
 
 
-def evaluator(kind: str, dataset_name: str):
+def tasks(cfg) -> tuple[str, ...]:
+    """What a model of the detectron2 config ``cfg`` predicts, as COCO evaluation tasks: boxes, and masks only
+    where ``MODEL.MASK_ON`` (a box-only model has no mask AP, not a mask AP of 0)."""
+    return tuple(TASKS) if cfg.MODEL.MASK_ON else ("bbox",)
+
+
+def metric_names(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """The table's columns of those tasks, in :data:`METRIC_NAMES`' order."""
+    return tuple(m for m in METRIC_NAMES if any(m.startswith(f"{TASKS[t]}_") for t in tasks))
+
+
+def evaluator(kind: str, dataset_name: str, tasks: tuple[str, ...] = tuple(TASKS)):
     """Box and mask AP with pycocotools' numbers, no files written; ``kind`` is one of :data:`EVALUATORS` (the
     launch checked it). ``xfer``: :class:`xfer.benchmarks.coco_eval.COCOEvaluator` (hotcoco, 15-34x faster at
     val2017 scale). ``detectron2``: its ``COCOEvaluator`` on pycocotools itself (``use_fast_impl=False``: no
-    compiled code needed, and the official implementation rather than detectron2's C++ one)."""
+    compiled code needed, and the official implementation rather than detectron2's C++ one). ``tasks``: what the
+    model predicts (:func:`tasks`)."""
     d2compat.ensure()
     if kind == "xfer":
         # hotcoco's thread pool takes the process's CPU share where the launcher set one (one OpenMP thread per
@@ -176,13 +188,13 @@ def evaluator(kind: str, dataset_name: str):
             os.environ.setdefault("RAYON_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
         from xfer.benchmarks.coco_eval import COCOEvaluator as Fast
 
-        return Fast(dataset_name, tasks=tuple(TASKS), distributed=True)
+        return Fast(dataset_name, tasks=tasks, distributed=True)
     from detectron2.evaluation import COCOEvaluator
 
-    return COCOEvaluator(dataset_name, tasks=tuple(TASKS), distributed=True, output_dir=None, use_fast_impl=False)
+    return COCOEvaluator(dataset_name, tasks=tasks, distributed=True, output_dir=None, use_fast_impl=False)
 
 
 def metrics(results: dict) -> dict[str, float]:
-    """box_AP ... mask_APl (12 values) from detectron2's ``{"bbox": {...}, "segm": {...}}``; the table shows
+    """box_AP ... mask_APl (12 values; 6 of a box-only model) from detectron2's ``{"bbox": {...}, "segm": {...}}``; the table shows
     :data:`METRIC_NAMES`, result.json keeps all."""
-    return {f"{TASKS[t]}_{s}": results[t].get(s) for t in TASKS for s in STATS}
+    return {f"{TASKS[t]}_{s}": results[t].get(s) for t in TASKS if t in results for s in STATS}

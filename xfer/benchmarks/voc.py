@@ -131,9 +131,18 @@ def register(root: Path, names: Iterable[str]) -> None:
         register_pascal_voc(name, str(Path(root) / f"VOC{year}"), split, int(year))
 
 
-def evaluator(kind: str, dataset_name: str):
+def tasks(cfg) -> tuple[str, ...]:
+    """VOC evaluates boxes only, whatever the model predicts."""
+    return ("bbox",)
+
+
+def metric_names(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    return METRIC_NAMES
+
+
+def evaluator(kind: str, dataset_name: str, tasks: tuple[str, ...] = ("bbox",)):
     """``xfer``: the vectorized VOC evaluator (the same AP, see ``voc_eval``); ``detectron2``: its
-    ``PascalVOCDetectionEvaluator``."""
+    ``PascalVOCDetectionEvaluator``. ``tasks``: boxes only (:func:`tasks`)."""
     if kind == "detectron2":
         d2compat.ensure()
         from detectron2.evaluation import PascalVOCDetectionEvaluator

@@ -145,8 +145,10 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc"
         trainer.train()
         trained = trainer.iter - start
     benchmark = benchmarks.of(fmt)
-    results = Trainer.test(cfg, trainer.model, [benchmark.evaluator(evaluator, name) for name in cfg.DATASETS.TEST])
+    tasks = benchmark.tasks(cfg)
+    results = Trainer.test(cfg, trainer.model, [benchmark.evaluator(evaluator, name, tasks) for name in cfg.DATASETS.TEST])
     return {
+        "metric_names": benchmark.metric_names(tasks),
         "metrics": benchmark.metrics(results),
         "start_iter": start,
         "iterations_run": trained,

@@ -117,7 +117,7 @@ def _rank_main(d2_yaml: str, datasets_root: str, record: dict, stop=None, keep: 
     t0 = time.time()
     out = engine.train_and_evaluate(cfg, stop, record["run"].get("evaluator", "xfer"), fmt)
     if comm.is_main_process():
-        record = {**record, **metrics_record(benchmarks.of(fmt).METRIC_NAMES, out["metrics"])}
+        record = {**record, **metrics_record(out["metric_names"], out["metrics"])}
         world = comm.get_world_size()
         record["run"] = {
             **record["run"],
