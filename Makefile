@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml scripts/install_detectron2.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[d2,test]'
+	$(PY) -m pip install -q -e '.[coco]' || echo "hotcoco did not install: COCO evaluates on xfer's NumPy engine (same numbers, slower)"
 	$(PY) scripts/install_detectron2.py
 	touch $@
 

@@ -35,7 +35,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import hotcoco
 import numpy as np
 
 from xfer import d2compat
@@ -50,6 +49,11 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json  # noqa
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.file_io import PathManager  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
+
+try:
+    import hotcoco
+except ImportError:  # an optional dependency (no wheel for every platform): the NumPy engine gives the same numbers
+    hotcoco = None
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "hotcoco", "numpy")
@@ -88,10 +92,25 @@ def coco_eval(gt: CocoTruth | dict | str | os.PathLike, detections: list[dict], 
     with _gc_paused():
         truth = gt if isinstance(gt, CocoTruth) else CocoTruth(gt)
         if engine == "auto":
-            engine = "numpy" if (truth.ids == 0).any() else "hotcoco"
+            engine = "hotcoco" if hotcoco_takes(truth) is None else "numpy"
+        elif engine == "hotcoco" and hotcoco is None:
+            raise ImportError("engine 'hotcoco': hotcoco is not installed (pip install 'xfer[coco]'), use 'numpy'")
         run = _hotcoco if engine == "hotcoco" else precision_recall
         precision, recall = run(truth, detections, iou_type, max_dets)
     return CocoEval(summary(precision, recall, max_dets), precision, recall, max_dets, engine)
+
+
+def hotcoco_takes(truth: CocoTruth) -> str | None:
+    """Why the "auto" engine leaves ``truth`` to NumPy, or None when hotcoco evaluates it: hotcoco is not
+    installed; it refuses negative ids (``ValueError ... expected a non-negative integer``, where pycocotools
+    scores them); and it counts a match to an annotation of id 0, which pycocotools reads as no match."""
+    if hotcoco is None:
+        return "hotcoco is not installed"
+    if any((ids < 0).any() for ids in (truth.ids, truth.img_ids, truth.cat_ids)):
+        return "the ground truth has a negative id, which hotcoco refuses"
+    if (truth.ids == 0).any():
+        return "the ground truth has an annotation id 0, whose matches pycocotools does not count"
+    return None
 
 
 @contextlib.contextmanager
@@ -213,6 +232,8 @@ class COCOEvaluator(DatasetEvaluator):
         if not self._truth.has_annotations:
             log.info("Annotations are not available for evaluation.")
             return OrderedDict()
+        if self._engine == "auto" and (why := hotcoco_takes(self._truth)):
+            log.info("COCO evaluation on xfer's NumPy engine (pycocotools' numbers): %s", why)
         return OrderedDict((task, self._task_results(results, task)) for task in sorted(tasks))
 
     def _task_results(self, results: list[dict], task: str) -> dict[str, float]:
