@@ -344,6 +344,7 @@ print(json.dumps({"engine": got.engine, "stats": got.stats.tolist()}))
 """
 
 
+@pytest.mark.launch  # a Python process of its own, to hide hotcoco from it
 def test_without_hotcoco_the_numpy_engine_gives_pycocotools_numbers():
     """hotcoco is optional (``xfer[coco]``): hidden, "auto" takes the numpy engine, says why, and scores as
     pycocotools does."""
