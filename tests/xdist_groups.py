@@ -5,7 +5,8 @@ per worker that runs one of its tests: the tests that share it form one group, a
 xdist 3.8's own ``loadgroup`` reads groups from a suffix it writes into each test's node id, which pytest 9 no
 longer lets a plugin change; so the workers leave each test's group (its ``xdist_group`` mark, set here from the
 fixtures it uses) in a folder the controller named, and the controller's scheduler (:func:`scheduler`) reads
-them there. The slow tier goes first, then the launch tier, so that its long tests start early and short ones fill in at the end.
+them there. The slow tier goes first, then the launch tier, so that long tests start early and short ones fill
+in at the end.
 
 tests/conftest.py imports the hooks below, which makes them its own.
 """
@@ -31,7 +32,7 @@ def shared_fixtures(item: pytest.Item) -> list[str]:
     """The suite's own fixtures wider than one test that ``item`` uses, but for ``MADE_PER_WORKER``."""
     defs = getattr(item, "_fixtureinfo", None)
     shared = []
-    for name, fixturedefs in defs.name2fixturedefs.items() if defs else ():
+    for name, fixturedefs in (defs.name2fixturedefs.items() if defs else ()):
         fixturedef = fixturedefs[-1]
         ours = getattr(fixturedef.func, "__module__", "").startswith("tests.") and name not in MADE_PER_WORKER
         if ours and fixturedef.scope != "function":

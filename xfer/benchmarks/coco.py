@@ -195,6 +195,6 @@ def evaluator(kind: str, dataset_name: str, tasks: tuple[str, ...] = tuple(TASKS
 
 
 def metrics(results: dict) -> dict[str, float]:
-    """box_AP ... mask_APl (12 values; 6 of a box-only model) from detectron2's ``{"bbox": {...}, "segm": {...}}``; the table shows
-    :data:`METRIC_NAMES`, result.json keeps all."""
+    """box_AP ... mask_APl (12 values; 6 of a box-only model) from detectron2's ``{"bbox": {...}, "segm": {...}}``;
+    the table shows :func:`metric_names`, result.json keeps all."""
     return {f"{TASKS[t]}_{s}": results[t].get(s) for t in TASKS if t in results for s in STATS}
