@@ -19,6 +19,7 @@ import torch
 from xfer import benchmarks, d2compat
 from xfer.trial import roi_heads  # noqa: F401  registers Res5ROIHeadsExtraNorm, which the recipes build
 from xfer.trial.checkpoint import SAFETENSORS, read_safetensors
+from xfer.trial.events import TrainingEvents, write_final
 from xfer.trial.hooks import ProgressFile, StopOnRequest
 
 d2compat.ensure()
@@ -84,8 +85,8 @@ def reads_converted(trainer: DefaultTrainer) -> None:
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json only,
-    reading xfer's converted weights (:class:`Checkpointer`)."""
+    """DefaultTrainer evaluated once by the caller (with the benchmark's evaluator), writing metrics.json and
+    TensorBoard events (``xfer.trial.events``), reading xfer's converted weights (:class:`Checkpointer`)."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -99,7 +100,8 @@ class Trainer(DefaultTrainer):
                 for h in super().build_hooks() if not isinstance(h, hooks.EvalHook)]  # fmt: skip
 
     def build_writers(self):
-        return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+        return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
+                TrainingEvents(self.cfg.OUTPUT_DIR, lambda: self.start_iter)]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -147,9 +149,12 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc"
     benchmark = benchmarks.of(fmt)
     tasks = benchmark.tasks(cfg)
     results = Trainer.test(cfg, trainer.model, [benchmark.evaluator(evaluator, name, tasks) for name in cfg.DATASETS.TEST])
+    metrics = benchmark.metrics(results)
+    if comm.is_main_process():
+        write_final(cfg.OUTPUT_DIR, {k: v for k, v in metrics.items() if isinstance(v, int | float)}, cfg.SOLVER.MAX_ITER)
     return {
         "metric_names": benchmark.metric_names(tasks),
-        "metrics": benchmark.metrics(results),
+        "metrics": metrics,
         "start_iter": start,
         "iterations_run": trained,
         "max_iter": cfg.SOLVER.MAX_ITER,
