@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from xfer.launch import plan
+from xfer.report.schedule import makespan
 
 
 def entry(root: Path, key: str, seed: int, backbone: str = "r50", max_iter: int = 1000,
@@ -31,13 +32,13 @@ def checkpoint(e: plan.Entry, name: str) -> None:
 
 
 def test_makespan_is_the_longest_first_schedule():
-    assert plan.makespan([], 4) == 0
-    assert plan.makespan([5.0], 8) == 5.0  # one trial takes its own time, however many groups wait
-    assert plan.makespan([5.0, 1.0], 8) == 5.0
+    assert makespan([], 4) == 0
+    assert makespan([5.0], 8) == 5.0  # one trial takes its own time, however many groups wait
+    assert makespan([5.0, 1.0], 8) == 5.0
     # LPT on 2 groups: 3->A, 3->B, 2->A (5), 2->B (5), 2->A (7). (The best schedule is 6: 3+3 | 2+2+2.)
-    assert plan.makespan([2.0, 3.0, 2.0, 3.0, 2.0], 2) == 7.0
-    assert plan.makespan([2.0, 3.0, 2.0, 3.0, 2.0], 1) == 12.0  # one group: the sum
-    assert plan.makespan([4.0, 4.0], 0) == 8.0  # no group known (a problem the checks name): one
+    assert makespan([2.0, 3.0, 2.0, 3.0, 2.0], 2) == 7.0
+    assert makespan([2.0, 3.0, 2.0, 3.0, 2.0], 1) == 12.0  # one group: the sum
+    assert makespan([4.0, 4.0], 0) == 8.0  # no group known (a problem the checks name): one
 
 
 def test_one_trial_left_on_one_of_eight_gpus_takes_its_own_time(tmp_path):

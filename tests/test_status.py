@@ -16,7 +16,7 @@ from tests.conftest import REPO, launch
 from tests.test_results import DENSECL, REGIONCL, trial
 from tests.test_trial_identity import planned
 from xfer.report import status
-from xfer.store import locks, queue, redo, state
+from xfer.store import locks, queue, redo, state, sweeps
 
 
 @pytest.fixture
@@ -64,11 +64,15 @@ def test_a_held_lock_means_running(every_state):
     assert not locks.held(folder)
 
 
-def test_status_command_prints_the_table(every_state):
+def test_status_command_prints_the_table_and_refreshes_the_report(every_state):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": os.path.dirname(sys.executable)}  # no SLURM commands
+    sweep = every_state / "voc0712_c4_24k"
+    sweeps.write(sweep, sweeps.SweepRecord("python launch.py -m seed=0-6", "local", "GPU", 1, 2, 0.0))
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", str(every_state)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "1 to run, 1 partial, 1 done, 1 failed, 1 damaged, 1 unknown" in proc.stdout  # SLURM's trial: unknown
+    page = (sweep / "report.html").read_text()  # the sweep's page, written by status (no collect has run)
+    assert "Unfinished trials (5)" in page and "python launch.py -m seed=0-6" in page
     assert "SLURM's queue could not be read: squeue is not on PATH" in proc.stdout
     assert "FloatingPointError: Loss became infinite" in proc.stdout and "damaged result.json: not JSON" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", "nope"], capture_output=True, text=True, env=env)

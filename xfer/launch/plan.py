@@ -5,18 +5,18 @@ iteration × devices per trial / 3600. Device-seconds per iteration are measured
 trials of the same benchmark and backbone (wall time × processes / iterations, so evaluation is included),
 and otherwise taken from the benchmark's ``device_s_per_iter`` (documented there: where it was measured).
 The wall time is the schedule's: each trial left takes its iterations left × device-seconds per iteration /
-its devices, and the trials, longest first, fill the device groups that run at once (:func:`makespan`), so
+its devices, and the trials, longest first, fill the device groups that run at once (``xfer.report.schedule.makespan``, which the sweep's ETA in ``status`` shares), so
 it is never below the longest trial left, however many groups there are.
 """
 
 from __future__ import annotations
 
-import heapq
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from xfer.report.schedule import makespan
 from xfer.report.status import duration
 from xfer.store import state as trial_state
 
@@ -59,15 +59,6 @@ def measured(entries: list[Entry]) -> dict[tuple[str, str], tuple[float, int]]:
         if run.get("iterations_run") and run.get("wall_time_s"):
             found[e.pace_key].append(run["wall_time_s"] * run.get("world_size", 1) / run["iterations_run"])
     return {b: (statistics.median(v), len(v)) for b, v in found.items()}
-
-
-def makespan(durations: list[float], groups: int) -> float:
-    """When the last of ``durations`` ends if each, longest first, starts on whichever of ``groups`` frees up
-    first (LPT; within 4/3 of the best schedule). One trial takes its own time on any number of groups."""
-    ends = [0.0] * max(min(groups, len(durations)), 1)
-    for d in sorted(durations, reverse=True):
-        heapq.heapreplace(ends, ends[0] + d)  # ends is a heap: ends[0] is the group free first
-    return max(ends)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from xfer.launch import plan as xfer_plan
 from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
 from xfer.launch.trials import PlannedTrial, activate, family_of, inputs, labels, locate, plan, task_config
 from xfer.report import collect
-from xfer.store import handover, state
+from xfer.store import handover, state, sweeps
 from xfer.store.files import RESULT
 from xfer.store.records import label
 from xfer.trial import devices
@@ -48,8 +50,16 @@ def plan_of(planned: list[PlannedTrial]) -> str:
         backbone, default = paces[id(p.cfg), p.leaves]
         entries.append(xfer_plan.Entry(names[p.idx], backbone, int(p.job_seed), p.dir, int(p.max_iter), default,
                                        p.state))  # fmt: skip
-    cfg = activate(planned[0])
-    if cfg.cluster.name == "slurm":  # the trials' nodes, not this one, have the devices
+    device, per_trial, at_once = schedule_of(activate(planned[0]))
+    damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True) + stale(planned, dry_run=True))
+    return xfer_plan.render(entries, per_trial, at_once, device) + damaged
+
+
+def schedule_of(cfg: DictConfig) -> tuple[str, int, int]:
+    """(device, devices per trial, trials at once) of a sweep: on SLURM the trials' nodes, not this one, have the
+    devices, and ``array_parallelism`` trials run at once; locally this node's device groups. Zeros where the
+    cluster options are wrong (the checks name the problem)."""
+    if cfg.cluster.name == "slurm":
         device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
         per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
     else:
@@ -59,9 +69,18 @@ def plan_of(planned: list[PlannedTrial]) -> str:
             per_trial = local.per_trial(cfg.cluster.gpus_per_trial, len(ids))
             at_once = len(local.groups(ids, per_trial)) if per_trial else 0
         except (ValueError, TypeError):
-            per_trial, at_once = 0, 0  # check() names the problem
-    damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True) + stale(planned, dry_run=True))
-    return xfer_plan.render(entries, per_trial, at_once, "GPU" if device == "cuda" else device) + damaged
+            per_trial, at_once = 0, 0
+    return "GPU" if device == "cuda" else device, per_trial, at_once
+
+
+def record_sweep(cfg: DictConfig, sweep_dirs: list[Path]) -> None:
+    """``sweep.json`` in each folder (``xfer.store.sweeps``): the command and the schedule, for status and the
+    report."""
+    device, per_trial, at_once = schedule_of(cfg)
+    command = shlex.join(["python", Path(sys.argv[0]).name, *sys.argv[1:]])
+    record = sweeps.SweepRecord(command, str(cfg.cluster.name), device, per_trial, at_once, time.time())
+    for d in sweep_dirs:
+        sweeps.write(d, record)
 
 
 def launch(
@@ -85,6 +104,7 @@ def launch(
         print("no problems found: run the same command without plan=true to start")
         return []
     record_identities(planned)
+    record_sweep(activate(planned[0]), sweep_dirs)
     for line in redo_damaged(planned) + stale(planned):
         print(line)
     if on_slurm:
@@ -176,6 +196,7 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     if not skip_queued_on_slurm([p]):
         return p.state.result
     record_identities([p])
+    record_sweep(cfg, [Path(sweep_dir)])
     for line in redo_damaged([p]) + stale([p]):
         print(line)
     if not to_run(p, rerun_stale([p])):

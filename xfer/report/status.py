@@ -9,6 +9,7 @@ metrics, a failed trial's cause, SLURM's job id and state.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xfer.store import locks, queue, state
+from xfer.report import schedule
+from xfer.store import locks, queue, state, sweeps
 from xfer.store.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json
 from xfer.store.records import label
 
@@ -39,8 +41,10 @@ class TrialStatus:
     eta_s: float | None = None
     metrics: dict | None = None  # a done trial's, named and ordered by its result's metric_names
     cause: str = ""
-    s_per_iter: float | None = None
+    s_per_iter: float | None = None  # running: its pace so far; done: over its whole run (wall time / iterations)
     job: str = ""  # SLURM: job id and state
+    pace_key: tuple[str, str] = ("", "")  # (benchmark, backbone): the trials whose pace prices this one's
+    path: Path | None = None  # the trial's folder
 
 
 def eta_s(progress: dict, now: float) -> float | None:
@@ -149,22 +153,24 @@ def console(stdout=None) -> Console:
 
 
 
-def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
+def scan(dirs: list[Path], now: float | None = None, trials: list | None = None) -> list[TrialStatus]:
     """Every trial under ``dirs``, in the state ``xfer.store.state`` gives it with SLURM's word for the trials
     submitted there (``slurm.json``): SLURM is asked once for all of them, and a queue that cannot be read
     makes those trials ``unknown`` (not failed, not queued). Conflicting copies are ``conflict``. Sorted by
-    setting and seed. Looking never takes a trial's lock."""
+    setting and seed. Looking never takes a trial's lock. ``trials``: those under ``dirs`` where the caller has
+    read them already (``xfer.report.results.read_trials``)."""
     from xfer.report import results
 
-    trials = sorted(results.read_trials(dirs), key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
+    trials = sorted(results.read_trials(dirs) if trials is None else trials, key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
     jobs = {t.path: (read_json(t.path / SLURM_RECORD) or {}).get("job_id") for t in trials}
     try:
         known, unreadable = queue.states([j for j in jobs.values() if j]), ""
     except queue.QueueUnreadable as e:  # whether SLURM still runs them is unknown: not failed, not queued
         known, unreadable = {}, f"SLURM's queue could not be read: {e}"
-    out = []
+    out, recipes = [], {}
     for t in trials:
-        s = TrialStatus(label(t.setting.key, t.seed) if t.setting.benchmark != "?" else str(t.path), cause=t.cause)
+        s = TrialStatus(label(t.setting.key, t.seed) if t.setting.benchmark != "?" else str(t.path), cause=t.cause,
+                        path=t.path)
         job_id = jobs[t.path]
         job = known.get(job_id) if job_id else None
         s.job = f"{job_id} {job.state if job else ''}".strip() if job_id else ""
@@ -181,20 +187,61 @@ def scan(dirs: list[Path], now: float | None = None) -> list[TrialStatus]:
         s.cause = now_state.cause if now_state else t.cause
         if now_state:
             s.iteration, s.max_iter = now_state.iteration, now_state.max_iter
+        s.pace_key = (t.setting.benchmark, t.setting.backbone)
         if s.state in state.FINISHED:
+            run = t.record.get("run") or {}
             s.metrics = t.metrics
-            s.max_iter = s.iteration = (t.record.get("run") or {}).get("max_iter")
+            s.max_iter = s.iteration = run.get("max_iter")
+            if run.get("iterations_run") and run.get("wall_time_s"):
+                s.s_per_iter = run["wall_time_s"] / run["iterations_run"]
             out.append(s)
             continue
-        out.append(refresh(s, t.path, now))
+        s = refresh(s, t.path, now)
+        if s.iteration is None and s.state in ("partial", "damaged"):  # no progress.json: its checkpoint says
+            s.iteration = state.of(t.path, job=job).iteration
+        if s.max_iter is None:  # not started: the recipe it was launched with says how long it is
+            if t.path.parent not in recipes:
+                recipes[t.path.parent] = (state.expected(t.path) or {}).get("recipe") or {}
+            s.max_iter = recipes[t.path.parent].get("SOLVER.MAX_ITER")
+        out.append(s)
     return out
 
 
-def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Console | None = None) -> list[TrialStatus]:
-    """Print the status table once, or keep it current (``watch``) until Ctrl-C."""
+def sweep_eta(statuses: list[TrialStatus], dirs: list[Path]) -> schedule.SweepEta:
+    """When the sweep in ``dirs`` will end (``xfer.report.schedule``): on as many device groups as its latest
+    launch runs at once (``sweep.json``; the most of any folder given), at least those running now."""
+    groups = max([r.at_once for r in map(sweeps.read, dirs) if r], default=0)
+    left = [schedule.Left(s.state, s.pace_key, s.iteration, s.max_iter, s.eta_s, s.s_per_iter) for s in statuses]
+    return schedule.sweep_eta(left, groups)
+
+
+def eta_line(eta: schedule.SweepEta) -> str:
+    """``sweep ETA 1h05m (12 trials left, 4 at a time)``; "" when nothing is left."""
+    if not eta.trials:
+        return ""
+    unpriced = f", {eta.unpriced} without a pace yet" if eta.unpriced else ""
+    when = duration(eta.seconds) if eta.seconds is not None else "unknown"
+    return f"sweep ETA {when} ({eta.trials} trial(s) left, {eta.groups} at a time{unpriced})"
+
+
+def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Console | None = None,
+         on_scan: Callable[[list, list[TrialStatus]], None] | None = None) -> list[TrialStatus]:  # fmt: skip
+    """Print the status table once, or keep it current (``watch``) until Ctrl-C. ``on_scan``: called with the
+    trials read and their statuses after every scan (``python -m xfer status`` refreshes the report pages)."""
+    from xfer.report import results
+
     out = out or console()
-    title = lambda rows: f"{', '.join(map(str, dirs))}: {counts(rows) or 'no trials'}"  # noqa: E731
-    rows = scan(dirs)
+    title = lambda rows: "; ".join(filter(None, [f"{', '.join(map(str, dirs))}: {counts(rows) or 'no trials'}",  # noqa: E731
+                                                 eta_line(sweep_eta(rows, dirs))]))
+
+    def look() -> list[TrialStatus]:
+        trials = results.read_trials(dirs)
+        rows = scan(dirs, trials=trials)
+        if on_scan is not None:
+            on_scan(trials, rows)
+        return rows
+
+    rows = look()
     if not watch:
         out.print(table(rows, title(rows)))
         return rows
@@ -204,7 +251,7 @@ def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Conso
         try:
             while True:
                 time.sleep(every_s)
-                rows = scan(dirs)
+                rows = look()
                 live.update(table(rows, title(rows)), refresh=True)
         except KeyboardInterrupt:
             pass
