@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,45 @@ def first_losses(metrics: Path) -> dict[str, float]:
     losses = {k: v for k, v in first.items() if "loss" in k}
     assert "total_loss" in losses and "loss_cls" in losses, first
     return losses
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in ``folder``'s event files as TensorBoard shows them: read by tensorboard's own
+    EventAccumulator, which applies a writer's restart markers (purge_step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def logged(metrics: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.json's series (each iteration's last record: a resumed trial logs the iterations after its
+    checkpoint again), by key."""
+    latest = {}
+    for line in metrics.read_text().splitlines():
+        record = json.loads(line)
+        latest[record["iteration"]] = record
+    series = {}
+    for it in sorted(latest):
+        for key, value in latest[it].items():
+            if key != "iteration" and isinstance(value, int | float):
+                series.setdefault(key, []).append((it, float(value)))
+    return series
+
+
+def assert_tensorboard_matches(trial: Path, result: dict) -> None:
+    """The trial's TensorBoard scalars are its metrics.json series (float32, as TensorBoard stores them), each step
+    once and in order, plus its measured metrics at step max_iter as ``final/<name>``."""
+    shown, expected = tensorboard_scalars(trial), logged(trial / "metrics.json")
+    assert {"total_loss", "lr"} <= set(expected) and set(expected) <= set(shown), (sorted(shown), sorted(expected))
+    for key, series in expected.items():
+        assert [s for s, _ in shown[key]] == [s for s, _ in series], key  # no step twice, none missing
+        assert [v for _, v in shown[key]] == pytest.approx([v for _, v in series], rel=1e-6), key
+    final = {tag.removeprefix("final/"): points for tag, points in shown.items() if tag.startswith("final/")}
+    assert set(result["metric_names"]) <= set(final), sorted(final)
+    for name in result["metric_names"]:
+        assert final[name] == [(result["run"]["max_iter"], pytest.approx(result["metrics"][name], rel=1e-6))], name
 
 
 def by_setting(out: Path) -> dict[tuple[str, int], tuple[Path, dict]]:
@@ -85,6 +125,45 @@ def test_smoke_sweep_trains_evaluates_and_tabulates(smoke_sweep):
         assert float(row["AP50"]) == pytest.approx(r["metrics"]["AP50"]) and int(row["seed"]) == r["seed"]
     for name in ("results.json", "table.tex", "table.html", "ap.png", "ap.svg", "curves.png", "curves.svg"):
         assert (out / "smoke" / name).stat().st_size > 0, name
+
+
+def test_every_trial_writes_tensorboard_events_named_by_its_folder(smoke_sweep):
+    """`tensorboard --logdir outputs/<benchmark>` shows one run per trial, named setting/weights/seed, with the
+    curves of metrics.json and the final metrics of result.json (read by tensorboard's own multiplexer)."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    out, _ = smoke_sweep
+    runs = EventMultiplexer().AddRunsFromDirectory(str(out / "smoke")).Runs()
+    trials = results_under(out)
+    assert set(runs) == {str(p.parent.relative_to(out / "smoke")) for p in trials}, sorted(runs)
+    for path, r in trials.items():
+        assert str(path.parent.relative_to(out / "smoke")).split("/")[0] == r["setting"]["key"].split("/")[1]
+        assert_tensorboard_matches(path.parent, r)
+
+
+def test_the_smoke_sweeps_report_page_shows_its_table_in_a_browser(smoke_sweep, tmp_path):
+    """The sweep's report.html, opened from the file in headless Chromium: no console errors, the table's rows are
+    the sweep's settings with their n, every trial a point. With XFER_SCREENSHOT=FILE the screenshot is kept
+    there (the README's docs/report.png is one)."""
+    from tests import browser
+
+    exe = browser.find()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium missing in CI: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium here (Debian: apt-get install chromium): the report page is tested in a real browser")
+    out, _ = smoke_sweep
+    with browser.Browser(exe, width=1366, height=1000) as b:
+        b.open((out / "smoke" / "report.html").resolve().as_uri())
+        assert b.problems() == []
+        rows = b.evaluate("[...document.querySelector('#results + .wrap table').tBodies[0].rows]"
+                          ".map(r => [r.cells[0].innerText, r.cells[2].innerText])")  # fmt: skip
+        assert sorted(rows) == sorted([key, "2/5"] for key in SETTINGS)
+        assert b.evaluate("document.querySelectorAll('svg.ap circle').length") == 6 * 3
+        assert b.evaluate("document.querySelectorAll('svg.curve polyline').length") == 6 * 2
+        shot = b.screenshot(tmp_path / "report.png")
+    if os.environ.get("XFER_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["XFER_SCREENSHOT"])
 
 
 def test_every_smoke_trial_learned(smoke_sweep):
@@ -177,6 +256,9 @@ def test_unfinished_trial_resumes_from_its_last_checkpoint(tmp_path):
     assert "resuming from iteration 5" in (trial / "log.txt").read_text()
     resumed = json.loads((trial / "result.json").read_text())
     assert resumed["run"]["start_iter"] == 5 and resumed["run"]["iterations_run"] == 5
+    # TensorBoard continues the curves: iterations 5-9, logged by both runs, show once, as the resumed run logged them
+    assert [s for s, _ in tensorboard_scalars(trial)["total_loss"]] == list(range(10))
+    assert_tensorboard_matches(trial, resumed)
 
 
 def test_supervised_msra_and_r101(tmp_path):

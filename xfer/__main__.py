@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -47,8 +48,23 @@ def _status(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: not a folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    status.show(args.dirs, watch=args.watch, every_s=args.every)
+    status.show(args.dirs, watch=args.watch, every_s=args.every, on_scan=_report_refresher(args.dirs))
     return 0
+
+
+def _report_refresher(dirs: list[Path], every_s: float = 30.0):
+    """status' ``on_scan``: rewrite the sweeps' report.html now, then at most every ``every_s`` (a page of a large
+    sweep takes a moment to build; the table refreshes every 2 s)."""
+    from xfer.report import page
+
+    last = [float("-inf")]
+
+    def refresh(trials, statuses) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            page.refresh(dirs, trials, statuses)
+            last[0] = time.monotonic()
+
+    return refresh
 
 
 def _convert(args: argparse.Namespace) -> int:

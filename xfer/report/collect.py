@@ -6,6 +6,8 @@ It reads only what trials wrote, so it can run again at any time; what it writes
 
 - ``table.md``: the table, missing trials by name, comparisons   - ``trials.csv``: one row per trial
 - ``results.json``: everything, for programs   - ``table.tex``: booktabs   - ``table.html``: the seed's layout
+- ``report.html``: the page that shows it all, with each trial, the curves, what is unfinished and why, and
+  provenance (``xfer.report.page``)
 - ``ap.png``/``.svg`` and ``curves.png``/``.svg`` (unless plots are off); over 12 settings, ``ap`` is an overview
   and each group has its figure under ``plots/`` (``xfer.report.plot_groups``)
 
@@ -69,7 +71,8 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
     ``baseline``: which methods are compared (:func:`xfer.report.comparisons.compare`)."""
     dirs = [Path(d) for d in dirs]
     out_dir = Path(out_dir or dirs[0])
-    rows = results.summarize(results.read_trials(dirs))
+    trials = results.read_trials(dirs)
+    rows = results.summarize(trials)
     compared = comparisons.compare(rows, compare, baseline)
     md = formats.markdown(rows, compared)
     html = formats.seed_html(rows)
@@ -80,6 +83,9 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
     for name, text in texts.items():
         write_text_atomic(out_dir / name, text)
         written.append(out_dir / name)
+    from xfer.report import page, status
+
+    written.append(page.write(out_dir, rows, compared, status.scan(dirs, trials=trials), dirs))
     if plots and any(r.n for r in rows):
         from xfer.report import plots as plotting  # matplotlib is imported only when plots are drawn
 

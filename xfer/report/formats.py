@@ -66,7 +66,7 @@ def all_names(rows: list[Row]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names)) or VOC_METRICS
 
 
-def _cell(row: Row, m: str) -> str:
+def mean_cell(row: Row, m: str) -> str:
     if not row.stats:
         return "—"
     s = row.stats[m]
@@ -78,7 +78,7 @@ def _cell(row: Row, m: str) -> str:
     return f"{s.mean:.2f} ± {s.std:.2f} [{s.low:.2f}, {s.high:.2f}]"
 
 
-def _delta(row: Row) -> str:
+def delta_cell(row: Row) -> str:
     if row.delta is None:
         return "—"
     return " / ".join(_f(row.delta.get(m), signed=True) + ("*" if row.flagged.get(m) else "") for m in row.metric_names)
@@ -122,7 +122,7 @@ def _flag_notes(rows: list[Row]) -> list[str]:
                               if untested else [])  # fmt: skip
 
 
-def _p(p: float | None) -> str:
+def p_text(p: float | None) -> str:
     if p is None or math.isnan(p):
         return "p —"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
@@ -137,12 +137,12 @@ def _table(names: tuple[str, ...], rows: list[Row]) -> list[str]:
     for r in rows:
         trials = "; ".join(triple(t.metrics, names) for t in r.done) or "—"
         published = triple(r.published, names) if r.published else "—"
-        out.append(f"| {_md(r.key)} | {r.n}/{r.expected} | {' | '.join(_cell(r, m) for m in names)} | {trials} "
-                   f"| {published} | {_delta(r)} | {_md(r.setting.weights or '?')} |")  # fmt: skip
+        out.append(f"| {_md(r.key)} | {r.n}/{r.expected} | {' | '.join(mean_cell(r, m) for m in names)} | {trials} "
+                   f"| {published} | {delta_cell(r)} | {_md(r.setting.weights or '?')} |")  # fmt: skip
     return out
 
 
-def _comparison_heading(comparisons: Sequence[Comparison]) -> str:
+def comparison_heading(comparisons: Sequence[Comparison]) -> str:
     """What the comparison tables hold: each method against its group's baseline (named, or the automatic
     choice), or every pair."""
     mode = comparisons.mode if isinstance(comparisons, Comparisons) else "all"
@@ -153,7 +153,7 @@ def _comparison_heading(comparisons: Sequence[Comparison]) -> str:
             f"({chosen}), method − baseline:")  # fmt: skip
 
 
-def _left_out_lines(c: Comparisons) -> list[str]:
+def left_out_lines(c: Comparisons) -> list[str]:
     """What baseline mode did not compare, one line per reason, each naming how to choose otherwise."""
     choose = "choose the baseline with `--baseline NAME` (`collect.baseline=NAME` in a launch), or compare every pair " \
              "with `--compare all` (`collect.compare=all`)"  # fmt: skip
@@ -172,10 +172,10 @@ def _left_out_lines(c: Comparisons) -> list[str]:
 
 def _comparison_lines(comparisons: Sequence[Comparison]) -> list[str]:
     """The comparisons section: what it holds, one table per list of metric names, what was left out."""
-    left_out = _left_out_lines(comparisons) if isinstance(comparisons, Comparisons) else []
+    left_out = left_out_lines(comparisons) if isinstance(comparisons, Comparisons) else []
     if not comparisons and not left_out:
         return []
-    out = ["", _comparison_heading(comparisons)]
+    out = ["", comparison_heading(comparisons)]
     against = "b − a" if getattr(comparisons, "mode", "all") == "all" else "method − baseline"
     by_names: dict[tuple[str, ...], list[Comparison]] = {}
     for c in comparisons:
@@ -183,7 +183,7 @@ def _comparison_lines(comparisons: Sequence[Comparison]) -> list[str]:
     for names, members in by_names.items():
         out += ["", f"| group | {against} | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
         for c in members:
-            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({_p(c.p[m])})" for m in names)
+            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({p_text(c.p[m])})" for m in names)
             out.append(f"| {_md(c.group)} | {_md(c.b)} − {_md(c.a)} | {cells} |")
     return out + ([""] + left_out if left_out else [])
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from xfer.report import comparisons
 from xfer.report.metrics_log import mean_curve, read_curves
-from xfer.report.plots import CURVE_PANELS, figure, finished, published_value, save
+from xfer.report.plots import CURVE_PANELS, figure, finished, save
 from xfer.report.results import Row
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def _forest(ax: Axes, page: Page, metric: str, baseline: float | None) -> None:
         for k, part in enumerate([*bars.lines[1], *bars.lines[2]]):
             part.set_gid(f"ap-{metric}-err{k}")
     ax.scatter([s.mean for s in summaries], ys, c=list(palette(len(ys))), s=18, zorder=3, gid=f"ap-{metric}")
-    published = [(y, v) for y, r in zip(ys, page.rows, strict=True) if (v := published_value(r, metric)) is not None]
+    published = [(y, v) for y, r in zip(ys, page.rows, strict=True) if (v := r.published_value(metric)) is not None]
     if published:
         y, v = zip(*published, strict=True)
         ax.plot(v, y, marker="x", markersize=7, linestyle="none", color="black", gid=f"published-{metric}")

@@ -66,12 +66,6 @@ def _colours(rows: list[Row]) -> dict[str, str]:
     return {r.key: f"C{i % 10}" for i, r in enumerate(finished(rows))}
 
 
-def published_value(row: Row, metric: str) -> float | None:
-    """The published value of ``metric``, if the row has one (published dicts carry other keys too)."""
-    value = (row.published or {}).get(metric)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def ap_size(n_settings: int, panels: int = 3, lines: int = 1) -> tuple[float, float]:
     """Figure size in inches: ``panels`` per line (VOC's three by default) that widen with the settings so
     the x labels stay legible, and one line of panels per list of metric names."""
@@ -124,7 +118,7 @@ def _ap_line(
             bar.lines[0].set_gid(f"ap-{metric}-s{i}")  # the mean; its bar and caps get their own ids, once each
             for k, part in enumerate([*bar.lines[1], *bar.lines[2]]):
                 part.set_gid(f"ap-{metric}-s{i}-err{k}")
-            pub = published_value(row, metric)
+            pub = row.published_value(metric)
             if pub is not None:
                 ax.plot([x], [pub], marker="x", markersize=8, linestyle="none", color="black",
                         label="published" if x == 0 else "_published", gid=f"published-{metric}-s{i}")  # fmt: skip

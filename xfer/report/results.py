@@ -63,7 +63,7 @@ class Row:
         common = [m for m in self.done[0].other_metrics if all(m in t.other_metrics for t in self.done)]
         return {m: stats.summarize([t.other_metrics[m] for t in self.done]) for m in common}
 
-    def _published(self, m: str) -> float | None:
+    def published_value(self, m: str) -> float | None:
         """The published value of metric ``m``; None when the published record has none for it."""
         value = (self.published or {}).get(m)
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -82,7 +82,7 @@ class Row:
         finished trial)."""
         if not self.stats:
             return None
-        out = {m: self.stats[m].mean - self._published(m) for m in self.metric_names if self._published(m) is not None}
+        out = {m: self.stats[m].mean - self.published_value(m) for m in self.metric_names if self.published_value(m) is not None}
         return out or None
 
     @property
@@ -94,8 +94,8 @@ class Row:
         if not self.published or not self.stats:
             return {}
         spread, n = self.published.get("std") or {}, self.published.get("n")
-        return {m: stats.welch_p_from_stats(self.stats[m], self._published(m), float(spread[m]), int(n))
-                if m in spread and n and self._published(m) is not None else None
+        return {m: stats.welch_p_from_stats(self.stats[m], self.published_value(m), float(spread[m]), int(n))
+                if m in spread and n and self.published_value(m) is not None else None
                 for m in self.metric_names}  # fmt: skip
 
     @property
