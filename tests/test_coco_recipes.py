@@ -339,7 +339,7 @@ def published(pretrain: str, benchmark: str, backbone: str = "r50") -> dict:
 
 
 def numbers(entry: dict) -> dict:
-    return {k: v for k, v in entry.items() if k != "source"}
+    return {k: v for k, v in entry.items() if k not in ("source", "caveat")}
 
 
 @pytest.mark.launch
@@ -394,8 +394,11 @@ def test_a_source_and_missing_metrics_pass_through_the_trial_record_and_every_fo
     monkeypatch.chdir(tmp_path)
     cfg = composed("benchmark=coco_c4_1x", "pretrain=regioncl_d")
     record = runner.published(cfg)
+    caveat = record.pop("caveat")
     assert record == {"box_AP": 40.3, "mask_AP": 35.2,
                       "source": "Annbless/RegionCL@61bbcab README.md (RegionCL-D row; box and mask AP only, no log)"}
+    assert caveat.startswith("no log; RegionCL-M's logs")
+    record["caveat"] = caveat
     values = dict(zip(coco.METRIC_NAMES, (41.0, 61.0, 44.0, 36.0, 57.0, 38.0), strict=True))
     for seed in (0, 1):
         folder = Path("sweep") / "coco_c4_1x" / "r50_regioncl_d" / f"seed{seed}"
@@ -409,6 +412,7 @@ def test_a_source_and_missing_metrics_pass_through_the_trial_record_and_every_fo
     (row,) = [line for line in report.markdown.splitlines() if line.startswith("| coco_c4_1x/r50_regioncl_d |")]
     assert "| 40.30/—/—/35.20/—/— | +1.20 / — / — / +1.30 / — / — |" in row, row
     assert "Not tested (the published numbers state no std): coco_c4_1x/r50_regioncl_d." in report.markdown
+    assert f"- coco_c4_1x/r50_regioncl_d: {caveat}" in report.markdown
     written = {p.name for p in Path("out").iterdir()}
     assert {"table.md", "trials.csv", "results.json", "table.tex", "table.html", "ap.png"} <= written, written
     (setting,) = json.loads((Path("out") / "results.json").read_text())["settings"]
@@ -482,3 +486,23 @@ def test_the_keys_build_the_papers_models():
     assert [n for n, _ in head.named_children()] == ["conv1", "conv2", "conv3", "conv4", "flatten", "fc1", "fc_relu1"]
     assert [type(getattr(head, f"conv{i}").norm) for i in range(1, 5)] == [nn.SyncBatchNorm] * 4
     assert [type(getattr(dense.roi_heads.mask_head, f"mask_fcn{i}").norm) for i in range(1, 5)] == [nn.SyncBatchNorm] * 4
+
+
+def test_rows_trained_by_another_optimizer_say_so_in_conf_and_below_the_table():
+    """RegionCL's COCO rows came from detectron2 0.5 (tests/test_optimizer_groups.py works out how its groups
+    differ): each carries a caveat naming the version and the opt-in, and collect prints it below the table; the
+    rows of PyContrast and MoCo (detectron2 up to 0.3, the groups of 0.6 and later) carry none."""
+    from xfer.report import formats, results
+
+    for pretrain in ("regioncl_m", "regioncl_d"):
+        for bench in ("coco_c4_1x", "coco_c4_2x", "coco_fpn_1x", "coco_fpn_2x"):
+            caveat = published(pretrain, bench).get("caveat", "")
+            assert "detectron2 0.5" in caveat and "+d2.SOLVER.WEIGHT_DECAY_BIAS=0.0001" in caveat, (pretrain, bench)
+    for pretrain in ("moco_v1", "supervised", "scratch"):
+        entries = composed(f"pretrain={pretrain}").pretrain.published
+        assert not any("caveat" in e for b in entries.values() for e in b.values()), pretrain
+    row = results.Row(results.Setting("coco_c4_1x", "r50", "regioncl_m"), "RegionCL-M", 5, [], [], {},
+                      published("regioncl_m", "coco_c4_1x"), metric_names=coco.METRIC_NAMES)  # fmt: skip
+    table = formats.markdown([row], [])
+    assert "Published numbers trained otherwise than this recipe:" in table
+    assert f"- coco_c4_1x/r50_regioncl_m: {published('regioncl_m', 'coco_c4_1x')['caveat']}" in table

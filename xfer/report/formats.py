@@ -122,6 +122,13 @@ def _flag_notes(rows: list[Row]) -> list[str]:
                               if untested else [])  # fmt: skip
 
 
+def caveat_lines(rows: list[Row]) -> list[str]:
+    """The published numbers that were trained otherwise than this recipe, each with its ``caveat`` (from
+    ``conf/pretrain``: e.g. another detectron2's optimizer groups), one line per setting."""
+    found = [f"{r.key}: {(r.published or {}).get('caveat')}" for r in rows if (r.published or {}).get("caveat")]
+    return ["Published numbers trained otherwise than this recipe:", *(f"- {line}" for line in found)] if found else []
+
+
 def p_text(p: float | None) -> str:
     if p is None or math.isnan(p):
         return "p —"
@@ -196,6 +203,8 @@ def markdown(rows: list[Row], comparisons: Sequence[Comparison]) -> str:
     for names, members in metric_tables(rows):
         out += ([""] if out else []) + _table(names, members)
     out += _flag_notes(rows)
+    caveats = caveat_lines(rows)
+    out += ([""] + [_md(line) for line in caveats]) if caveats else []
     missing = [t for r in rows for t in r.missing]
     if missing:
         out += ["", f"Not finished ({len(missing)}):", *map(_missing_line, missing)]

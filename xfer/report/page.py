@@ -84,6 +84,10 @@ def results_section(rows: list[Row], compared: Sequence[Comparison]) -> str:
         out.append(_table(head, body, numeric=range(2, 5 + len(names))))
     if any(r.delta is not None for r in rows):
         out.append(f'<p class="muted">{_md_to_html(formats.FLAG_NOTE)}</p>')
+    caveats = formats.caveat_lines(rows)
+    if caveats:
+        out.append(f'<p class="muted">{escape(caveats[0])}</p><ul class="muted">'
+                   + "".join(f"<li>{escape(line[2:])}</li>" for line in caveats[1:]) + "</ul>")  # fmt: skip
     out.append(_comparisons(compared))
     return "".join(out)
 
