@@ -4,9 +4,11 @@ scenes, box and mask AP from the COCO evaluator, collected beside a VOC benchmar
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,9 @@ def test_a_sweep_over_two_benchmarks_writes_each_table_in_its_own_folder(coco_sw
     planned = launch(*args, "plan=true")
     assert planned.returncode == 0, planned.output[-3000:]
     assert "  smoke_fast r50: " in planned.stdout and "  coco_smoke_c4 r50: " in planned.stdout
+    engine = (f"scored by hotcoco {metadata.version('hotcoco')}" if importlib.util.find_spec("hotcoco")
+              else "scored by xfer's NumPy engine, pycocotools' numbers (hotcoco is not installed)")  # fmt: skip
+    assert planned.stdout.count(f"coco_2017_val: {engine}") == 1  # said once, before anything runs; VOC says nothing
     run = launch(*args)
     assert run.returncode == 0, run.output[-3000:]
     for benchmark, names in (("smoke_fast", "AP50"), ("coco_smoke_c4", "box_AP")):

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -358,3 +359,30 @@ def test_without_hotcoco_the_numpy_engine_gives_pycocotools_numbers():
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["engine"] == "numpy"
     assert np.max(np.abs(np.array(got["stats"]) - oracle(gt, dets, "bbox").stats)) <= 1e-9
+
+
+@pytest.mark.parametrize("ids, why", [
+    ((1, 2, 3), ""),  # hotcoco gives pycocotools' numbers
+    ((0, 1, 2), "the ground truth has an annotation id 0, whose matches pycocotools does not count"),
+    ((-1, 1, 2), "the ground truth has a negative id, which hotcoco refuses"),
+])  # fmt: skip
+def test_the_launch_names_the_engine_each_test_dataset_gets(tmp_path, ids, why):
+    """What the launch prints per test dataset is what the trial's evaluator will decide: hotcoco, or the NumPy
+    engine with the reason (hotcoco_takes on the same ground truth)."""
+    pytest.importorskip("hotcoco")
+    from xfer.benchmarks import coco
+
+    annotations = [{"id": i, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
+                   for i in ids]  # fmt: skip
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "height": 8, "width": 8}], "annotations": annotations,
+          "categories": [{"id": 1, "name": "thing"}]}  # fmt: skip
+    json_file = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    json_file.parent.mkdir(parents=True)
+    json_file.write_text(json.dumps(gt))
+    (line,) = coco.evaluation_notes(tmp_path, ["coco_2017_val"], "xfer", tmp_path / "cache")
+    version = metadata.version("hotcoco")
+    assert line == (f"coco_2017_val: scored by xfer's NumPy engine, pycocotools' numbers ({why})" if why else
+                    f"coco_2017_val: scored by hotcoco {version}, pycocotools' numbers")  # fmt: skip
+    assert (ce.hotcoco_takes(ce.CocoTruth(gt)) or "") == why  # the trial's own decision, on the same file
+    assert coco.evaluation_notes(tmp_path, ["coco_2017_val"], "detectron2") == [
+        "coco_2017_val: scored by detectron2's COCOEvaluator (pycocotools)"]

@@ -34,6 +34,11 @@ SUBSETS = ("coco_2017_train_0.1",)  # drawn from train2017; DenseCL publishes ne
 SUBSET_HINT = (" DenseCL does not publish its 10% file or how it was drawn; python -m xfer coco-subset --datasets "
                "<the folder that holds coco/> writes one (10% of train2017's images, uniformly at random, seed 0).")
 SHOWN = 3  # bad entries named per file; the rest are counted
+# Why xfer's evaluator leaves a ground truth to its NumPy engine rather than hotcoco (xfer.benchmarks.coco_eval): the
+# launch says so once per test dataset, each trial's log again.
+HOTCOCO_MISSING = "hotcoco is not installed"
+NEGATIVE_ID = "the ground truth has a negative id, which hotcoco refuses"
+ZERO_ID = "the ground truth has an annotation id 0, whose matches pycocotools does not count"
 
 
 def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | None:
@@ -54,16 +59,26 @@ def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | Non
     return None
 
 
-def json_problems(json_file: Path) -> tuple[list[str], list, list[str]]:
-    """(problems, categories as [id, name] pairs, image file names) of one instances JSON."""
+def hotcoco_quirk(coco: Mapping) -> str:
+    """Why hotcoco would not give pycocotools' numbers on this instances JSON ("" when it would): a negative
+    annotation, image or category id, or an annotation id 0 (see :data:`NEGATIVE_ID`, :data:`ZERO_ID`)."""
+    ids = {k: [x.get("id") for x in coco.get(k, ()) if isinstance(x, dict)] for k in ("annotations", "images",
+                                                                                       "categories")}  # fmt: skip
+    if any(isinstance(i, int | float) and i < 0 for found in ids.values() for i in found):
+        return NEGATIVE_ID
+    return ZERO_ID if any(i == 0 for i in ids["annotations"]) else ""
+
+
+def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str]:
+    """(problems, categories as [id, name] pairs, image file names, :func:`hotcoco_quirk`) of one instances JSON."""
     try:
         coco = json.loads(json_file.read_bytes())
     except (OSError, ValueError) as e:
-        return [f"{json_file.name}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], []
+        return [f"{json_file.name}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], ""
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):  # fmt: skip
         return [f"{json_file.name}: not a COCO instances file (it needs lists 'images', 'annotations', "
-                "'categories')"], [], []  # fmt: skip
+                "'categories')"], [], [], ""  # fmt: skip
     categories = sorted([c.get("id"), c.get("name")] for c in coco["categories"] if isinstance(c, dict))
     images = [i for i in coco["images"] if isinstance(i, dict)]
     ids = {c[0] for c in categories}
@@ -75,10 +90,10 @@ def json_problems(json_file: Path) -> tuple[list[str], list, list[str]]:
         more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
         found.append(f"{json_file.name}: {len(bad)} of {len(coco['annotations'])} annotations are unusable: "
                      f"{'; '.join(bad[:SHOWN])}{more}")  # fmt: skip
-    return found, categories, [str(i.get("file_name")) for i in images]
+    return found, categories, [str(i.get("file_name")) for i in images], hotcoco_quirk(coco)
 
 
-def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str]]:
+def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str]:
     """:func:`json_problems`, kept on disk per state of the JSON (``xfer.store.digests.file_state``): a launch
     parses it at most once. A damaged entry is parsed again."""
     if cache is None:
@@ -86,13 +101,14 @@ def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[st
     entry = state_entry(Path(cache) / "coco_checks", file_state(json_file)).with_suffix(".json")
     try:
         kept = json.loads(entry.read_text())
-        return kept["problems"], kept["categories"], kept["files"]
-    except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged: parse the JSON again
+        return kept["problems"], kept["categories"], kept["files"], kept["hotcoco"]
+    except (OSError, ValueError, TypeError, KeyError):  # none yet, damaged, or of an older xfer: parse it again
         pass
-    found, categories, files = json_problems(json_file)
+    found, categories, files, quirk = json_problems(json_file)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(entry, json.dumps({"problems": found, "categories": categories, "files": files}))
-    return found, categories, files
+    write_text_atomic(entry, json.dumps({"problems": found, "categories": categories, "files": files,
+                                         "hotcoco": quirk}))  # fmt: skip
+    return found, categories, files, quirk
 
 
 def missing_images(image_dir: Path, files: list[str], json_name: str) -> list[str]:
@@ -127,7 +143,7 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
         if missing:
             found.append(f"dataset {name}: missing {', '.join(missing)}." + (SUBSET_HINT if name in SUBSETS else hint))
             continue
-        mine, seen[name], files = _read(json_file, cache)
+        mine, seen[name], files, _ = _read(json_file, cache)
         mine += missing_images(image_dir, files, json_file.name)
         found += [f"dataset {name}: {p}." for p in mine]
     lists = {tuple(map(tuple, c)) for c in seen.values() if c}
@@ -141,6 +157,27 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
                      f"{num_classes}: use the benchmark made for these datasets, or pass "
                      f"benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={n}.")  # fmt: skip
     return found
+
+
+def evaluation_notes(root: Path, names: Iterable[str], evaluator: str, cache: Path | None = None) -> list[str]:
+    """One line per test dataset naming what will score it, decided at launch as each trial's evaluator decides
+    it (``xfer.benchmarks.coco_eval``): hotcoco, or xfer's NumPy engine and why. Datasets whose check failed say
+    nothing (the launch stops on them)."""
+    import importlib.metadata
+    import importlib.util
+
+    out = []
+    for name in names:
+        if evaluator != "xfer":
+            out.append(f"{name}: scored by detectron2's COCOEvaluator (pycocotools)")
+            continue
+        image_dir, json_file = (Path(root) / p for p in SPLITS.get(name, ("", "")))
+        if name not in SPLITS or not json_file.is_file():
+            continue
+        why = HOTCOCO_MISSING if importlib.util.find_spec("hotcoco") is None else _read(json_file, cache)[3]
+        out.append(f"{name}: scored by xfer's NumPy engine, pycocotools' numbers ({why})" if why else
+                   f"{name}: scored by hotcoco {importlib.metadata.version('hotcoco')}, pycocotools' numbers")  # fmt: skip
+    return out
 
 
 def content_files(root: Path, name: str) -> list[Path]:

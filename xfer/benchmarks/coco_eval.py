@@ -104,12 +104,14 @@ def hotcoco_takes(truth: CocoTruth) -> str | None:
     """Why the "auto" engine leaves ``truth`` to NumPy, or None when hotcoco evaluates it: hotcoco is not
     installed; it refuses negative ids (``ValueError ... expected a non-negative integer``, where pycocotools
     scores them); and it counts a match to an annotation of id 0, which pycocotools reads as no match."""
+    from xfer.benchmarks.coco import HOTCOCO_MISSING, NEGATIVE_ID, ZERO_ID  # the launch's words (evaluation_notes)
+
     if hotcoco is None:
-        return "hotcoco is not installed"
+        return HOTCOCO_MISSING
     if any((ids < 0).any() for ids in (truth.ids, truth.img_ids, truth.cat_ids)):
-        return "the ground truth has a negative id, which hotcoco refuses"
+        return NEGATIVE_ID
     if (truth.ids == 0).any():
-        return "the ground truth has an annotation id 0, whose matches pycocotools does not count"
+        return ZERO_ID
     return None
 
 

@@ -103,6 +103,11 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
     return found
 
 
+def evaluation_notes(root: Path, names: Iterable[str], evaluator: str, cache: Path | None = None) -> list[str]:
+    """Nothing to say at launch: VOC's evaluators score every dataset the check passes the same way."""
+    return []
+
+
 def content_files(root: Path, name: str) -> list[Path]:
     """The files that say what a VOC split holds, for the trial's identity: its image list and the annotation
     of every image it lists (the images themselves are too large to hash at every launch). A list that cannot

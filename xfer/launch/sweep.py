@@ -26,6 +26,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from xfer import benchmarks
 from xfer.launch import identify, local, slurm
 from xfer.launch import plan as xfer_plan
 from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
@@ -34,7 +35,7 @@ from xfer.report import collect
 from xfer.store import handover, state, sweeps
 from xfer.store.files import RESULT
 from xfer.store.records import label
-from xfer.trial import devices
+from xfer.trial import devices, recipe
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,20 @@ def schedule_of(cfg: DictConfig) -> tuple[str, int, int]:
     return "GPU" if device == "cuda" else device, per_trial, at_once
 
 
+def evaluation_notes(planned: list[PlannedTrial]) -> list[str]:
+    """What will score each test dataset of the sweep (``evaluation_notes`` of its format), each said once."""
+    notes, seen = [], set()
+    for p in planned:
+        cfg = activate(p)
+        names = tuple(recipe.value(cfg, "DATASETS.TEST", ()))
+        key = (benchmarks.format_of(cfg), str(cfg.benchmark.datasets_root), names, str(cfg.trial.evaluator))
+        if key not in seen:
+            seen.add(key)
+            notes += benchmarks.of(cfg).evaluation_notes(Path(cfg.benchmark.datasets_root), names,
+                                                         str(cfg.trial.evaluator), Path(cfg.paths.cache))  # fmt: skip
+    return list(dict.fromkeys(notes))
+
+
 def record_sweep(cfg: DictConfig, sweep_dirs: list[Path]) -> None:
     """``sweep.json`` in each folder (``xfer.store.sweeps``): the command and the schedule, for status and the
     report."""
@@ -101,11 +116,12 @@ def launch(
         report_problems(found)
         raise SystemExit(2)
     if config.plan:
+        print("".join(f"{line}\n" for line in evaluation_notes(planned)), end="")
         print("no problems found: run the same command without plan=true to start")
         return []
     record_identities(planned)
     record_sweep(activate(planned[0]), sweep_dirs)
-    for line in redo_damaged(planned) + stale(planned):
+    for line in evaluation_notes(planned) + redo_damaged(planned) + stale(planned):
         print(line)
     if on_slurm:
         submit_to_slurm(planned, config, sweep_dirs)
@@ -197,7 +213,7 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
         return p.state.result
     record_identities([p])
     record_sweep(cfg, [Path(sweep_dir)])
-    for line in redo_damaged([p]) + stale([p]):
+    for line in evaluation_notes([p]) + redo_damaged([p]) + stale([p]):
         print(line)
     if not to_run(p, rerun_stale([p])):
         return p.state.result
