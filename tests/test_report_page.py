@@ -127,3 +127,15 @@ def test_a_screenshot_shows_the_table(chromium, report, tmp_path):
     region = shot.crop(tuple(round(v) for v in box))
     dark = sum(1 for p in region.getdata() if p < 128)
     assert dark > 0.01 * region.width * region.height, dark  # text drawn in the table's box
+
+
+def test_over_its_limit_the_page_points_to_tensorboard_instead_of_drawing_every_curve(report, monkeypatch):
+    """A sweep of more trials than ``page.CURVE_TRIALS`` (500) gets no curves on the page (2,000 trials' metrics.json
+    took 6.5 s to read), and the page says where they are."""
+    from xfer.report import page
+
+    assert report.read_text().count('<svg class="curve"') == 2  # the fixture's 13 trials, one with curves: both drawn
+    monkeypatch.setattr(page, "CURVE_TRIALS", 9)
+    collect.collect([report.parent], plots=False)
+    text = report.read_text()
+    assert '<svg class="curve"' not in text and "more than this page draws (9)" in text and "tensorboard" in text
