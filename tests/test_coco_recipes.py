@@ -488,6 +488,7 @@ def test_the_keys_build_the_papers_models():
     assert [type(getattr(dense.roi_heads.mask_head, f"mask_fcn{i}").norm) for i in range(1, 5)] == [nn.SyncBatchNorm] * 4
 
 
+@pytest.mark.launch  # composes eleven configs: seconds
 def test_rows_trained_by_another_optimizer_say_so_in_conf_and_below_the_table():
     """RegionCL's COCO rows came from detectron2 0.5 (tests/test_optimizer_groups.py works out how its groups
     differ): each carries a caveat naming the version and the opt-in, and collect prints it below the table; the
