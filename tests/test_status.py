@@ -128,3 +128,23 @@ def test_slurm_speaks_first_while_it_has_the_job(every_state):
     assert state.of(empty).state == "to run"
     gone = state.of(empty, job=queue.JobState("COMPLETED"))
     assert gone.state == "failed" and "ended (COMPLETED) without a result" in gone.cause
+
+
+def test_the_report_is_rewritten_only_when_what_it_shows_changed(every_state):
+    """status rewrites a sweep's report.html when a trial's state, progress or cause, or the launch, changed since
+    the page was written, and leaves it alone otherwise (a finished 2,000-trial sweep's page takes seconds)."""
+    from xfer.report import page, results
+
+    sweep = every_state / "voc0712_c4_24k"
+    sweeps.write(sweep, sweeps.SweepRecord("python launch.py -m seed=0-6", "local", "GPU", 1, 2, 0.0))
+
+    def look() -> list[Path]:
+        trials = results.read_trials([every_state])
+        return page.refresh([every_state], trials, status.scan([every_state], trials=trials))
+
+    assert look() == [sweep / "report.html"]
+    before = (sweep / "report.html").stat().st_mtime_ns
+    assert look() == [] and (sweep / "report.html").stat().st_mtime_ns == before  # nothing changed
+    never_started = sweep / "r50_regioncl_d" / "seed4"
+    (never_started / "failure.json").write_text(json.dumps({"cause": "CUDA out of memory"}))
+    assert look() == [sweep / "report.html"] and "CUDA out of memory" in (sweep / "report.html").read_text()

@@ -61,8 +61,11 @@ def _report_refresher(dirs: list[Path], every_s: float = 30.0):
 
     def refresh(trials, statuses) -> None:
         if time.monotonic() - last[0] >= every_s:
-            page.refresh(dirs, trials, statuses)
             last[0] = time.monotonic()
+            try:
+                page.refresh(dirs, trials, statuses)
+            except OSError as e:  # another user's sweep, a read-only copy: the table still shows
+                print(f"report.html not refreshed: {e}", file=sys.stderr)
 
     return refresh
 

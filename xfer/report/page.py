@@ -13,6 +13,7 @@ mail or a shared folder; every text that comes from a result file is escaped (``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -234,7 +235,9 @@ def write(folder: Path, rows: list[Row], compared: Sequence[Comparison], statuse
     curves = {t.path: read_curves(t.path) for t in every} if len(every) <= CURVE_TRIALS else {}
     eta = sweep_eta(statuses, dirs)
     path = Path(folder) / REPORT
-    write_text_atomic(path, html(Path(folder).resolve().name, rows, compared, statuses, sweep, curves, eta))
+    text = html(Path(folder).resolve().name, rows, compared, statuses, sweep, curves, eta)
+    mark = f'<meta name="xfer-state" content="{fingerprint(statuses, sweeps.read(folder))}">'
+    write_text_atomic(path, text.replace('<meta charset="utf-8">', f'<meta charset="utf-8">{mark}', 1))
     return path
 
 
@@ -249,16 +252,36 @@ def sweep_folders(dirs: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def fingerprint(statuses: Sequence[TrialStatus], sweep: SweepRecord | None) -> str:
+    """What the page shows that can change between two looks at a sweep: each trial's state, progress and cause,
+    and the latest launch. The same fingerprint, the same page (its ETA aside: nothing runs, nothing moves)."""
+    seen = sorted((str(s.path), s.state, s.iteration, s.max_iter, s.cause, s.job) for s in statuses)
+    return hashlib.sha256(repr((seen, sweep)).encode()).hexdigest()[:16]
+
+
+def _written_for(path: Path) -> str | None:
+    """The fingerprint a page was written for (in its head), or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(1024)
+    except OSError:
+        return None
+    found = re.search(r'<meta name="xfer-state" content="([0-9a-f]+)">', head)
+    return found[1] if found else None
+
+
 def refresh(dirs: Sequence[Path], trials: list, statuses: list[TrialStatus]) -> list[Path]:
     """Rewrite the report of every sweep folder under ``dirs`` (:func:`sweep_folders`) from the trials and statuses
-    ``status`` has read, each folder's own: what ``python -m xfer status`` does besides its table."""
+    ``status`` has read, each folder's own: what ``python -m xfer status`` does besides its table. A page written
+    for the same :func:`fingerprint` is left as it is (a finished 2,000-trial sweep's page takes seconds)."""
     from xfer.report import comparisons, results
 
     written, real = [], {p: p.resolve() for p in [t.path for t in trials] + [s.path for s in statuses if s.path]}
     for folder in sweep_folders(dirs):
         top = folder.resolve()
-        mine = [t for t in trials if top in real[t.path].parents]
-        rows = results.summarize(mine)
         here = [s for s in statuses if s.path and top in real[s.path].parents]
+        if _written_for(folder / REPORT) == fingerprint(here, sweeps.read(folder)):
+            continue
+        rows = results.summarize([t for t in trials if top in real[t.path].parents])
         written.append(write(folder, rows, comparisons.compare(rows), here, [folder]))
     return written
