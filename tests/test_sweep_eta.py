@@ -61,7 +61,7 @@ def test_status_gives_the_sweeps_eta_from_the_folders_and_sweep_json(tmp_path, m
     (partial.parent / IDENTITY).write_text(json.dumps({"recipe": {"SOLVER.MAX_ITER": 24000}}))
     sweeps.write(root / "voc0712_c4_24k", sweeps.SweepRecord("python launch.py -m", "local", "GPU", 1, 2, 0.0))
     dirs = [root / "voc0712_c4_24k"]
-    eta = status.sweep_eta(status.scan(dirs), dirs)
+    eta = status.sweep_eta(status.scan(dirs), status.groups_of(dirs))
     assert (eta.seconds, eta.trials, eta.unpriced, eta.groups) == (300.0, 3, 0, 2)
     sweeps.write(root / "voc0712_c4_24k", sweeps.SweepRecord("python launch.py -m", "local", "GPU", 1, 1, 0.0))
-    assert status.sweep_eta(status.scan(dirs), dirs).seconds == 500.0  # one group: the sum
+    assert status.sweep_eta(status.scan(dirs), status.groups_of(dirs)).seconds == 500.0  # one group: the sum

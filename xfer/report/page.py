@@ -208,15 +208,15 @@ def provenance_section(rows: list[Row], sweep: SweepRecord | None) -> str:
 
 
 def html(title: str, rows: list[Row], compared: Sequence[Comparison], statuses: list[TrialStatus],
-         sweep: SweepRecord | None, curves: dict[Path, Curves], eta: SweepEta | None) -> str:  # fmt: skip
-    """The whole page."""
+         sweep: SweepRecord | None, curves: dict[Path, Curves], eta: SweepEta | None, state: str = "") -> str:  # fmt: skip
+    """The whole page; ``state``: the :func:`fingerprint` it shows, kept in its head for :func:`refresh`."""
     finished = sum(r.n for r in rows)
     summary = f"{finished} trial(s) finished in {len(rows)} setting(s); " + (eta_line(eta) or "nothing left to run")
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("results", "Results"), ("ap", "AP per trial"),
                   ("curves", "Curves"), ("unfinished", "Unfinished"), ("provenance", "Provenance")))  # fmt: skip
     parts = [results_section(rows, compared), ap_section(rows), curves_section(rows, curves),
              unfinished_section(statuses, eta), provenance_section(rows, sweep)]  # fmt: skip
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="xfer-state" content="{state}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>xfer: {escape(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>xfer report: {escape(title)}</h1>"
             f'<p class="muted">{escape(summary)}. Written {escape(time.strftime("%Y-%m-%d %H:%M:%S"))}.</p>'
@@ -229,15 +229,14 @@ def write(folder: Path, rows: list[Row], compared: Sequence[Comparison], statuse
     ``folder``); the latest launch's ``sweep.json`` of ``folder`` or of the first of ``dirs`` that has one."""
     from xfer.report.status import sweep_eta
 
-    dirs = list(dirs) or [Path(folder)]
-    sweep = next(filter(None, (sweeps.read(d) for d in (folder, *dirs))), None)
+    own = sweeps.read(folder)
+    sweep = own or next(filter(None, map(sweeps.read, dirs)), None)
     every = [t for r in rows for t in (*r.done, *r.missing)]
     curves = {t.path: read_curves(t.path) for t in every} if len(every) <= CURVE_TRIALS else {}
-    eta = sweep_eta(statuses, dirs)
+    eta = sweep_eta(statuses, sweep.at_once if sweep else 0)
     path = Path(folder) / REPORT
-    text = html(Path(folder).resolve().name, rows, compared, statuses, sweep, curves, eta)
-    mark = f'<meta name="xfer-state" content="{fingerprint(statuses, sweeps.read(folder))}">'
-    write_text_atomic(path, text.replace('<meta charset="utf-8">', f'<meta charset="utf-8">{mark}', 1))
+    title = Path(folder).resolve().name
+    write_text_atomic(path, html(title, rows, compared, statuses, sweep, curves, eta, fingerprint(statuses, own)))
     return path
 
 
@@ -255,7 +254,8 @@ def sweep_folders(dirs: Sequence[Path]) -> list[Path]:
 def fingerprint(statuses: Sequence[TrialStatus], sweep: SweepRecord | None) -> str:
     """What the page shows that can change between two looks at a sweep: each trial's state, progress and cause,
     and the latest launch. The same fingerprint, the same page (its ETA aside: nothing runs, nothing moves)."""
-    seen = sorted((str(s.path), s.state, s.iteration, s.max_iter, s.cause, s.job) for s in statuses)
+    seen = sorted(((str(s.path), s.state, s.iteration, s.max_iter, s.cause, s.job) for s in statuses),
+                  key=lambda x: x[0])  # fmt: skip
     return hashlib.sha256(repr((seen, sweep)).encode()).hexdigest()[:16]
 
 

@@ -207,10 +207,15 @@ def scan(dirs: list[Path], now: float | None = None, trials: list | None = None)
     return out
 
 
-def sweep_eta(statuses: list[TrialStatus], dirs: list[Path]) -> schedule.SweepEta:
-    """When the sweep in ``dirs`` will end (``xfer.report.schedule``): on as many device groups as its latest
-    launch runs at once (``sweep.json``; the most of any folder given), at least those running now."""
-    groups = max([r.at_once for r in map(sweeps.read, dirs) if r], default=0)
+def groups_of(dirs: list[Path]) -> int:
+    """How many trials the sweep in ``dirs`` runs at once, as its latest launch said (``sweep.json``; the most of
+    any folder given); 0 when none says."""
+    return max([r.at_once for r in map(sweeps.read, dirs) if r], default=0)
+
+
+def sweep_eta(statuses: list[TrialStatus], groups: int) -> schedule.SweepEta:
+    """When the sweep will end (``xfer.report.schedule``): on ``groups`` device groups (:func:`groups_of`), at least
+    those running now."""
     left = [schedule.Left(s.state, s.pace_key, s.iteration, s.max_iter, s.eta_s, s.s_per_iter) for s in statuses]
     return schedule.sweep_eta(left, groups)
 
@@ -232,7 +237,7 @@ def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Conso
 
     out = out or console()
     title = lambda rows: "; ".join(filter(None, [f"{', '.join(map(str, dirs))}: {counts(rows) or 'no trials'}",  # noqa: E731
-                                                 eta_line(sweep_eta(rows, dirs))]))
+                                                 eta_line(sweep_eta(rows, groups_of(dirs)))]))
 
     def look() -> list[TrialStatus]:
         trials = results.read_trials(dirs)
