@@ -114,6 +114,21 @@ def test_plan_shows_the_matrix_and_the_estimate_and_runs_nothing(tmp_path):
     assert bad.returncode == 2 and "| smoke_fast/r50_densecl |" in bad.stdout and "cannot share the global batch" in bad.stderr
 
 
+@pytest.mark.launch
+def test_plan_of_one_trial_without_m_runs_nothing(tmp_path, smoke_fast_made):
+    """``python launch.py ... plan=true`` (no ``-m``) plans that one trial and runs nothing, as a sweep's plan does;
+    a bad option is still named, with status 2."""
+    made = smoke_fast_made(tmp_path)
+    args = ("benchmark=smoke_fast", "pretrain=densecl", "seed=0", f"output_root={made}")
+    run = launch(*args, "plan=true")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "(nothing runs with plan=true)" in run.stdout and "| smoke_fast/r50_densecl | to run |" in run.stdout
+    assert "1 trials: 1 to run" in run.stdout and "no problems found" in run.stdout
+    assert not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("trial.yaml"))
+    bad = launch(*args, "plan=true", "trial.evaluator=nope")
+    assert bad.returncode == 2 and "trial.evaluator='nope'" in bad.stderr, bad.output[-3000:]
+
+
 def test_slurm_speaks_first_while_it_has_the_job(every_state):
     """Issue 12, item 6: a requeue's SIGTERM leaves failure.json; SLURM still has the job, so it is not failed."""
     failed = every_state / "voc0712_c4_24k" / "r50_regioncl_d" / "seed3"  # has failure.json

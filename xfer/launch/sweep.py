@@ -202,6 +202,8 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     sha256, error = inputs(cfg)
     kin, error = family_of(cfg, sha256, error, ids, dict(OmegaConf.to_container(hc.runtime.choices)))
     p = locate(PlannedTrial(0, list(overrides), cfg, Path(), None, sha256, error, kin), Path(sweep_dir))
+    if cfg.plan:
+        return plan_single(p)
     if p.done:
         log.info("trial done already, skipping: %s", p.dir / RESULT)
         return p.state.result
@@ -221,6 +223,19 @@ def run_single(cfg: DictConfig, sweep_dir: Path, overrides: Sequence[str]) -> di
     job = local.Job(p.dir, label(p.setting.key, cfg.seed))
     exit_with(local.run([job], cfg.cluster, devices.resolve(cfg.trial.device)))
     return state.read_result(p.dir).record
+
+
+def plan_single(p: PlannedTrial) -> dict:
+    """``plan=true`` without ``-m``: the one trial's plan and the launch's checks, as for a sweep; nothing runs."""
+    print(f"plan of trial {p.dir} (nothing runs with plan=true):")
+    print(plan_of([p]), end="")
+    found = [] if p.done else check([p])
+    if found:
+        report_problems(found)
+        raise SystemExit(2)
+    print("".join(f"{line}\n" for line in evaluation_notes([p])), end="")
+    print("no problems found: run the same command without plan=true to start")
+    return {}
 
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:
