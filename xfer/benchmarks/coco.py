@@ -38,7 +38,8 @@ SHOWN = 3  # bad entries named per file; the rest are counted
 # launch says so once per test dataset, each trial's log again.
 HOTCOCO_MISSING = "hotcoco is not installed"
 NEGATIVE_ID = "the ground truth has a negative id, which hotcoco refuses"
-ZERO_ID = "the ground truth has an annotation id 0, whose matches pycocotools does not count"
+ZERO_ID = ("the category holding an annotation id 0 by xfer's NumPy engine, since pycocotools does not count a "
+           "match to it")
 
 
 def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | None:
@@ -60,8 +61,9 @@ def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | Non
 
 
 def hotcoco_quirk(coco: Mapping) -> str:
-    """Why hotcoco would not give pycocotools' numbers on this instances JSON ("" when it would): a negative
-    annotation, image or category id, or an annotation id 0 (see :data:`NEGATIVE_ID`, :data:`ZERO_ID`)."""
+    """Why hotcoco alone would not give pycocotools' numbers on this instances JSON ("" when it would): a negative
+    annotation, image or category id (:data:`NEGATIVE_ID`: the NumPy engine scores it), or an annotation id 0
+    (:data:`ZERO_ID`: hotcoco scores it but for that category)."""
     ids = {k: [x.get("id") for x in coco.get(k, ()) if isinstance(x, dict)] for k in ("annotations", "images",
                                                                                        "categories")}  # fmt: skip
     if any(isinstance(i, int | float) and i < 0 for found in ids.values() for i in found):
@@ -175,8 +177,11 @@ def evaluation_notes(root: Path, names: Iterable[str], evaluator: str, cache: Pa
         if name not in SPLITS or not json_file.is_file():
             continue
         why = HOTCOCO_MISSING if importlib.util.find_spec("hotcoco") is None else _read(json_file, cache)[3]
-        out.append(f"{name}: scored by xfer's NumPy engine, pycocotools' numbers ({why})" if why else
-                   f"{name}: scored by hotcoco {importlib.metadata.version('hotcoco')}, pycocotools' numbers")  # fmt: skip
+        if why in ("", ZERO_ID):
+            hot = f"{name}: scored by hotcoco {importlib.metadata.version('hotcoco')}, pycocotools' numbers"
+            out.append(f"{hot} ({why})" if why else hot)
+        else:
+            out.append(f"{name}: scored by xfer's NumPy engine, pycocotools' numbers ({why})")
     return out
 
 

@@ -9,9 +9,11 @@ means of them (:func:`summary`):
   unknown categories, custom max_dets). At val2017 scale on one core (bench/coco_eval_speed.py: 5,000
   images, 45k ground truth, 498k detections with masks), :func:`coco_eval` on it takes 0.98 s for boxes
   and 2.5 s for masks, where pycocotools takes 32.9 s and 37.7 s: 34x and 15x. The one difference found: pycocotools stores a match as the ground truth's
-  *id*, so a match to an annotation of id 0 reads as none; hotcoco counts it. Ground truth with an id 0
-  therefore goes to the other engine. Detections of categories the dataset does not list are dropped
-  before hotcoco sees them (pycocotools drops them too; hotcoco would warn on stderr).
+  *id*, so a match to an annotation of id 0 reads as none; hotcoco counts it. COCOeval scores each category
+  apart from the others (its [T, R, K, A, M] arrays have one K slice per category), so the slice of the
+  category holding an annotation of id 0 is computed again by the NumPy engine on that category alone, and
+  replaces hotcoco's. Detections of categories the dataset does not list are dropped before hotcoco sees
+  them (pycocotools drops them too; hotcoco would warn on stderr).
 - ``numpy``: :mod:`xfer.benchmarks.coco_arrays`, pycocotools' algorithm vectorized with NumPy (mask IoU
   by pycocotools' own C code), bit for bit too, quirks included; 4.3 s and 6.8 s there (7.7x, 5.5x).
 faster-coco-eval (1.8.0) was considered first: within 1e-16 of pycocotools everywhere tested, but on one
@@ -57,7 +59,8 @@ except ImportError:  # an optional dependency (no wheel for every platform): the
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "hotcoco", "numpy")
-__all__ = ["COCOEvaluator", "CocoEval", "CocoTruth", "coco_eval", "evaluate", "stat_names", "summary"]
+__all__ = ["COCOEvaluator", "CocoEval", "CocoTruth", "coco_eval", "evaluate", "stat_names", "summary",
+           "zero_id_categories"]
 
 
 def stat_names(max_dets: tuple[int, ...] = (1, 10, 100)) -> tuple[str, ...]:
@@ -81,7 +84,7 @@ class CocoEval:
 def coco_eval(gt: CocoTruth | dict | str | os.PathLike, detections: list[dict], iou_type: str,
               max_dets: tuple[int, ...] = (1, 10, 100), engine: str = "auto") -> CocoEval:  # fmt: skip
     """pycocotools' ``loadRes`` + ``COCOeval(gt, dt, iou_type)`` evaluate/accumulate/summarize.
-    ``engine``: "auto" (hotcoco, or numpy for ground truth with an id 0), "hotcoco" or "numpy"."""
+    ``engine``: "auto" (hotcoco, or numpy where :func:`hotcoco_takes` says why not), "hotcoco" or "numpy"."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', not {iou_type!r}")
     if engine not in ENGINES:
@@ -102,17 +105,33 @@ def coco_eval(gt: CocoTruth | dict | str | os.PathLike, detections: list[dict], 
 
 def hotcoco_takes(truth: CocoTruth) -> str | None:
     """Why the "auto" engine leaves ``truth`` to NumPy, or None when hotcoco evaluates it: hotcoco is not
-    installed; it refuses negative ids (``ValueError ... expected a non-negative integer``, where pycocotools
-    scores them); and it counts a match to an annotation of id 0, which pycocotools reads as no match."""
-    from xfer.benchmarks.coco import HOTCOCO_MISSING, NEGATIVE_ID, ZERO_ID  # the launch's words (evaluation_notes)
+    installed; or it refuses negative ids (``ValueError ... expected a non-negative integer``, where
+    pycocotools scores them). (An annotation id 0 stays with hotcoco: see :func:`zero_id_categories`.)"""
+    from xfer.benchmarks.coco import HOTCOCO_MISSING, NEGATIVE_ID  # the launch's words (evaluation_notes)
 
     if hotcoco is None:
         return HOTCOCO_MISSING
     if any((ids < 0).any() for ids in (truth.ids, truth.img_ids, truth.cat_ids)):
         return NEGATIVE_ID
-    if (truth.ids == 0).any():
-        return ZERO_ID
     return None
+
+
+def zero_id_categories(truth: CocoTruth) -> list[int]:
+    """Positions (in ``truth.cat_ids``) of the categories holding an annotation of id 0, whose matches pycocotools
+    does not count and hotcoco does: the hotcoco engine leaves their slices to the NumPy engine."""
+    return np.unique(truth.cat[truth.ids == 0]).tolist()
+
+
+def _one_category(truth: CocoTruth, k: int) -> CocoTruth:
+    """``truth`` restricted to its ``k``-th category (every image kept, as ``Params.imgIds`` keeps them); cached."""
+    key = ("category", k)
+    if key not in truth.cache:
+        cat_id = int(truth.cat_ids[k])
+        truth.cache[key] = CocoTruth({
+            "images": truth.dataset["images"],
+            "categories": [c for c in truth.dataset["categories"] if c["id"] == cat_id],
+            "annotations": [truth.anns[i] for i in np.flatnonzero(truth.cat == k).tolist()]})  # fmt: skip
+    return truth.cache[key]
 
 
 @contextlib.contextmanager
@@ -145,7 +164,13 @@ def _hotcoco(truth: CocoTruth, detections: list[dict], iou_type: str,
     ev.params.maxDets = list(max_dets)  # a live object: assigning a whole value reaches the evaluator
     ev.evaluate()
     ev.accumulate()
-    return np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"])
+    precision, recall = np.array(ev.eval["precision"]), np.array(ev.eval["recall"])
+    for k in zero_id_categories(truth):  # pycocotools' reading of a match to id 0, for those categories only
+        part = _one_category(truth, k)
+        cat_id = int(part.cat_ids[0])
+        p, r = precision_recall(part, [d for d in detections if d["category_id"] == cat_id], iou_type, max_dets)
+        precision[:, :, k], recall[:, k] = p[:, :, 0], r[:, 0]
+    return precision, recall
 
 
 def summary(precision: np.ndarray, recall: np.ndarray, max_dets: tuple[int, ...]) -> np.ndarray:
@@ -236,6 +261,9 @@ class COCOEvaluator(DatasetEvaluator):
             return OrderedDict()
         if self._engine == "auto" and (why := hotcoco_takes(self._truth)):
             log.info("COCO evaluation on xfer's NumPy engine (pycocotools' numbers): %s", why)
+        elif self._engine in ("auto", "hotcoco") and zero_id_categories(self._truth):
+            log.info("COCO evaluation on hotcoco; the category holding an annotation id 0 on xfer's NumPy engine, "
+                     "since pycocotools does not count a match to it")
         return OrderedDict((task, self._task_results(results, task)) for task in sorted(tasks))
 
     def _task_results(self, results: list[dict], task: str) -> dict[str, float]:
