@@ -116,8 +116,7 @@ def launch(
         report_problems(found)
         raise SystemExit(2)
     if config.plan:
-        print("".join(f"{line}\n" for line in evaluation_notes(planned)), end="")
-        print("no problems found: run the same command without plan=true to start")
+        plan_passed(planned)
         return []
     record_identities(planned)
     record_sweep(activate(planned[0]), sweep_dirs)
@@ -229,13 +228,18 @@ def plan_single(p: PlannedTrial) -> dict:
     """``plan=true`` without ``-m``: the one trial's plan and the launch's checks, as for a sweep; nothing runs."""
     print(f"plan of trial {p.dir} (nothing runs with plan=true):")
     print(plan_of([p]), end="")
-    found = [] if p.done else check([p])
+    found = check([p])
     if found:
         report_problems(found)
         raise SystemExit(2)
-    print("".join(f"{line}\n" for line in evaluation_notes([p])), end="")
-    print("no problems found: run the same command without plan=true to start")
+    plan_passed([p])
     return {}
+
+
+def plan_passed(planned: list[PlannedTrial]) -> None:
+    """The end of ``plan=true`` once the checks passed: what will score each test dataset, and what to run next."""
+    print("".join(f"{line}\n" for line in evaluation_notes(planned)), end="")
+    print("no problems found: run the same command without plan=true to start")
 
 
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:
