@@ -6,7 +6,7 @@ STAMP := $(VENV)/.xfer-setup
 # This machine's torch; on a GPU cluster pass your own, e.g. make setup TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup slurm-packages smoke test test-fast lint
+.PHONY: setup slurm-packages smoke smoke-coco test test-fast lint
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ slurm-packages:
 
 smoke: setup
 	$(PY) launch.py -m benchmark=smoke pretrain=scratch,densecl,regioncl seed=0-4 cluster.devices=2 cluster.gpus_per_trial=1
+
+# The COCO smoke that learns: Mask R-CNN C4 and FPN, smoke pretraining vs scratch, 3 seeds (the suite's COCO tier)
+smoke-coco: setup
+	$(PY) launch.py -m benchmark=coco_smoke_c4,coco_smoke_fpn pretrain=scratch,densecl seed=0-2 cluster.devices=2 cluster.gpus_per_trial=1
 
 # One pytest-xdist worker per core; tests that share a session's sweep run on one worker (tests/xdist_groups.py).
 XDIST := -n auto --dist loadgroup

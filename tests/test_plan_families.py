@@ -120,11 +120,11 @@ def test_what_is_a_leaf():
 def test_a_missing_coco_image_is_named_once_for_a_sweep_of_checkpoints(tmp_path):
     """Checked for the sweep's first checkpoint and kept for the others, the COCO images a JSON lists are all
     looked for in one listing of their folder: one removed and one replaced by a folder of its name are named."""
-    with hydra_sweep("benchmark=coco_smoke_c4", "pretrain=custom", "pretrain.name=ma,mb", "seed=0,1",
+    with hydra_sweep("benchmark=coco_smoke_fast", "pretrain=custom", "pretrain.name=ma,mb", "seed=0,1",
                      "trial.device=cpu", f"output_root={tmp_path}") as (ctx, config, jobs):  # fmt: skip
         planned = trials.plan(ctx, config, jobs, 0)
         assert triage.check(planned) == []
-        coco = tmp_path / "_cache" / "coco_smoke_c4" / "datasets" / "coco"
+        coco = tmp_path / "_cache" / "coco_smoke_fast" / "datasets" / "coco"
         listed = [i["file_name"] for i in json.loads((coco / "annotations" / "instances_val2017.json").read_text())["images"]]
         gone, folder = coco / "val2017" / listed[0], coco / "val2017" / listed[1]
         gone.unlink()
@@ -146,7 +146,7 @@ def test_a_checkpoint_is_checked_against_each_backbone_it_is_swept_with(tmp_path
 
     ckpt = tmp_path / "mine_r50.pth"
     torch.save(layouts.torchvision_resnet(50, 16, 32, 8, seed=3), ckpt)
-    with hydra_sweep("benchmark=smoke_fast,coco_smoke_c4", "backbone=r50,r101", "pretrain=custom",
+    with hydra_sweep("benchmark=smoke_fast,coco_smoke_fast", "backbone=r50,r101", "pretrain=custom",
                      f"pretrain.weights={ckpt}", "seed=0", "trial.device=cpu", f"output_root={tmp_path}") as (ctx, config, jobs):  # fmt: skip
         found = triage.check(trials.plan(ctx, config, jobs, 0))
     assert [m for m in found if "ResNet-" in m] == [

@@ -89,7 +89,7 @@ def squeue(env: dict | None = None) -> str:
 def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     """Two benchmarks in one sweep (VOC and COCO): one array, and the collect job writes each benchmark's table in
     its own folder, not under the default benchmark's name that Hydra's sweep folder has."""
-    sweep = ("-m", *CPU, "benchmark=smoke_fast,coco_smoke_c4", "pretrain=densecl,regioncl", "seed=0")
+    sweep = ("-m", *CPU, "benchmark=smoke_fast,coco_smoke_fast", "pretrain=densecl,regioncl", "seed=0")
     run = launch(*sweep, "cluster.wait=true", f"output_root={tmp_path}", env=ENV)
     assert run.returncode == 0, run.output[-4000:]
     assert "4 to submit" in run.stdout and "submitted 4 trials as SLURM job array" in run.stdout
@@ -99,7 +99,7 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     assert len(trials) == 4
     assert sorted(job_id(t) for t in trials) == [f"{array}_{i}" for i in range(4)]  # one array, one task each
     collect_log = next((tmp_path / "smoke_fast" / "_slurm" / collect_id).glob("*_log.out")).read_text()
-    for benchmark in ("smoke_fast", "coco_smoke_c4"):
+    for benchmark in ("smoke_fast", "coco_smoke_fast"):
         for setting in (f"{benchmark}/r50_densecl | 1/5 |", f"{benchmark}/r50_regioncl_d | 1/5 |"):
             assert setting in collect_log and setting in (tmp_path / benchmark / "table.md").read_text()
     assert not (tmp_path / "voc0712_c4_24k").exists()

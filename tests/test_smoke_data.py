@@ -184,5 +184,37 @@ def test_the_coco_smoke_dataset_loads_in_detectron2_with_crowd_regions(tmp_path)
     anns = [a for r in records for a in r["annotations"]]
     assert len(records) == 20 and len(anns) > 30
     assert any(a["iscrowd"] for a in anns) and all(a["segmentation"] for a in anns)
-    assert MetadataCatalog.get("coco_2017_val").thing_classes == list(VOC_CLASSES)
+    # ids 1, 3, 5, ... go round the colours first: red, green, blue, yellow, magenta disc (scene classes 0, 4, 8, 12,
+    # 16, named as VOC's classes 0, 4, 8, ...), then the squares (1, 5, ...): ids one apart differ in colour
+    names = MetadataCatalog.get("coco_2017_val").thing_classes
+    assert names[:7] == ["aeroplane", "bottle", "chair", "horse", "sheep", "bicycle", "bus"]
+    assert sorted(names) == sorted(VOC_CLASSES)
     assert sorted({a["category_id"] for a in anns}) == list(range(20))  # 1, 3, ..., 39 mapped to 0..19
+    # in the pixels: a plain object of the j-th category (contiguous id j) is painted in colour j % 5
+    from pycocotools import mask as mask_utils
+
+    for r in records:
+        pixels = np.asarray(Image.open(r["file_name"]).convert("RGB")).astype(float)
+        for a in r["annotations"]:
+            if not a["iscrowd"]:
+                rles = mask_utils.frPyObjects(a["segmentation"], r["height"], r["width"])
+                inside = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+                mean = pixels[inside].mean(axis=0)
+                nearest = min(range(5), key=lambda k: np.abs(mean - np.array(scenes.COLOURS[k])).sum())
+                assert nearest == a["category_id"] % 5, (r["file_name"], a, mean)
+
+
+def test_the_voc_and_coco_smokes_fine_tune_one_smoke_pretraining():
+    """The smoke pretraining is the smoke's "ImageNet": one detector (the VOC smoke's C4) trained once per backbone,
+    whichever smoke fine-tunes it. The COCO smokes' own models (Mask R-CNN C4, FPN) do not change what it trains,
+    so all three share one cached file (made once in the suite's COCO tier and by make smoke-coco)."""
+    from hydra import compose, initialize_config_dir
+
+    from xfer import smoke
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        specs = {b: smoke._pretraining_spec(compose("config", overrides=[f"benchmark={b}", "pretrain=densecl"]))
+                 for b in ("smoke", "coco_smoke_c4", "coco_smoke_fpn")}  # fmt: skip
+    assert specs["coco_smoke_c4"] == specs["smoke"] == specs["coco_smoke_fpn"]
+    model = specs["smoke"]["d2"]["MODEL"]
+    assert model["MASK_ON"] is False and model["ROI_HEADS"]["NAME"] == "Res5ROIHeadsExtraNorm"  # the VOC smoke's C4

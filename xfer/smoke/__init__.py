@@ -56,9 +56,10 @@ def ensure_weights(path: Path, layout: str, spec: Mapping, make: Callable[[], Ma
 
 
 def _pretraining_spec(cfg: DictConfig) -> dict:
-    """What the smoke pretraining of this backbone trains: the smoke's model under the pretraining's solver."""
+    """What the smoke pretraining of this backbone trains: its model (the VOC smoke's detector, whichever
+    benchmark fine-tunes it, so that the VOC and COCO smokes share one cached pretraining) under its solver."""
     gen = cfg.benchmark.smoke
-    parts = [cfg.benchmark.d2, cfg.backbone.d2, gen.pretraining.d2]
+    parts = [gen.pretraining.model, cfg.backbone.d2, gen.pretraining.d2]
     plain = [OmegaConf.create(OmegaConf.to_container(p, resolve=True)) for p in parts]  # unstructured: keys may add
     d2 = OmegaConf.to_container(OmegaConf.merge(*plain))
     return {"d2": d2, "data": OmegaConf.to_container(gen.pretraining.data, resolve=True), "version": scenes.VERSION}

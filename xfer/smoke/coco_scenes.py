@@ -3,8 +3,11 @@
 Each object gets its shape's outline as a polygon (exact for squares, triangles and crosses; a 24-gon for
 discs) in COCO's continuous coordinates (pixel x covers [x, x + 1)), its box and its area as pycocotools
 computes them; the tiny objects VOC would call difficult become crowd regions (``iscrowd: 1``, RLE), as COCO
-has them. Category ids are COCO-like, not contiguous (1, 3, 5, ...), so the id mapping is exercised. Files
-follow detectron2's COCO layout (``coco/<split>/``, ``coco/annotations/instances_<split>.json``).
+has them. Category ids are COCO-like, not contiguous (1, 3, 5, ...), so the id mapping is exercised, and they go
+round the colours first (:data:`ORDER`), so that a mapping off by one gives every class another colour (which a
+short training tells apart well before shape; the scenes' own class order changes shape first, and an off-by-one
+there kept most of the AP). Files follow detectron2's COCO layout (``coco/<split>/``,
+``coco/annotations/instances_<split>.json``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 
 from xfer.benchmarks.coco import SPLITS
 from xfer.benchmarks.voc import VOC_CLASSES
-from xfer.smoke.scenes import SHAPES, Deck, made_once, scene
+from xfer.smoke.scenes import COLOURS, SHAPES, Deck, made_once, scene
 
-CATEGORIES = [{"id": 2 * i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(VOC_CLASSES)]
+# scene class c (xfer.smoke.scenes: COLOURS[c // 4], SHAPES[c % 4]) in id order: every colour's disc, then squares, ...
+ORDER = [colour * len(SHAPES) + shape for shape in range(len(SHAPES)) for colour in range(len(COLOURS))]
+CATEGORY_ID = {cls: 2 * j + 1 for j, cls in enumerate(ORDER)}  # scene class -> COCO category id
+CATEGORIES = [{"id": CATEGORY_ID[cls], "name": VOC_CLASSES[cls], "supercategory": "shape"} for cls in ORDER]
 
 
 def polygon(shape: str, box: tuple[int, int, int, int]) -> list[float]:
@@ -51,7 +57,7 @@ def instance(ann_id: int, image_id: int, cls: int, crowd: bool, box: tuple, widt
     if crowd:
         seg = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
     x0, y0, x1, y1 = box
-    return {"id": ann_id, "image_id": image_id, "category_id": CATEGORIES[cls]["id"], "iscrowd": int(crowd),
+    return {"id": ann_id, "image_id": image_id, "category_id": CATEGORY_ID[cls], "iscrowd": int(crowd),
             "bbox": [x0, y0, x1 + 1 - x0, y1 + 1 - y0], "area": float(mask_utils.area(rle)), "segmentation": seg}
 
 
@@ -79,4 +85,4 @@ def ensure_dataset(root: Path, images: Mapping[str, int], size: tuple[int, int],
         for name, count in images.items():
             write_split(folder, name, int(count), tuple(size), rng)
 
-    return made_once(root, {"coco": dict(images), "size": list(size), "seed": seed}, write)
+    return made_once(root, {"coco": dict(images), "size": list(size), "seed": seed, "ids": "colour-first"}, write)
