@@ -491,3 +491,22 @@ def test_an_unreadable_trial_is_named_after_its_setting_folder_not_its_weights_l
     (t,) = results.read_trials([tmp_path])
     assert t.state == "damaged"
     assert (t.setting.pretrain, t.setting.weights) == ("r50_densecl", "0123456789ab")
+
+
+@pytest.mark.parametrize("mask_on", [True, False])
+def test_a_coco_setting_whose_trials_all_failed_keeps_coco_columns(tmp_path, mask_on):
+    """Nothing finished: the row's columns are what its trials would have measured, read from their hand-over
+    (trial.yaml, the real composed config): box and mask AP for Mask R-CNN, box AP only with MASK_ON false. Before,
+    such a row fell back to VOC's AP50/AP/AP75."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = ["benchmark=coco_smoke_fast", "pretrain=densecl"] + ([] if mask_on else ["+d2.MODEL.MASK_ON=false"])
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    for seed in (0, 1):
+        folder = tmp_path / "coco_smoke_fast" / "r50_densecl" / f"seed{seed}"
+        handover.write(folder, {**OmegaConf.to_container(cfg, resolve=True), "seed": seed}, "", None)
+        (folder / "failure.json").write_text(json.dumps({"cause": "FloatingPointError: Loss became infinite"}))
+    (row,) = results.summarize(results.read_trials([tmp_path]))
+    box = ["box_AP", "box_AP50", "box_AP75"]
+    assert row.n == 0 and list(row.metric_names) == box + (["mask_AP", "mask_AP50", "mask_AP75"] if mask_on else [])

@@ -22,14 +22,17 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
+from xfer import benchmarks
 from xfer.report import stats
 from xfer.report.conflicts import one_per_identity, seed_order
 from xfer.store import handover, identity, state
 from xfer.store.files import FAILURE, JOB_CONFIG, RESULT, VOC_METRICS, measured
 from xfer.store.records import Setting, Trial, published_record
+from xfer.trial import recipe
 
 ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at this level
 
@@ -38,8 +41,8 @@ ALPHA = 0.05  # a metric is flagged when the published mean differs from ours at
 class Row:
     """One setting of the table. ``metric_names``: what its finished trials measured, in their order (all
     agree, see ``xfer.report.conflicts.mark_other_metrics``); a setting without a finished trial takes those of its
-    benchmark's other settings, or VOC's when none finished either (:func:`summarize`). Left out, they are
-    the keys of ``stats``."""
+    benchmark's other settings, else those its trials will measure, else VOC's (:func:`summarize`). Left out,
+    they are the keys of ``stats``."""
 
     setting: Setting
     label: str
@@ -118,7 +121,21 @@ def _from_job(folder: Path) -> dict:
         "published": published_record(published, cfg["benchmark"].get("published_std"), cfg["benchmark"].get("trials")),
         "label": cfg["pretrain"].get("label", ""),
         "expected": int(cfg["benchmark"].get("trials") or 0),
+        "planned": _planned(cfg),
     }
+
+
+def _planned(cfg: dict) -> tuple[str, ...]:
+    """What the hand-over's trial will measure, known before it runs: its format's metric names for what its
+    recipe predicts (COCO: masks only where ``MODEL.MASK_ON``, as the trial's ``tasks`` decides); () where it
+    cannot say (an unknown format): the row then takes its benchmark's or VOC's names. Read from the plain
+    ``trial.yaml`` (microseconds; a collect may read thousands of unfinished trials)."""
+    try:
+        module = benchmarks.of(str((cfg.get("benchmark") or {}).get("format") or benchmarks.DEFAULT))
+    except ValueError:
+        return ()
+    predicts = SimpleNamespace(MODEL=SimpleNamespace(MASK_ON=bool(recipe.value(cfg, "MODEL.MASK_ON", False))))
+    return tuple(module.metric_names(module.tasks(predicts)))
 
 
 def _setting_of(record: dict) -> Setting:
@@ -161,7 +178,7 @@ def read_trial(folder: Path, launched: dict | None | object = state.FROM_FOLDER)
     if known is None:
         return Trial(_unknown_setting(folder), None, s.state if s.cause else "unreadable", folder,
                      cause=s.cause or error)  # fmt: skip
-    extra = {k: known[k] for k in ("published", "label", "expected")}
+    extra = {k: known[k] for k in ("published", "label", "expected", "planned")}
     return Trial(known["setting"], known["seed"], s.state, folder, cause=s.cause, **extra)
 
 
@@ -196,9 +213,10 @@ def summarize(trials: list[Trial]) -> list[Row]:
     """One row per setting, sorted by setting key. Corrupt trials without a known setting get their own.
     Each setting and seed counts once (:func:`one_per_identity`); conflicting results count for neither.
     A row's metric names are its finished trials'; a row without any takes the names most finished rows of its
-    benchmark have, else those most finished rows have (an unreadable folder's "?" benchmark has no rows of
-    its own), else, when nothing finished at all, VOC's (:data:`files.VOC_METRICS`): nothing on disk says
-    otherwise yet, and a result.json without names measured those."""
+    benchmark have, else those its trials' hand-overs say they will measure (a COCO setting whose trials all
+    failed still shows box and mask AP columns), else those most finished rows have (an unreadable folder's "?"
+    benchmark has no rows of its own), else VOC's (:data:`files.VOC_METRICS`): nothing on disk says otherwise,
+    and a result.json without names measured those."""
     groups: dict[Setting, list[Trial]] = defaultdict(list)
     for t in one_per_identity(trials):
         groups[t.setting].append(t)
@@ -224,9 +242,9 @@ def summarize(trials: list[Trial]) -> list[Row]:
 
 
 def _names_for_unfinished(rows: list[Row]) -> list[Row]:
-    """Rows without a finished trial get the metric names most finished rows of their benchmark have, else
-    most finished rows (the first row's on a tie), else VOC's: each row has a table to sit in (see
-    :func:`summarize`); its cells are "—" whichever it is."""
+    """Rows without a finished trial get the metric names most finished rows of their benchmark have, else what
+    their trials' hand-overs say they will measure, else most finished rows' (the first row's on a tie), else
+    VOC's: each row has a table to sit in (see :func:`summarize`); its cells are "—" whichever it is."""
     named: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         if r.n:
@@ -236,6 +254,7 @@ def _names_for_unfinished(rows: list[Row]) -> list[Row]:
 
     def names(r: Row) -> tuple[str, ...]:
         mine = named.get(r.setting.benchmark)
-        return mine.most_common(1)[0][0] if mine else fallback
+        planned = next((t.planned for t in r.missing if t.planned), ())
+        return mine.most_common(1)[0][0] if mine else planned or fallback
 
     return [r if r.n else replace(r, metric_names=names(r)) for r in rows]

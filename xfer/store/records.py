@@ -55,6 +55,7 @@ class Trial:
     cause: str = ""
     record: dict = field(default_factory=dict)  # result.json, for the formats that show more
     conflict: tuple[Path, ...] = ()  # other folders holding a different result for the same setting and seed
+    planned: tuple[str, ...] = ()  # unfinished: what it will measure (its hand-over's format and recipe)
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ overrides. Nothing here depends on the number of GPUs: detectron2's IMS_PER_BATC
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -52,12 +52,29 @@ def d2_parts(cfg: DictConfig) -> list[dict]:
     return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
 
 
-def value(cfg: DictConfig, dotted: str, default=None):
+def plain_parts(cfg: Mapping) -> list[dict]:
+    """:func:`d2_parts` of a resolved config as plain dicts (a ``trial.yaml``'s ``cfg``), without OmegaConf: a
+    collect of thousands of unfinished trials reads one value of each."""
+
+    def at(dotted: str):
+        node = cfg
+        for key in dotted.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                return None
+            node = node[key]
+        return node
+
+    name = at("pretrain.input.name")
+    keys = [k.format(input=name) for k in MERGE_ORDER if name is not None or "{input}" not in k]
+    return [p for p in map(at, keys) if p is not None]
+
+
+def value(cfg: DictConfig | Mapping, dotted: str, default=None):
     """A detectron2 key (``SOLVER.MAX_ITER``) as :func:`build` will merge it, the last part that sets it winning,
     without importing detectron2: for the launcher's checks and plan, which must see a ``by_input`` or
-    ``backbone.d2`` value as the trial will."""
+    ``backbone.d2`` value as the trial will (``cfg``: composed, or plain as :func:`plain_parts` reads it)."""
     found = default
-    for part in d2_parts(cfg):
+    for part in d2_parts(cfg) if isinstance(cfg, DictConfig) else plain_parts(cfg):
         node = part
         for key in dotted.split("."):
             if not isinstance(node, dict) or key not in node:
