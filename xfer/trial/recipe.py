@@ -46,10 +46,16 @@ def d2_parts(cfg: DictConfig) -> list[dict]:
     e.g. a ``by_input`` entry for another input convention, are left out)."""
     if id(cfg) in _KEPT:
         return _KEPT[id(cfg)]
-    name = OmegaConf.select(cfg, "pretrain.input.name", default=None)
-    keys = [k.format(input=name) for k in MERGE_ORDER if name is not None or "{input}" not in k]
-    parts = [OmegaConf.select(cfg, key, default=None) for key in keys]
+    parts = [OmegaConf.select(cfg, key, default=None) for key in _part_keys(OmegaConf.select(cfg, _INPUT_NAME))]
     return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
+
+
+_INPUT_NAME = "pretrain.input.name"
+
+
+def _part_keys(input_name: str | None) -> list[str]:
+    """:data:`MERGE_ORDER` for a pretrain of that input convention (none: its ``{input}`` parts left out)."""
+    return [k.format(input=input_name) for k in MERGE_ORDER if input_name is not None or "{input}" not in k]
 
 
 def plain_parts(cfg: Mapping) -> list[dict]:
@@ -64,9 +70,7 @@ def plain_parts(cfg: Mapping) -> list[dict]:
             node = node[key]
         return node
 
-    name = at("pretrain.input.name")
-    keys = [k.format(input=name) for k in MERGE_ORDER if name is not None or "{input}" not in k]
-    return [p for p in map(at, keys) if p is not None]
+    return [p for p in map(at, _part_keys(at(_INPUT_NAME))) if p is not None]
 
 
 def value(cfg: DictConfig | Mapping, dotted: str, default=None):
