@@ -94,11 +94,30 @@ def results_under(root: Path) -> dict[Path, dict]:
 SMOKE_SWEEP = ("-m", "benchmark=smoke", "pretrain=scratch,densecl,regioncl", "seed=0-1")  # the README's, 2 seeds
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """The session's folder above pytest-xdist's per-worker ones (the session's own without xdist): what every
+    worker may share, through a lock."""
+    session = tmp_path_factory.getbasetemp()
+    return session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+
+
+def with_shared_pretraining(out: Path, tmp_path_factory) -> Path:
+    """``out``, whose ``_cache/smoke_pretraining`` (where a launch with ``output_root={out}`` keeps the smoke
+    pretraining) is the session's one: the VOC smoke sweep and the COCO tier fine-tune the same pretraining
+    (tests/test_smoke_data.py), so it is trained once a session (35 s of CPU), by whichever launch asks first;
+    the other waits on its lock (xfer.smoke.pretraining), as two launches sharing a cache do."""
+    shared = session_folder(tmp_path_factory) / "smoke_pretraining"
+    shared.mkdir(exist_ok=True)
+    (out / "_cache").mkdir(parents=True)
+    (out / "_cache" / "smoke_pretraining").symlink_to(shared, target_is_directory=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory) -> tuple[Path, Launch]:
     """The smoke sweep of the README (it learns: pretraining, then 150 iterations a trial), 2 of its 5 seeds, run
     once for the session, two single-thread trials side by side as ``make smoke`` runs them."""
-    out = tmp_path_factory.mktemp("sweep")
+    out = with_shared_pretraining(tmp_path_factory.mktemp("sweep"), tmp_path_factory)
     run = launch(*SMOKE_SWEEP, "cluster.devices=2", "cluster.gpus_per_trial=1", f"output_root={out}")
     assert run.returncode == 0, run.output[-4000:]
     return out, run
@@ -148,8 +167,7 @@ def _smoke_fast_cache(tmp_path_factory) -> Path:
     """The ``_cache`` a first plan of benchmark=smoke_fast leaves (its dataset, densecl's r50 weights, their digest
     and converted form), made by a real launch once per session: under pytest-xdist, by the first worker to ask,
     in the session's folder above the workers' own; the others wait for it (a lock) and only read it."""
-    session = tmp_path_factory.getbasetemp()
-    session = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+    session = session_folder(tmp_path_factory)
     out = session / "smoke_fast_made"
     with FileLock(f"{out}.lock"):
         if not out.exists():
