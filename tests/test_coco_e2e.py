@@ -30,9 +30,9 @@ SEEDS = (0, 1, 2)
 @pytest.fixture(scope="module")
 def coco_sweeps(tmp_path_factory) -> Path:
     """The COCO learning tier: coco_smoke_c4 from the smoke pretraining (densecl's file layout) and from scratch,
-    seeds 0-2, and beside it one coco_smoke_fpn trial from the same pretraining (the pretraining is made once a
-    session, by whichever launch gets there first, this module's or the VOC smoke sweep's) and one smoke_fast (VOC) trial, which needs no pretraining and so runs on the
-    core that the pretraining leaves idle."""
+    seeds 0-2, and beside it one coco_smoke_fpn trial from the same pretraining (made once a session, by whichever
+    launch gets there first, this module's or the VOC smoke sweep's) and one smoke_fast (VOC) trial, which needs no
+    pretraining and so runs on the core that the pretraining leaves idle."""
     out = with_shared_pretraining(tmp_path_factory.mktemp("coco"), tmp_path_factory)
     c4 = ("-m", f"benchmark={LEARNING}", "pretrain=scratch,densecl", f"seed={SEEDS[0]}-{SEEDS[-1]}", *SIDE_BY_SIDE)
     fpn = ("benchmark=coco_smoke_fpn", "pretrain=densecl", "seed=0")  # 450 iterations: as long as 3 C4 trials

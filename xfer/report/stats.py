@@ -9,7 +9,7 @@ scipy's special functions give Student's t (its quantile ``stdtrit``, its distri
 ``scipy.stats`` calls for ``t.ppf`` and ``ttest_ind``'s p-value: the numerics are scipy's, not ours; only Welch's
 two formulas (the statistic, the Welch-Satterthwaite degrees of freedom) are written here, as ``ttest_ind`` writes
 them. ``scipy.special`` rather than ``scipy.stats``: importing the latter cost about 1 s of every launch's
-collect, a third of a launch that trains nothing.
+collect, about a quarter of a launch that trains nothing.
 """
 
 from __future__ import annotations
