@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xfer import d2compat
+from xfer.benchmarks.coco_engine import HOTCOCO_MISSING, ZERO_ID, hotcoco_quirk
 from xfer.store.digests import file_state, state_entry
 from xfer.store.files import write_text_atomic
 
@@ -34,12 +35,6 @@ SUBSETS = ("coco_2017_train_0.1",)  # drawn from train2017; DenseCL publishes ne
 SUBSET_HINT = (" DenseCL does not publish its 10% file or how it was drawn; python -m xfer coco-subset --datasets "
                "<the folder that holds coco/> writes one (10% of train2017's images, uniformly at random, seed 0).")
 SHOWN = 3  # bad entries named per file; the rest are counted
-# Why xfer's evaluator leaves a ground truth to its NumPy engine rather than hotcoco (xfer.benchmarks.coco_eval): the
-# launch says so once per test dataset, each trial's log again.
-HOTCOCO_MISSING = "hotcoco is not installed"
-NEGATIVE_ID = "the ground truth has a negative id, which hotcoco refuses"
-ZERO_ID = ("the category holding an annotation id 0 by xfer's NumPy engine, since pycocotools does not count a "
-           "match to it")
 
 
 def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | None:
@@ -58,17 +53,6 @@ def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | Non
     elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg) and seg is not None:
         return f"annotation {ann.get('id')} has a segmentation that is neither polygons nor RLE"
     return None
-
-
-def hotcoco_quirk(coco: Mapping) -> str:
-    """Why hotcoco alone would not give pycocotools' numbers on this instances JSON ("" when it would): a negative
-    annotation, image or category id (:data:`NEGATIVE_ID`: the NumPy engine scores it), or an annotation id 0
-    (:data:`ZERO_ID`: hotcoco scores it but for that category)."""
-    ids = {k: [x.get("id") for x in coco.get(k, ()) if isinstance(x, dict)] for k in ("annotations", "images",
-                                                                                       "categories")}  # fmt: skip
-    if any(isinstance(i, int | float) and i < 0 for found in ids.values() for i in found):
-        return NEGATIVE_ID
-    return ZERO_ID if any(i == 0 for i in ids["annotations"]) else ""
 
 
 def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str]:

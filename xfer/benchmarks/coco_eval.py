@@ -41,6 +41,7 @@ import numpy as np
 
 from xfer import d2compat
 from xfer.benchmarks.coco_arrays import AP_NAMES, IOU_THRESHOLDS, CocoTruth, precision_recall
+from xfer.benchmarks.coco_engine import HOTCOCO_MISSING, NEGATIVE_ID
 
 d2compat.ensure()
 
@@ -107,8 +108,6 @@ def hotcoco_takes(truth: CocoTruth) -> str | None:
     """Why the "auto" engine leaves ``truth`` to NumPy, or None when hotcoco evaluates it: hotcoco is not
     installed; or it refuses negative ids (``ValueError ... expected a non-negative integer``, where
     pycocotools scores them). (An annotation id 0 stays with hotcoco: see :func:`zero_id_categories`.)"""
-    from xfer.benchmarks.coco import HOTCOCO_MISSING, NEGATIVE_ID  # the launch's words (evaluation_notes)
-
     if hotcoco is None:
         return HOTCOCO_MISSING
     if any((ids < 0).any() for ids in (truth.ids, truth.img_ids, truth.cat_ids)):
