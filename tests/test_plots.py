@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xfer.report import metrics_log, plots
+from xfer.report import canvas, metrics_log, plots
 from xfer.report.results import Row, read_trials, summarize
 from xfer.store.files import VOC_METRICS as METRICS
 
@@ -81,7 +81,7 @@ def test_ap_plot_files_have_the_figure_size_and_one_series_per_setting(rows, tmp
     written = plots.ap_plot(rows, tmp_path / "out" / "ap")
     assert written == [tmp_path / "out" / "ap.png", tmp_path / "out" / "ap.svg"]
     width, height = plots.ap_size(3)  # byol has no finished trial
-    assert _png_size(written[0]) == (round(width * plots.DPI), round(height * plots.DPI))
+    assert _png_size(written[0]) == (round(width * canvas.DPI), round(height * canvas.DPI))
     svg = _assert_svg(written[1])
     for metric in METRICS:
         for i in range(3):

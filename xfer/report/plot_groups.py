@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xfer.report import comparisons
+from xfer.report.canvas import CURVE_PANELS, figure, finished, save
 from xfer.report.metrics_log import mean_curve, read_curves
-from xfer.report.plots import CURVE_PANELS, figure, finished, save
 from xfer.report.results import Row
 
 if TYPE_CHECKING:

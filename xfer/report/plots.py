@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xfer.report import plot_groups
+from xfer.report.canvas import CURVE_PANELS, figure, finished, save
 from xfer.report.metrics_log import read_curves
 from xfer.report.results import Row
 
@@ -27,38 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DPI = 100
 SMALL = 12  # settings with a result up to which one figure of each kind shows them all (the smoke sweep's look)
-CURVE_PANELS = ("total_loss", "lr", "AP50")  # AP50: the metric every benchmark evaluates and reports first
-
-
-def figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
-    """A figure on its own Agg canvas, so saving never depends on (or changes) a global backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save(fig: Figure, out_stem: Path, text: bool = False) -> list[Path]:
-    """PNG and SVG next to each other; the SVG without a date and with salted-but-fixed ids (reproducible).
-    ``text``: the SVG keeps its text as text (editable, searchable, a quarter cheaper to write) rather than
-    as glyph outlines (the same in any viewer). ``out_stem`` may hold dots (a group's overrides)."""
-    from matplotlib import rc_context
-
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = (out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "svg"))
-    with rc_context({"svg.hashsalt": "xfer", "svg.fonttype": "none" if text else "path"}):
-        fig.savefig(png, format="png", dpi=DPI)
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-    return [png, svg]
-
-
-def finished(rows: list[Row]) -> list[Row]:
-    """Settings with at least one finished trial: the others have no mean to plot."""
-    return [r for r in rows if r.n > 0]
 
 
 def _colours(rows: list[Row]) -> dict[str, str]:
@@ -179,6 +150,4 @@ def write_all(rows: list[Row], out_dir: Path, baseline: str | None = None) -> li
     pretrain whose mean each group's AP figure marks, automatic when None, as in the comparisons)."""
     if len(finished(rows)) <= SMALL:
         return ap_plot(rows, out_dir / "ap") + curves_plot(rows, out_dir / "curves")
-    from xfer.report import plot_groups  # imports this module: here, not at the top
-
     return plot_groups.write_groups(rows, out_dir, baseline)
