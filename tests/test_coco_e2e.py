@@ -9,6 +9,8 @@ import importlib.util
 import json
 import math
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from tests.conftest import launch, results_under, with_shared_pretraining
+from tests.conftest import REPO, launch, results_under, with_shared_pretraining
 from xfer.report import collect
 
 pytestmark = pytest.mark.slow
@@ -31,16 +33,23 @@ SEEDS = (0, 1, 2)
 def coco_sweeps(tmp_path_factory) -> Path:
     """The COCO learning tier: coco_smoke_c4 from the smoke pretraining (densecl's file layout) and from scratch,
     seeds 0-2, and beside it one coco_smoke_fpn trial from the same pretraining (made once a session, by whichever
-    launch gets there first, this module's or the VOC smoke sweep's) and one smoke_fast (VOC) trial, which needs no
-    pretraining and so runs on the core that the pretraining leaves idle."""
+    launch gets there first, this module's or the VOC smoke sweep's) and one smoke_fast (VOC) trial. Four launches
+    side by side, one trial at a time each: the scratch trials and the VOC trial need no pretraining, so they run
+    on the core that the pretraining (one thread) leaves idle. Then collect, the stage alone, tabulates the C4
+    trials of both launches, as it would any folder."""
     out = with_shared_pretraining(tmp_path_factory.mktemp("coco"), tmp_path_factory)
-    c4 = ("-m", f"benchmark={LEARNING}", "pretrain=scratch,densecl", f"seed={SEEDS[0]}-{SEEDS[-1]}", *SIDE_BY_SIDE)
+    seeds = f"seed={SEEDS[0]}-{SEEDS[-1]}"
+    scratch = ("-m", f"benchmark={LEARNING}", "pretrain=scratch", seeds)
+    pretrained = ("-m", f"benchmark={LEARNING}", "pretrain=densecl", seeds)
     fpn = ("benchmark=coco_smoke_fpn", "pretrain=densecl", "seed=0")  # 450 iterations: as long as 3 C4 trials
     voc = ("benchmark=smoke_fast", "pretrain=densecl", "seed=0")
-    with ThreadPoolExecutor(3) as pool:
-        runs = list(pool.map(lambda args: launch(*args, f"output_root={out}"), (c4, fpn, voc)))
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda args: launch(*args, f"output_root={out}"), (scratch, pretrained, fpn, voc)))
     for run in runs:
         assert run.returncode == 0, run.output[-4000:]
+    tabulated = subprocess.run([sys.executable, "-m", "xfer", "collect", str(out / LEARNING)], cwd=REPO,
+                               capture_output=True, text=True)  # fmt: skip
+    assert tabulated.returncode == 0, tabulated.stderr[-3000:]
     return out
 
 
