@@ -164,16 +164,18 @@ def small_slurm(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def _smoke_fast_cache(tmp_path_factory) -> Path:
-    """The ``_cache`` a first plan of benchmark=smoke_fast leaves (its dataset, densecl's r50 weights, their digest
-    and converted form), made by a real launch once per session: under pytest-xdist, by the first worker to ask,
-    in the session's folder above the workers' own; the others wait for it (a lock) and only read it."""
+    """The ``_cache`` a first plan of benchmark=smoke_fast and coco_smoke_fast leaves (their datasets, densecl's and
+    regioncl's r50 weights, their digests and converted forms, detectron2's defaults), made by a real launch once
+    per session: under pytest-xdist, by the first worker to ask, in the session's folder above the workers' own;
+    the others wait for it (a lock) and only read it."""
     session = session_folder(tmp_path_factory)
     out = session / "smoke_fast_made"
     with FileLock(f"{out}.lock"):
         if not out.exists():
             partial = session / "smoke_fast_made.partial"
             shutil.rmtree(partial, ignore_errors=True)  # a worker that died making it
-            run = launch("-m", "benchmark=smoke_fast", "seed=0", "plan=true", f"output_root={partial}")
+            run = launch("-m", "benchmark=smoke_fast,coco_smoke_fast", "pretrain=densecl,regioncl", "seed=0", "plan=true",
+                         f"output_root={partial}")  # fmt: skip
             assert run.returncode == 0, run.output[-4000:]
             partial.rename(out)
     return out / "_cache"
@@ -182,9 +184,10 @@ def _smoke_fast_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def smoke_fast_made(_smoke_fast_cache):
     """``made(root)`` puts a copy of that cache in ``root/_cache``, where a launch with ``output_root={root}`` looks:
-    the launch then makes nothing, so it does not import torch (2 s of each launch on 2 cores). For tests of what
-    a launch checks or refuses; tests of how inputs are made start from nothing. A copy, so tests never share a
-    writable folder (pytest-xdist runs them side by side)."""
+    the launch then makes nothing, so it does not import torch (a first smoke_fast plan: 5.2-6.0 s of CPU from
+    nothing, 2.0-2.2 s from the copy). For tests of
+    what a launch checks or refuses, and of how trials run, are submitted and kept; tests of how inputs are made
+    start from nothing. A copy, so tests never share a writable folder (pytest-xdist runs them side by side)."""
 
     def made(root: Path) -> Path:
         shutil.copytree(_smoke_fast_cache, Path(root) / "_cache", symlinks=True)

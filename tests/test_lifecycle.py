@@ -148,7 +148,8 @@ def the_trial(root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
+def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     args = [*SMOKE, f"output_root={tmp_path}"]
     first = launch(*args)
     assert first.returncode == 0, first.output[-3000:]
@@ -199,8 +200,9 @@ def test_a_truncated_result_is_kept_and_the_trial_redone(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("keep,left", [(None, {"model_final.pth", "last_checkpoint"}), ("all", EVERY_CHECKPOINT),
                                        ("none", set())])  # fmt: skip
-def test_keep_checkpoints_decides_what_a_finished_trial_keeps(tmp_path, keep, left):
+def test_keep_checkpoints_decides_what_a_finished_trial_keeps(tmp_path, keep, left, smoke_fast_made):
     """The default keeps the final weights only; the option is not part of the setting."""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch(*SMOKE, f"output_root={tmp_path}", *([f"trial.keep_checkpoints={keep}"] if keep else []))
     assert run.returncode == 0, run.output[-3000:]
     trial = the_trial(tmp_path)  # the default's setting folder: the option is not part of the setting

@@ -116,7 +116,8 @@ def test_eta_follows_the_pace_of_this_run():
 
 
 @pytest.mark.slow
-def test_two_process_trial_keeps_the_global_batch(tmp_path):
+def test_two_process_trial_keeps_the_global_batch(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch(*SMOKE, "seed=0", "cluster.devices=2", "cluster.gpus_per_trial=2", "+d2.SOLVER.IMS_PER_BATCH=16",
                  "+d2.SOLVER.MAX_ITER=4", f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]
@@ -127,7 +128,8 @@ def test_two_process_trial_keeps_the_global_batch(tmp_path):
 
 
 @pytest.mark.slow
-def test_trials_are_packed_side_by_side_on_disjoint_devices(tmp_path):
+def test_trials_are_packed_side_by_side_on_disjoint_devices(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *SMOKE, "seed=0,1", "cluster.devices=4", "cluster.gpus_per_trial=2", f"output_root={tmp_path}")
     assert run.returncode == 0, run.output[-3000:]
     assert "2 trial(s) on 4 cpu device(s): 2 at a time, 2 process(es) each" in run.output
@@ -139,7 +141,8 @@ def test_trials_are_packed_side_by_side_on_disjoint_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_launcher_leaves_no_process_and_a_resumable_trial(tmp_path):
+def test_kill_9_of_the_launcher_leaves_no_process_and_a_resumable_trial(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     args = [*SMOKE, "seed=3", "cluster.devices=2", "cluster.gpus_per_trial=2", "benchmark.d2.SOLVER.MAX_ITER=60",
             f"output_root={tmp_path}"]  # fmt: skip
     launcher = start_launcher(*args)
@@ -158,7 +161,8 @@ def test_kill_9_of_the_launcher_leaves_no_process_and_a_resumable_trial(tmp_path
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_where_it_stops_and_the_rerun_resumes_there(tmp_path):
+def test_ctrl_c_checkpoints_where_it_stops_and_the_rerun_resumes_there(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     args = [*SMOKE, "seed=4", "benchmark.d2.SOLVER.MAX_ITER=60", f"output_root={tmp_path}"]
     launcher = start_launcher(*args)
     trial = next_trial_dir(tmp_path)
@@ -178,7 +182,8 @@ def test_ctrl_c_checkpoints_where_it_stops_and_the_rerun_resumes_there(tmp_path)
 
 
 @pytest.mark.slow
-def test_two_launchers_on_one_sweep_train_each_trial_once(tmp_path):
+def test_two_launchers_on_one_sweep_train_each_trial_once(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     args = ["-m", *SMOKE, "seed=0,1,2", f"output_root={tmp_path}"]
     first, second = start_launcher(*args), start_launcher(*args)
     outs = [p.communicate(timeout=300)[0] for p in (first, second)]
@@ -194,7 +199,8 @@ def test_two_launchers_on_one_sweep_train_each_trial_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_trial_does_not_stop_the_others_and_shows_its_cause(tmp_path):
+def test_a_failing_trial_does_not_stop_the_others_and_shows_its_cause(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *SMOKE, "seed=0", "+d2.SOLVER.BASE_LR=1e12,0.01", "cluster.devices=2",
                  "cluster.gpus_per_trial=1", f"output_root={tmp_path}")  # fmt: skip
     assert run.returncode == 1, run.output[-3000:]
@@ -250,9 +256,10 @@ if os.environ.get("RANK") == "1" and os.environ.get("XFER_LAUNCHER_PID"):
 
 
 @pytest.mark.slow
-def test_a_rank_failing_in_teardown_after_the_result_leaves_the_trial_done(tmp_path):
+def test_a_rank_failing_in_teardown_after_the_result_leaves_the_trial_done(tmp_path, smoke_fast_made):
     """Rank 1 of a real 2-process trial exits with status 3 as it shuts down, once result.json exists (a
     ``sitecustomize`` on PYTHONPATH, which Python imports at start-up, registers that exit)."""
+    smoke_fast_made(tmp_path / 'out')  # its inputs made (tests/conftest.py): this test is about how trials run
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(TEARDOWN_FAILS)

@@ -86,9 +86,10 @@ def squeue(env: dict | None = None) -> str:
                           text=True, env={**os.environ, **(env or {})}).stdout  # fmt: skip
 
 
-def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
+def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path, smoke_fast_made):
     """Two benchmarks in one sweep (VOC and COCO): one array, and the collect job writes each benchmark's table in
     its own folder, not under the default benchmark's name that Hydra's sweep folder has."""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     sweep = ("-m", *CPU, "benchmark=smoke_fast,coco_smoke_fast", "pretrain=densecl,regioncl", "seed=0")
     run = launch(*sweep, "cluster.wait=true", f"output_root={tmp_path}", env=ENV)
     assert run.returncode == 0, run.output[-4000:]
@@ -107,7 +108,8 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path):
     assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
 
 
-def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path):
+def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *CPU, "cluster.tasks_per_node=2", "pretrain=densecl", "seed=0", "cluster.wait=true",
                  f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
@@ -116,7 +118,8 @@ def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path):
     assert any(p.name.startswith("rendezvous-") for p in (tmp_path.rglob(".rendezvous/*")))
 
 
-def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
+def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     t0 = time.time()
     run = launch("-m", *CPU, "pretrain=densecl", "seed=0", LONG, f"output_root={tmp_path}", env=ENV)
     assert run.returncode == 0, run.output[-4000:]
@@ -137,7 +140,8 @@ def test_preemption_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
           f"finished {t_done - t0:.0f} s")  # fmt: skip
 
 
-def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_path):
+def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *CPU, "pretrain=densecl", "seed=0", LONG, "cluster.checkpoint_period=50",
                  f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
@@ -150,7 +154,8 @@ def test_requeue_without_warning_resumes_from_the_last_checkpoint(slurm, tmp_pat
     assert r["run"]["max_iter"] == 300
 
 
-def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path):
+def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     args = ["-m", *CPU, "pretrain=densecl", "seed=0,1", LONG, f"output_root={tmp_path}"]
     assert launch(*args, env=ENV).returncode == 0
     trials = {p.parent.name: p.parent for p in tmp_path.rglob("slurm.json")}
@@ -208,12 +213,13 @@ if os.environ.get("SLURM_PROCID") == "0" and int(os.environ.get("SLURM_RESTART_C
 """
 
 
-def test_two_task_trial_requeued_twice_rejoins_and_trains_exactly_max_iter(slurm, tmp_path):
+def test_two_task_trial_requeued_twice_rejoins_and_trains_exactly_max_iter(slurm, tmp_path, smoke_fast_made):
     """A requeued job keeps its id: each run must rendezvous afresh (issue 12, item 2); while SLURM has the
     job again, status says requeued or running, never failed (item 6); its rank 0 holds the lock (item 3).
 
     In every requeued run rank 0 starts 15 s after rank 1 (a slow node: a ``sitecustomize`` on PYTHONPATH,
     which Python imports at start-up), so rank 1 always looks for the address before rank 0 publishes it."""
+    smoke_fast_made(tmp_path / 'out')  # its inputs made (tests/conftest.py): this test is about how trials run
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(RANK_0_STARTS_LATE)
@@ -262,8 +268,9 @@ def failing_squeue(tmp_path: Path) -> dict:
     return {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path):
+def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path, smoke_fast_made):
     """Issue 12, item 3: squeue failing must not read as an empty queue."""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     trial_args = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
     slurm_args = ["-m", *CPU, *trial_args]
     first = launch(*slurm_args, env=ENV)  # held: stays pending, so it is still queued at every relaunch below
@@ -305,12 +312,13 @@ sys.stdin.readline()
 """
 
 
-def test_a_slurm_job_kept_out_of_its_trial_leaves_it_and_says_why(slurm, tmp_path):
+def test_a_slurm_job_kept_out_of_its_trial_leaves_it_and_says_why(slurm, tmp_path, smoke_fast_made):
     """Issue 12, item 3; issue 19: the SLURM job takes the trial's lock too. Another launcher took the trial after
     the submission (here a process that only holds its lock): the job waits ``cluster.lock_wait_s``, then
     leaves the trial (both tasks end cleanly, nothing trains) and says why in failure.json. Status shows the
     trial running while the other holds it, failed with that cause once it has let go: never queued beside an
     ended job. (A job that finds the trial done instead ends without a failure: tests/test_locks.py.)"""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *CPU, "cluster.tasks_per_node=2", "pretrain=densecl", "seed=0", "cluster.lock_wait_s=5",
                  "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0 and "1 to submit" in run.stdout, run.output[-3000:]
@@ -368,12 +376,13 @@ def scontrol_show(job: str, env: dict) -> str:
     return subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, env=env).stdout
 
 
-def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_job_out(small_slurm, tmp_path):
+def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_job_out(small_slurm, tmp_path, smoke_fast_made):
     """Issue 19: 12 trials where MaxArraySize is 5 go out as three arrays (5, 5, 2) and a collect job after all
     three. Meanwhile a looker asks ``locks.held`` of every trial without pause (8 threads a trial: a thread that
     took the lock to look would keep it while it waits for the GIL) until each job's rank 0 has decided, and
     the jobs take their lock without waiting (``cluster.lock_wait_s=0``): every trial ends done, none left to
     a looker. (A looker that takes the lock to look left 1 to 4 trials of 12 here.)"""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     env = {**ENV, **small_slurm.env}
     run = launch("-m", *CPU, "pretrain=scratch,densecl,regioncl", "seed=0-3", "cluster.lock_wait_s=0",
                  "cluster.array_parallelism=6", "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=env)  # fmt: skip
@@ -404,8 +413,9 @@ def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_j
         assert f"{setting} | 4/5 |" in table, table
 
 
-def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path):
+def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path, smoke_fast_made):
     """Issue 12, item 7: the collect job must be able to run where the array runs."""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *CPU, "pretrain=densecl", "seed=0", "cluster.partition=other", "+cluster.sbatch.hold=true",
                  "+cluster.sbatch.comment=xfer-item-7", f"output_root={tmp_path}", env=ENV)  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]

@@ -150,7 +150,8 @@ SMOKE = ("-m", "benchmark=smoke_fast", "pretrain=densecl", "seed=0", "trial.devi
 
 
 @pytest.mark.slow
-def test_a_conf_edit_makes_finished_trials_stale_never_pooled_nor_silently_retrained(tmp_path):
+def test_a_conf_edit_makes_finished_trials_stale_never_pooled_nor_silently_retrained(tmp_path, smoke_fast_made):
+    smoke_fast_made(tmp_path / 'out')  # its inputs made (tests/conftest.py): this test is about how trials run
     out = f"output_root={tmp_path / 'out'}"
     first = launch(*SMOKE, out)
     assert first.returncode == 0, first.output[-3000:]
