@@ -3,7 +3,8 @@
 xfer's evaluator (``xfer.benchmarks.coco_eval``) scores with hotcoco where hotcoco gives pycocotools' numbers and
 leaves the rest to its NumPy engine; the launch (``xfer.benchmarks.coco``) says beforehand, once per test dataset,
 what will score it. Both read the reasons from here, so that the launch's line and each trial's log use one
-wording, and neither stage imports the other. Nothing here imports a COCO library.
+wording without the evaluator importing the launch's checks (which build it: no circle). Nothing here imports a
+COCO library.
 """
 
 from __future__ import annotations
