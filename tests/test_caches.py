@@ -182,8 +182,9 @@ def test_coco_checks_follow_a_rewritten_json_and_redo_a_damaged_entry(tmp_path):
     (root / "coco" / "val2017").mkdir(parents=True)
     (root / "coco" / "annotations").mkdir()
     (root / "coco" / "val2017" / "a.jpg").write_bytes(b"")
-    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "segmentation": None}
-    good = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [ann], "categories": [{"id": 1, "name": "x"}]}
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "segmentation": None}
+    good = {"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], "annotations": [ann],
+            "categories": [{"id": 1, "name": "x"}]}  # fmt: skip
     bad = {**good, "annotations": [{**ann, "image_id": 7}]}
     texts = [json.dumps(good), json.dumps(bad)]
     texts = [t.ljust(max(map(len, texts))) for t in texts]  # same size: JSON allows trailing blanks

@@ -10,13 +10,15 @@ images it lists are there is checked on every launch.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xfer import d2compat
-from xfer.benchmarks.coco_engine import HOTCOCO_MISSING, ZERO_ID, hotcoco_quirk
+from xfer.benchmarks.coco_engine import ZERO_ID, hotcoco_module, hotcoco_quirk
 from xfer.store.digests import file_state, state_entry
 from xfer.store.files import write_text_atomic
 
@@ -37,22 +39,109 @@ SUBSET_HINT = (" DenseCL does not publish its 10% file or how it was drawn; pyth
 SHOWN = 3  # bad entries named per file; the rest are counted
 
 
-def _annotation_problem(ann: Mapping, images: set, categories: set) -> str | None:
-    if ann.get("image_id") not in images:
-        return f"annotation {ann.get('id')} names image_id {ann.get('image_id')!r}, which is not in images"
-    if ann.get("category_id") not in categories:
-        return f"annotation {ann.get('id')} names category_id {ann.get('category_id')!r}, which is not in categories"
-    box = ann.get("bbox")
-    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
-            and box[2] >= 0 and box[3] >= 0):  # fmt: skip
-        return f"annotation {ann.get('id')} has bbox {box!r}, not [x, y, width, height] with width, height >= 0"
-    seg = ann.get("segmentation")
+NUMBER = frozenset({int, float})  # by type(): JSON numbers; a bool (an int to isinstance) is not one
+ANN_FIX = "fix or drop them (detectron2's loader, pycocotools or hotcoco would fail on them, some after training)"
+CHECKS = 2  # the version of what json_problems refuses, kept with each cached result: an older result is redone
+
+
+def _is_id(value: object) -> bool:
+    """A COCO id is a JSON integer: hotcoco refuses 2.5, and a bool (Python's int) too. An integral float (7.0,
+    as some exporters write ids) is one: detectron2, pycocotools, hotcoco and xfer's engine all take it as 7."""
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
+def _segmentation_problem(seg: object, needed: bool) -> str | None:
+    """What is wrong with one annotation's ``segmentation``, or None. ``needed``: other annotations of the file
+    have one, so the file is for masks: detectron2's ``annotations_to_instances`` (training with MODEL.MASK_ON)
+    and pycocotools' mask AP (crowd regions included) read it from every annotation."""
+    if seg is None:
+        return ("has no segmentation, though other annotations of the file have one (Mask R-CNN trains and scores "
+                "masks from every annotation): give it a polygon or RLE, or drop every segmentation for a box-only "
+                "model") if needed else None  # fmt: skip
     if isinstance(seg, list):
         if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
-            return f"annotation {ann.get('id')} has a polygon that is not an even list of at least 6 coordinates"
-    elif not (isinstance(seg, dict) and "counts" in seg and "size" in seg) and seg is not None:
-        return f"annotation {ann.get('id')} has a segmentation that is neither polygons nor RLE"
+            return "has a polygon that is not an even list of at least 6 coordinates"
+        if not NUMBER.issuperset(map(type, itertools.chain.from_iterable(seg))):  # one C-level pass, no exceptions
+            return "has a polygon coordinate that is not a number"
+        return None
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        return None
+    return "has a segmentation that is neither polygons nor RLE"
+
+
+def _annotation_problem(ann: Mapping, images: set, categories: set, masks: bool) -> str | None:
+    """The first thing wrong with one annotation, or None (one per annotation: the message stays short). ``masks``:
+    the file has segmentations (:func:`_segmentation_problem`)."""
+    ann_id = ann.get("id")
+    if not _is_id(ann_id):
+        return f"annotation {ann_id!r} has an id that is not an integer"
+    image_id, category_id = ann.get("image_id"), ann.get("category_id")
+    if not _is_id(image_id) or image_id not in images:
+        return f"annotation {ann_id} names image_id {image_id!r}, which is not in images"
+    if not _is_id(category_id) or category_id not in categories:
+        return f"annotation {ann_id} names category_id {category_id!r}, which is not in categories"
+    box = ann.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and NUMBER.issuperset(map(type, box))
+            and box[2] >= 0 and box[3] >= 0):  # fmt: skip
+        return f"annotation {ann_id} has bbox {box!r}, not [x, y, width, height] with width, height >= 0"
+    if type(ann.get("area")) not in NUMBER:  # COCOeval sorts ground truth into small/medium/large by it
+        return (f"annotation {ann_id} has area {ann.get('area')!r}, not a number (pycocotools' COCOeval and xfer's "
+                "evaluator read it to score AP by object size)")  # fmt: skip
+    why = _segmentation_problem(ann.get("segmentation"), masks)
+    return f"annotation {ann_id} {why}" if why else None
+
+
+def _image_problem(image: Mapping) -> str | None:
+    """The first thing wrong with one image entry, or None: detectron2's loader reads ``id``, ``file_name``,
+    ``height`` and ``width`` of each, and the evaluators size masks by them."""
+    if not _is_id(image.get("id")):
+        return f"image {image.get('file_name')!r} has id {image.get('id')!r}, not an integer"
+    if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+        return f"image {image['id']} has file_name {image.get('file_name')!r}, not a file name"
+    size = [image.get(k) for k in ("width", "height")]
+    if not all(type(v) is int and v > 0 for v in size):  # pycocotools' frPyObjects takes no float size
+        return f"image {image['id']} has width, height {size}, not two positive integers"
     return None
+
+
+def _repeated(ids: list, what: str) -> str | None:
+    """The ids of ``what`` (annotation, image, category) given to more than one entry, or None: detectron2
+    asserts annotation ids are unique, and pycocotools indexes all three by id (a later entry hides an earlier)."""
+    if len(set(ids)) == len(ids):
+        return None
+    twice = [f"{i} ({n} times)" for i, n in collections.Counter(ids).items() if n > 1]
+    more = f" and {len(twice) - SHOWN} more" if len(twice) > SHOWN else ""
+    return f"{what} ids are not unique: {', '.join(twice[:SHOWN])}{more}; give each {what} its own id"
+
+
+def _unusable(path: str, what: str, bad: list[str], total: int, fix: str) -> str:
+    """One line: how many entries of ``what`` are unusable, the first :data:`SHOWN`, and the fix."""
+    more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+    return f"{path}: {len(bad)} of {total} {what} are unusable: {'; '.join(bad[:SHOWN])}{more}; {fix}"
+
+
+def entry_problems(coco: Mapping, path: str) -> list[str]:
+    """What is wrong with the images, categories and annotations of one parsed instances file, one line each kind.
+    Checked before anything runs, since each of these fails only after training (when the test set is loaded or
+    scored). Simple loops, no exception per entry: real train2017 has 860k annotations."""
+    images = [i if isinstance(i, dict) else {} for i in coco["images"]]
+    cats = [c if isinstance(c, dict) else {} for c in coco["categories"]]
+    anns = [a if isinstance(a, dict) else {} for a in coco["annotations"]]
+    found = []
+    if bad := [p for i in images if (p := _image_problem(i))]:
+        found.append(_unusable(path, "images", bad, len(images), "give each an integer id, file_name, width, height"))
+    if bad := [f"category {c.get('id')!r} {c.get('name')!r}" for c in cats
+               if not _is_id(c.get("id")) or not isinstance(c.get("name"), str)]:  # fmt: skip
+        found.append(_unusable(path, "categories", bad, len(cats), "give each an integer id and a name"))
+    image_ids = {i.get("id") for i in images if _is_id(i.get("id"))}
+    cat_ids = {c.get("id") for c in cats if _is_id(c.get("id"))}
+    masks = any(a.get("segmentation") is not None for a in anns)
+    if bad := [p for a in anns if (p := _annotation_problem(a, image_ids, cat_ids, masks))]:
+        found.append(_unusable(path, "annotations", bad, len(anns), ANN_FIX))
+    for what, entries in (("image", images), ("category", cats), ("annotation", anns)):
+        if why := _repeated([x.get("id") for x in entries if _is_id(x.get("id"))], what):
+            found.append(f"{path}: {why}")
+    return found
 
 
 def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str]:
@@ -60,39 +149,35 @@ def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str]:
     try:
         coco = json.loads(json_file.read_bytes())
     except (OSError, ValueError) as e:
-        return [f"{json_file.name}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], ""
+        return [f"{json_file}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], ""
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):  # fmt: skip
-        return [f"{json_file.name}: not a COCO instances file (it needs lists 'images', 'annotations', "
+        return [f"{json_file}: not a COCO instances file (it needs lists 'images', 'annotations', "
                 "'categories')"], [], [], ""  # fmt: skip
-    categories = sorted([c.get("id"), c.get("name")] for c in coco["categories"] if isinstance(c, dict))
-    images = [i for i in coco["images"] if isinstance(i, dict)]
-    ids = {c[0] for c in categories}
-    image_ids = {i.get("id") for i in images}
-    bad = [p for a in coco["annotations"] if (p := _annotation_problem(a if isinstance(a, dict) else {}, image_ids,
-                                                                       ids))]  # fmt: skip
-    found = []
-    if bad:
-        more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
-        found.append(f"{json_file.name}: {len(bad)} of {len(coco['annotations'])} annotations are unusable: "
-                     f"{'; '.join(bad[:SHOWN])}{more}")  # fmt: skip
-    return found, categories, [str(i.get("file_name")) for i in images], hotcoco_quirk(coco)
+    found = entry_problems(coco, str(json_file))
+    categories = sorted([c["id"], c["name"]] for c in coco["categories"]
+                        if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str))  # fmt: skip
+    files = [i["file_name"] for i in coco["images"] if isinstance(i, dict) and isinstance(i.get("file_name"), str)]
+    return found, categories, files, hotcoco_quirk(coco)  # (an image without a name is refused above)
 
 
 def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str]:
     """:func:`json_problems`, kept on disk per state of the JSON (``xfer.store.digests.file_state``): a launch
-    parses it at most once. A damaged entry is parsed again."""
+    parses it at most once. A damaged entry, or one of an older :data:`CHECKS` (it may accept what this one
+    refuses), is parsed again."""
     if cache is None:
         return json_problems(json_file)
     entry = state_entry(Path(cache) / "coco_checks", file_state(json_file)).with_suffix(".json")
     try:
         kept = json.loads(entry.read_text())
+        if kept["checks"] != CHECKS:
+            raise KeyError("checks")
         return kept["problems"], kept["categories"], kept["files"], kept["hotcoco"]
     except (OSError, ValueError, TypeError, KeyError):  # none yet, damaged, or of an older xfer: parse it again
         pass
     found, categories, files, quirk = json_problems(json_file)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(entry, json.dumps({"problems": found, "categories": categories, "files": files,
+    write_text_atomic(entry, json.dumps({"checks": CHECKS, "problems": found, "categories": categories, "files": files,
                                          "hotcoco": quirk}))  # fmt: skip
     return found, categories, files, quirk
 
@@ -150,7 +235,6 @@ def evaluation_notes(root: Path, names: Iterable[str], evaluator: str, cache: Pa
     it (``xfer.benchmarks.coco_eval``): hotcoco, or xfer's NumPy engine and why. Datasets whose check failed say
     nothing (the launch stops on them)."""
     import importlib.metadata
-    import importlib.util
 
     out = []
     for name in names:
@@ -160,7 +244,7 @@ def evaluation_notes(root: Path, names: Iterable[str], evaluator: str, cache: Pa
         image_dir, json_file = (Path(root) / p for p in SPLITS.get(name, ("", "")))
         if name not in SPLITS or not json_file.is_file():
             continue
-        why = HOTCOCO_MISSING if importlib.util.find_spec("hotcoco") is None else _read(json_file, cache)[3]
+        why = hotcoco_module()[1] or _read(json_file, cache)[3]  # by importing it, as the trial's evaluator does
         if why in ("", ZERO_ID):
             hot = f"{name}: scored by hotcoco {importlib.metadata.version('hotcoco')}, pycocotools' numbers"
             out.append(f"{hot} ({why})" if why else hot)

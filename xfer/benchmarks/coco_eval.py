@@ -41,7 +41,7 @@ import numpy as np
 
 from xfer import d2compat
 from xfer.benchmarks.coco_arrays import AP_NAMES, IOU_THRESHOLDS, CocoTruth, precision_recall
-from xfer.benchmarks.coco_engine import HOTCOCO_MISSING, NEGATIVE_ID
+from xfer.benchmarks.coco_engine import HOTCOCO_MISSING, NEGATIVE_ID, hotcoco_module
 
 d2compat.ensure()
 
@@ -53,10 +53,9 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.file_io import PathManager  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 
-try:
-    import hotcoco
-except ImportError:  # an optional dependency (no wheel for every platform): the NumPy engine gives the same numbers
-    hotcoco = None
+# An optional dependency (no wheel for every platform; an install can be broken): the NumPy engine gives the same
+# numbers. Imported as the launch's note decided (xfer.benchmarks.coco.evaluation_notes), by the same function.
+hotcoco = hotcoco_module()[0]
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "hotcoco", "numpy")
@@ -98,7 +97,7 @@ def coco_eval(gt: CocoTruth | dict | str | os.PathLike, detections: list[dict], 
         if engine == "auto":
             engine = "hotcoco" if hotcoco_takes(truth) is None else "numpy"
         elif engine == "hotcoco" and hotcoco is None:
-            raise ImportError("engine 'hotcoco': hotcoco is not installed (pip install 'xfer[coco]'), use 'numpy'")
+            raise ImportError(f"engine 'hotcoco': {_hotcoco_missing()} (pip install 'xfer[coco]'), use 'numpy'")
         run = _hotcoco if engine == "hotcoco" else precision_recall
         precision, recall = run(truth, detections, iou_type, max_dets)
     return CocoEval(summary(precision, recall, max_dets), precision, recall, max_dets, engine)
@@ -106,13 +105,18 @@ def coco_eval(gt: CocoTruth | dict | str | os.PathLike, detections: list[dict], 
 
 def hotcoco_takes(truth: CocoTruth) -> str | None:
     """Why the "auto" engine leaves ``truth`` to NumPy, or None when hotcoco evaluates it: hotcoco is not
-    installed; or it refuses negative ids (``ValueError ... expected a non-negative integer``, where
-    pycocotools scores them). (An annotation id 0 stays with hotcoco: see :func:`zero_id_categories`.)"""
+    installed, or failed to import; or it refuses negative ids (``ValueError ... expected a non-negative integer``,
+    where pycocotools scores them). (An annotation id 0 stays with hotcoco: see :func:`zero_id_categories`.)"""
     if hotcoco is None:
-        return HOTCOCO_MISSING
+        return _hotcoco_missing()
     if any((ids < 0).any() for ids in (truth.ids, truth.img_ids, truth.cat_ids)):
         return NEGATIVE_ID
     return None
+
+
+def _hotcoco_missing() -> str:
+    """Why hotcoco is not here, in the launch's words (``hotcoco`` may also have been set to None by hand)."""
+    return hotcoco_module()[1] or HOTCOCO_MISSING
 
 
 def zero_id_categories(truth: CocoTruth) -> list[int]:
