@@ -326,10 +326,26 @@ def _tex(text: str) -> str:
     return re.sub(r"[\\&%$#_{}~^<>]", lambda m: _TEX[m[0]], text)
 
 
+# What CommonMark (and so GitHub's Markdown) takes for raw HTML or an autolink where a ``<`` starts it: an open tag
+# (a name, then only well-formed attributes), a closing tag, a comment, processing instruction, declaration or
+# CDATA, ``<scheme:...>`` and ``<user@host>``. Any other ``<`` (``<class 'int'>``, ``a < b``) is shown as it is.
+_TAG_NAME = r"[A-Za-z][A-Za-z0-9-]*"
+_ATTRIBUTE = r"""\s+[A-Za-z_:][A-Za-z0-9_.:-]*(?:\s*=\s*(?:[^\s"'=<>`]+|'[^']*'|"[^"]*"))?"""
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OPENS_MARKUP = re.compile(
+    rf"<(?=(?:{_TAG_NAME}(?:{_ATTRIBUTE})*\s*/?>|/{_TAG_NAME}\s*>|[!?]|[A-Za-z][A-Za-z0-9+.-]{{1,31}}:[^\s<>]*>"
+    rf"|[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_HOST}(?:\.{_HOST})*>))"
+)
+
+
 def _md(text: object) -> str:
-    """Text from result files (labels, names) as one Markdown table cell: ``|`` would end the cell, a newline the
-    row, and ``<`` open HTML that a Markdown viewer renders."""
-    return str(text).replace("|", r"\|").replace("\n", " ").replace("<", "&lt;")
+    """Text from result files (labels, names, a failure's cause) as one line of Markdown, a table cell or a list
+    item, showing the text as it is in the console and in ``table.md``: ``|`` would end the cell and a newline the
+    row, so ``|`` is escaped and newlines become spaces. Only a ``<`` that a Markdown viewer would take for HTML
+    or a link (``<script>``, ``</b>``, ``<!--``, ``<https://...>``) is written ``&lt;``, so the text, not markup,
+    is shown; any other ``<`` (an exception's ``<class 'int'>``) stays as it is. The HTML page escapes on its own
+    (``xfer.report.page``)."""
+    return _OPENS_MARKUP.sub("&lt;", str(text).replace("\n", " ")).replace("|", r"\|")
 
 
 def display_name(row: Row) -> str:

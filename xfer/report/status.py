@@ -57,10 +57,16 @@ def eta_s(progress: dict, now: float) -> float | None:
     return max(left - (now - progress["updated_at"]), 0.0)
 
 
+# Nothing runs these now: a run of them resumes from their checkpoint, so that is where they are (and what plan
+# and the relaunch say), not where progress.json last was (a trial killed between checkpoints trains the rest again)
+RESUMABLE = ("stopped", "partial", "requeued")
+
+
 def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> TrialStatus:
-    """Fill a running trial's iteration, phase and ETA, a done trial's AP, a failed trial's cause."""
+    """Fill a running trial's iteration, phase and ETA, a done trial's AP, a failed trial's cause. A trial nothing
+    runs (:data:`RESUMABLE`) is at the iteration a run of it resumes from (``xfer.store.state.resumes_at``)."""
     now = time.time() if now is None else now
-    if status.state in ("running", "elsewhere", "stopped", "partial", "requeued"):
+    if status.state in ("running", "elsewhere", *RESUMABLE):
         progress = read_json(trial_dir / PROGRESS)
         if progress:
             status.iteration, status.max_iter = progress["iteration"], progress["max_iter"]
@@ -68,6 +74,8 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
             status.eta_s = eta_s(progress, now) if progress["phase"] == "training" else None
             done, spent = progress["iteration"] - progress["start_iter"], progress["updated_at"] - progress["started_at"]
             status.s_per_iter = spent / done if done > 0 and spent > 0 else None
+        if status.state in RESUMABLE:
+            status.iteration, status.eta_s = state.resumes_at(trial_dir, status.max_iter), None
     elif status.state == "done":
         result = state.read_result(trial_dir).record or {}
         status.metrics = measured(result) if result else None
@@ -125,7 +133,7 @@ def table(statuses: list[TrialStatus], title: str = "") -> Table:
                   for kind in kinds},
                "job": [s.job for s in statuses], "cause": [s.cause for s in statuses]}  # fmt: skip
     shown = [name for name, values in columns.items() if name in ("trial", "state") or any(values)]
-    t = Table(title=title or None, show_edge=False, pad_edge=False)
+    t = Table(title=Text(title) if title else None, show_edge=False, pad_edge=False)  # a folder's [brackets] too
     for name in shown:
         t.add_column(name, overflow="fold")
     colours = {"done": "green", "failed": "red", "damaged": "red", "unreadable": "red", "conflict": "red",
@@ -196,13 +204,13 @@ def scan(dirs: list[Path], now: float | None = None, trials: list | None = None)
                 s.s_per_iter = run["wall_time_s"] / run["iterations_run"]
             out.append(s)
             continue
-        s = refresh(s, t.path, now)
-        if s.iteration is None and s.state in ("partial", "damaged"):  # no progress.json: its checkpoint says
-            s.iteration = state.of(t.path, job=job).iteration
-        if s.max_iter is None:  # not started: the recipe it was launched with says how long it is
+        if s.max_iter is None:  # the recipe it was launched with says how long it is (progress.json, if any, too)
             if t.path.parent not in recipes:
                 recipes[t.path.parent] = (state.expected(t.path) or {}).get("recipe") or {}
             s.max_iter = recipes[t.path.parent].get("SOLVER.MAX_ITER")
+        s = refresh(s, t.path, now)
+        if s.iteration is None and s.state == "damaged":  # its redo resumes from its checkpoint
+            s.iteration = state.resumes_at(t.path, s.max_iter)
         out.append(s)
     return out
 

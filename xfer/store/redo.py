@@ -5,11 +5,16 @@ And what a finished trial keeps of its checkpoints (``trial.keep_checkpoints``).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from xfer.store import files, handover
 from xfer.store.files import FINAL_WEIGHTS, JOB_CONFIG, KEEP_CHECKPOINTS, LAST_CHECKPOINT, LOCK, RESULT, SLURM_RECORD
 
 
@@ -71,7 +76,9 @@ def set_aside_damaged(trial_dir: Path, cause: str, max_iter: int | None = None) 
 def set_aside_stale(trial_dir: Path) -> Path:
     """Move a stale trial's files (its result, checkpoints, logs) into ``_stale-<time>/`` inside its folder, so it
     runs again from the start and nothing it measured is lost (collect skips folders starting with ``_``). The
-    launcher's hand-over, the lock and the SLURM record stay."""
+    lock and the SLURM record stay. The hand-over (``trial.yaml``: the config and identity the old trial ran with)
+    is copied there and stays in place too, so the folder is still a trial until the launcher writes the new one
+    (:func:`_old_handover`)."""
     trial_dir = Path(trial_dir)
     kept = trial_dir / f"_stale-{time.strftime('%Y%m%dT%H%M%S')}"
     n = 1
@@ -79,10 +86,32 @@ def set_aside_stale(trial_dir: Path) -> Path:
         n += 1
         kept = trial_dir / f"_stale-{time.strftime('%Y%m%dT%H%M%S')}-{n}"
     kept.mkdir()
+    if _old_handover(trial_dir):
+        shutil.copy2(trial_dir / JOB_CONFIG, kept / JOB_CONFIG)
     for item in sorted(trial_dir.iterdir()):
         if item != kept and item.name not in (JOB_CONFIG, LOCK, SLURM_RECORD) and not item.name.startswith("_stale-"):
             os.replace(item, kept / item.name)
+    files.fsync_dir(kept)
     return kept
+
+
+def _old_handover(trial_dir: Path) -> bool:
+    """Whether the folder's ``trial.yaml`` is the hand-over of the trial whose ``result.json`` is set aside: it is
+    there and names the identity the result recorded (the trial copies it from there), or either records none (an
+    older xfer). The launcher sets a stale trial aside before it writes the new hand-over; one already written
+    for the new identity is not the old trial's, and stays only in place."""
+    try:
+        handed = handover.read(trial_dir).identity
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):  # unreadable: keep it as it is
+        return True
+    try:
+        recorded = json.loads((trial_dir / RESULT).read_text()).get("identity")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    digest = lambda i: i.get("digest") if isinstance(i, dict) else None  # noqa: E731
+    return digest(handed) is None or digest(recorded) is None or digest(handed) == digest(recorded)
 
 
 def prune_checkpoints(trial_dir: Path, keep: str) -> list[str]:

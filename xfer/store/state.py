@@ -105,7 +105,9 @@ class TrialState:
     state: str
     cause: str = ""  # why it failed, is damaged, unreadable or stale; who runs it
     result: dict | None = None  # done or stale: the parsed result.json
-    iteration: int | None = None  # iterations trained so far (partial, running), of max_iter
+    # of max_iter: while something runs the trial, how far it is (progress.json); else where a run of it resumes
+    # (:func:`resumes_at`: the iterations its checkpoint holds), whatever progress.json says
+    iteration: int | None = None
     max_iter: int | None = None
     job: Job | None = None
     changes: tuple[str, ...] = ()  # stale: what differs from the identity launched now
@@ -123,9 +125,26 @@ class TrialState:
         return self.state
 
 
+def resumes_at(trial_dir: Path, max_iter: int | None = None) -> int | None:
+    """The iteration a run of the trial starts from, which is also how many iterations its checkpoint holds; None
+    without a checkpoint (it starts from 0). The one definition of a partial trial's k in ``partial k/N``.
+
+    detectron2 resumes from the checkpoint ``last_checkpoint`` names (``DefaultTrainer.resume_or_load``): the
+    checkpoint saved after iteration i (0-based) is ``model_{i:07d}.pth`` holding ``iteration`` i
+    (``PeriodicCheckpointer.step``, and xfer's stop on request), and training restarts at ``iteration + 1``; so
+    ``model_0000019.pth`` resumes at 20, and ``model_final.pth`` leaves ``max_iter`` (only the evaluation).
+    ``progress.json`` may be further on (a trial killed between checkpoints): those iterations are trained again."""
+    try:
+        name = (Path(trial_dir) / LAST_CHECKPOINT).read_text().strip()
+    except OSError:
+        return None
+    return checkpoint_iteration(name, max_iter or 0) if name else None
+
+
 def _progress(trial_dir: Path, max_iter: int | None, live: bool = True) -> tuple[int | None, int | None]:
-    """(iterations done, max_iter): while something runs the trial (``live``), from its ``progress.json``; else, and
-    failing that, from detectron2's ``last_checkpoint``, which is where a resume starts."""
+    """(iteration, max_iter): while something runs the trial (``live``), how far it is, from its ``progress.json``;
+    else, and failing that, where a run of it resumes (:func:`resumes_at`). ``progress.json`` gives max_iter where
+    the caller does not."""
     try:
         p = json.loads((trial_dir / PROGRESS).read_text())
         if live:
@@ -133,13 +152,7 @@ def _progress(trial_dir: Path, max_iter: int | None, live: bool = True) -> tuple
         max_iter = max_iter or int(p["max_iter"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    try:
-        name = (trial_dir / LAST_CHECKPOINT).read_text().strip()
-    except OSError:
-        return None, max_iter
-    if not name:
-        return None, max_iter
-    return checkpoint_iteration(name, max_iter or 0), max_iter
+    return resumes_at(trial_dir, max_iter), max_iter
 
 
 def _failure_cause(trial_dir: Path) -> str | None:
@@ -177,9 +190,9 @@ def of(trial_dir: Path, launched: dict | None | object = FROM_FOLDER, job: Job |
             return TrialState("stale", "; ".join(changes), record, runs, runs, job, changes)
         return TrialState("done", "", record, runs, runs, job)
     if job is not None and job.active:  # SLURM's word first: it will run the trial (again)
-        iteration, top = _progress(trial_dir, max_iter)
         if job.running or locks.held(trial_dir):
-            return TrialState("running", "", None, iteration, top, job)
+            return TrialState("running", "", None, *_progress(trial_dir, max_iter), job)
+        iteration, top = _progress(trial_dir, max_iter, live=False)  # waits: it resumes from its checkpoint
         return TrialState("requeued" if job.restarts else "queued", "", None, iteration, top, job)
     if locks.held(trial_dir) and result.kind != "damaged":
         return TrialState("running", "", None, *_progress(trial_dir, max_iter), job)
