@@ -230,6 +230,31 @@ def test_rerun_trains_nothing(smoke_sweep, seeds):
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
 
 
+@pytest.mark.parametrize("override, refusal", [
+    ("+d2.SEED=1", "d2.SEED is set per trial by xfer (it would be overwritten): use seed=N instead."),
+    ("+d2.SOLVER.MAX_ITR=300", "d2.SOLVER.MAX_ITR: detectron2 has no config key SOLVER.MAX_ITR"),
+    ("+d2.SOLVER.BASE_LR=1", "d2.SOLVER.BASE_LR=1: detectron2 takes a float here"),
+])  # fmt: skip
+def test_a_finished_sweep_does_not_make_a_refused_key_look_accepted(smoke_sweep, override, refusal):
+    """The trials are done, yet a key that xfer overwrites or detectron2 would refuse is refused (exit 2), in the plan
+    and in the launch, rather than the sweep being reported done."""
+    out, _ = smoke_sweep
+    for plan in ("plan=true", "plan=false"):
+        run = launch(*SMOKE_SWEEP, override, plan, f"output_root={out}")
+        assert run.returncode == 2 and refusal in run.stderr, run.output[-3000:]
+
+
+def test_a_repeated_job_is_one_trial_and_a_gone_dataset_leaves_finished_trials_done(smoke_sweep, tmp_path):
+    """``seed=0,0,1``: Hydra makes three jobs of two trials, and the launch counts, runs and tabulates two. A dataset
+    root with nothing there (the data moved away since): the finished trials stay done, not stale."""
+    out, _ = smoke_sweep
+    run = launch(*SMOKE_SWEEP[:-1], "seed=0,0,1", f"output_root={out}")
+    assert run.returncode == 0 and "6 trials, 6 done already, 0 to run" in run.output, run.output[-3000:]
+    run = launch(*SMOKE_SWEEP, f"benchmark.datasets_root={tmp_path}/gone", "plan=true", f"output_root={out}")
+    assert run.returncode == 0 and "6 trials: 6 done" in run.output, run.output[-3000:]
+    assert "stale" not in run.output and not (tmp_path / "gone").exists()
+
+
 def test_collect_rebuilds_the_table_from_disk(smoke_sweep):
     out, _ = smoke_sweep
     table = (out / "smoke" / "table.md").read_text()

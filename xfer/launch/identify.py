@@ -9,11 +9,12 @@ after the first reads stats, not contents.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def files_sha256(root: Path, paths: list[Path], store: Path | None) -> str:
             states.append(digests.file_state(p))
         except OSError:
             states.append((str(p), "missing"))
+    if all(s[-1] == "missing" for s in states):  # no dataset there (moved, deleted): what it holds is unknown
+        return identity.ABSENT
     key = hashlib.sha256(repr(states).encode()).hexdigest()[:32]
     entry = Path(store) / DATA / key if store else None
     if entry is not None:
@@ -169,12 +172,59 @@ def choices_of(cfg: DictConfig) -> dict[str, str]:
     return _choices(cfg)
 
 
-def refused(cfg: DictConfig) -> list[str]:
-    """Recipe keys a trial sets itself (``identity.SET_BY``): a ``d2`` override of one would be overwritten per
-    trial, so it is refused with the option to use instead."""
+def refused(cfg: DictConfig, defaults: Mapping[str, object] | None = None) -> list[str]:
+    """What detectron2 or xfer would refuse or overwrite in the recipe, each with its fix: a key a trial sets itself
+    (``identity.SET_BY``: overwritten per trial), and, given detectron2's ``defaults`` (flattened), a key detectron2
+    does not have or a value of another type than its default's (yacs refuses both when the trial merges the
+    recipe, after the launch said it would run). Asked of every trial of a sweep, finished ones too: a launch
+    that names the sweep done must not have accepted a key it would refuse."""
     found = []
-    for part in recipe.d2_parts(cfg):
-        flat = identity.flatten(part)
-        found += [f"d2.{k} is set per trial by xfer (it would be overwritten): use {identity.SET_BY[k]} instead."
-                  for k in flat if k in identity.SET_BY]  # fmt: skip
+    for where, part in recipe.named_parts(cfg):
+        for key, value in identity.flatten(part).items():
+            if key in identity.SET_BY:
+                found.append(f"d2.{key} is set per trial by xfer (it would be overwritten): use {identity.SET_BY[key]} "
+                             "instead.")  # fmt: skip
+            elif defaults is not None:
+                found += [msg for msg in [key_problem(f"{where}.{key}", value, key, defaults)] if msg]
     return found
+
+
+def key_problem(name: str, value: object, key: str, defaults: Mapping[str, object]) -> str | None:
+    """Why detectron2's config would refuse ``key: value`` (``name``: where the recipe sets it), by yacs's rule
+    (``_check_and_coerce_cfg_value_type``): the key must exist; its value must have the default's type, None
+    on either side and a list for a tuple excepted (an int is not a float: ``BASE_LR=1`` is refused)."""
+    if key not in defaults:
+        return (f"{name}: detectron2 has no config key {key} (its defaults are in detectron2/config/defaults.py): "
+                "check the spelling.")  # fmt: skip
+    default = defaults[key]
+    decoded = _decoded(value)
+    if decoded is not value:  # recorded as a string, run as what it spells: the identity would not be what runs
+        return (f"{name}={value!r}: detectron2 reads this string as {identity.show(decoded)} "
+                f"({_a(type(decoded).__name__)}); write it without quotes.")  # fmt: skip
+    if value is None or default is None or type(value) is type(default):
+        return None
+    if isinstance(value, list | tuple) and isinstance(default, list | tuple):
+        return None
+    hint = ""
+    if isinstance(default, float) and type(value) is int:
+        hint = f" (write {float(value)!r})"
+    elif type(default) is int and isinstance(value, float) and value.is_integer():
+        hint = f" (write {int(value)})"
+    shown = repr(value) if isinstance(value, str) else identity.show(value)
+    return (f"{name}={shown}: detectron2 takes {_a(type(default).__name__)} here (its default is "
+            f"{identity.show(default)}), not {_a(type(value).__name__)}{hint}.")  # fmt: skip
+
+
+def _decoded(value: object) -> object:
+    """What yacs's ``_decode_cfg_value`` makes of a value: a string that is a Python literal becomes that literal
+    (``"0.01"`` -> 0.01); ``value`` itself otherwise."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"

@@ -30,7 +30,7 @@ from xfer import benchmarks
 from xfer.launch import identify, local, slurm
 from xfer.launch import plan as xfer_plan
 from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
-from xfer.launch.trials import PlannedTrial, activate, family_of, inputs, labels, locate, plan, task_config
+from xfer.launch.trials import PlannedTrial, activate, distinct, family_of, inputs, labels, locate, plan, task_config
 from xfer.report import collect
 from xfer.store import handover, state, sweeps
 from xfer.store.files import RESULT
@@ -49,8 +49,13 @@ def plan_of(planned: list[PlannedTrial]) -> str:
             paces[id(p.cfg), p.leaves] = (cfg.backbone.name, OmegaConf.select(
                 cfg, f"benchmark.device_s_per_iter.{cfg.backbone.name}", default=None))  # fmt: skip
         backbone, default = paces[id(p.cfg), p.leaves]
-        entries.append(xfer_plan.Entry(names[p.idx], backbone, int(p.job_seed), p.dir, int(p.max_iter), default,
+        seed = p.job_seed
+        if type(seed) is not int:  # not a seed (the checks name it): nothing to plan for it
+            continue
+        entries.append(xfer_plan.Entry(names[p.idx], backbone, seed, p.dir, int(p.max_iter), default,
                                        p.state))  # fmt: skip
+    if not entries:  # no job has a seed to plan (the checks say why)
+        return ""
     device, per_trial, at_once = schedule_of(activate(planned[0]))
     damaged = "".join(f"{line}\n" for line in redo_damaged(planned, dry_run=True) + stale(planned, dry_run=True))
     return xfer_plan.render(entries, per_trial, at_once, device) + damaged
@@ -103,7 +108,7 @@ def launch(
 ) -> list[JobReturn]:
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    planned = plan(ctx, config, job_overrides, first)
+    planned = distinct(plan(ctx, config, job_overrides, first))
     sweep_dirs = folders_of(planned) or [Path(str(config.hydra.sweep.dir))]
     place_multirun_yaml(Path(str(config.hydra.sweep.dir)), sweep_dirs)
     shown = ", ".join(map(str, sweep_dirs))

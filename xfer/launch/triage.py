@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from xfer.launch import identify, local, slurm
 from xfer.launch.trials import PlannedTrial, activate, max_iter_of
@@ -29,7 +30,7 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
 
     A family's seeds share one config and leaf values (see :func:`plan`) and differ only by a valid ``seed=N``:
     the family is checked once, for its first trial still to run."""
-    found: list[str] = []
+    found: list[str] = recipe_problems(planned)
     checked: set[tuple] = set()  # (config id, leaf values) checked; all configs stay alive in ``planned``
     rerun, seen = rerun_stale(planned), {}
     for p in planned:
@@ -49,10 +50,27 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def recipe_problems(planned: list[PlannedTrial]) -> list[str]:
+    """The recipe keys detectron2 or xfer would refuse (``identify.refused``), for every family of the sweep, done
+    ones too: a finished trial's folder must not make ``+d2.SEED=1`` or a misspelt key look accepted."""
+    found: list[str] = []
+    defaults: dict[str, dict] = {}  # by paths.cache: detectron2's defaults as the identity resolves them
+    for p in {(id(p.cfg), p.leaves): p for p in planned}.values():
+        cfg = activate(p)
+        cache = str(OmegaConf.select(cfg, "paths.cache", default="outputs/_cache"))
+        if cache not in defaults:
+            defaults[cache] = recipe.d2_defaults(Path(cache))
+        try:
+            with recipe.kept(cfg):
+                found += identify.refused(cfg, defaults[cache])
+        except (OmegaConfBaseException, ValueError, TypeError):  # a recipe that does not resolve: the checks say why
+            continue
+    return found
+
+
 def family_problems(p: PlannedTrial, here: bool, seen: dict) -> list[str]:
     """What is wrong with the trials of ``p``'s family (``p`` active); ``seen``: ``checks.problems``'s."""
     found = [p.inputs_error] if p.inputs_error else []
-    found += identify.refused(p.cfg)
     found += checks.problems(p.cfg, here, seen)
     if p.sha256 is None and not found:  # validate names missing weights; anything else that stops hashing:
         found.append(f"pretrain {p.cfg.pretrain.name}: cannot read {p.cfg.pretrain.weights} to hash it (its "

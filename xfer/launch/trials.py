@@ -73,7 +73,12 @@ class PlannedTrial:
     def max_iter(self) -> int:
         """The recipe's SOLVER.MAX_ITER: its family's, else read from its config."""
         known = self.family.max_iter if self.family else None
-        return known if known is not None else max_iter_of(activate(self))
+        if known is not None:
+            return known
+        try:
+            return max_iter_of(activate(self))
+        except (ValueError, TypeError):  # not a number: 0 here, and the checks name the key
+            return 0
 
     @property
     def done(self) -> bool:
@@ -209,6 +214,21 @@ def plan(ctx: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence
         p.sha256, p.inputs_error, p.family = kins[id(p.cfg), p.leaves]
         planned.append(locate(p, p.family.folder))
     return planned
+
+
+def distinct(planned: list[PlannedTrial]) -> list[PlannedTrial]:
+    """The sweep without repeats: a job whose trial another job of the sweep already is (same folder, same
+    identity: ``seed=0,0``, or two dataset roots holding the same files) is one trial, counted, run and tabulated
+    once. Jobs that share a folder but not an identity are all kept, for the checks to refuse."""
+    first: dict[Path, PlannedTrial] = {}
+    kept = []
+    for p in planned:
+        other = first.setdefault(p.dir, p)
+        mine, theirs = p.identity, other.identity
+        if other is not p and mine is not None and theirs is not None and mine["digest"] == theirs["digest"]:
+            continue
+        kept.append(p)
+    return kept
 
 
 def shared_by(p: PlannedTrial, ids: identify.Identifier) -> tuple[str | None, str, Family]:

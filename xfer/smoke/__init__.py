@@ -65,14 +65,23 @@ def _pretraining_spec(cfg: DictConfig) -> dict:
     return {"d2": d2, "data": OmegaConf.to_container(gen.pretraining.data, resolve=True), "version": scenes.VERSION}
 
 
+def ours(path: Path, cache: Path) -> bool:
+    """Whether the smoke may make ``path``: only inside ``paths.cache``, where its defaults put what it makes. A
+    path given elsewhere (``pretrain.weights=``, ``benchmark.datasets_root=``) is the user's: a mistyped one is
+    reported missing by the checks, never filled with generated data or random weights."""
+    return Path(path).resolve().is_relative_to(Path(cache).resolve())
+
+
 def prepare(cfg: DictConfig) -> None:
-    """Make the dataset and, unless the pretrain is scratch (no weights), the pretrain's checkpoint."""
-    gen = cfg.benchmark.smoke
+    """Make the dataset and, unless the pretrain is scratch (no weights), the pretrain's checkpoint, where they
+    are the cache's (:func:`ours`)."""
+    gen, cache = cfg.benchmark.smoke, Path(cfg.paths.cache)
     scenes_of = coco_scenes if benchmarks.format_of(cfg) == "coco" else scenes  # the same scenes, either format
     used = set(cfg.benchmark.d2.DATASETS.TRAIN) | set(cfg.benchmark.d2.DATASETS.TEST)
     images = {name: n for name, n in gen.images.items() if name in used}  # a derived conf's recipe may use others
-    scenes_of.ensure_dataset(Path(cfg.benchmark.datasets_root), images, tuple(gen.image_size))
-    if no_weights(cfg):  # scratch: random init, no checkpoint to make
+    if ours(Path(cfg.benchmark.datasets_root), cache):
+        scenes_of.ensure_dataset(Path(cfg.benchmark.datasets_root), images, tuple(gen.image_size))
+    if no_weights(cfg) or not ours(Path(cfg.pretrain.weights), cache):  # scratch: no checkpoint to make
         return
     layout = gen.layouts.get(cfg.pretrain.name, "torchvision")
     depth = int(cfg.backbone.d2.MODEL.RESNETS.DEPTH)

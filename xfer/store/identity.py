@@ -46,6 +46,7 @@ IDENTITY = "identity.json"  # in a setting's w-<id> folder: the identity (less t
 # detectron2 keys that say where or how a trial runs, never what it measures: left out of the recipe part.
 RUN_ONLY = ("OUTPUT_DIR", "MODEL.DEVICE", "SOLVER.CHECKPOINT_PERIOD", "SEED", "MODEL.WEIGHTS")
 # ... and the option that sets each of them instead (a ``d2`` override of them would be overwritten per trial).
+ABSENT = "absent"  # the data digest of a dataset none of whose content files is there: unknown, not changed
 SET_BY = {"OUTPUT_DIR": "output_root=DIR", "MODEL.DEVICE": "trial.device=cpu|cuda", "SEED": "seed=N",
           "MODEL.WEIGHTS": "pretrain.weights=/path/to/checkpoint"}  # fmt: skip
 
@@ -126,7 +127,8 @@ def changes(old: Mapping | None, new: Mapping, with_seed: bool = True) -> list[s
     found += [f"weights {k} {show(wa.get(k))} → {show(wb.get(k))}" for k in sorted((wa.keys() | wb.keys()) - {"sha256"})
               if wa.get(k) != wb.get(k)]  # fmt: skip
     da, db = old.get("data") or {}, new.get("data") or {}
-    found += [f"annotations of {name} changed" for name in sorted(da.keys() & db.keys()) if da[name] != db[name]]
+    found += [f"annotations of {name} changed" for name in sorted(da.keys() & db.keys())
+              if da[name] != db[name] and ABSENT not in (da[name], db[name])]  # gone since: a finished trial stands
     found += [f"datasets {', '.join(sorted(da))} → {', '.join(sorted(db))}"] if da.keys() != db.keys() else []
     ea, eb = old.get("evaluator") or {}, new.get("evaluator") or {}
     if ea != eb:

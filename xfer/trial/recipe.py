@@ -46,8 +46,14 @@ def d2_parts(cfg: DictConfig) -> list[dict]:
     e.g. a ``by_input`` entry for another input convention, are left out)."""
     if id(cfg) in _KEPT:
         return _KEPT[id(cfg)]
-    parts = [OmegaConf.select(cfg, key, default=None) for key in _part_keys(OmegaConf.select(cfg, _INPUT_NAME))]
-    return [OmegaConf.to_container(p, resolve=True) for p in parts if p is not None]
+    return [part for _, part in named_parts(cfg)]
+
+
+def named_parts(cfg: DictConfig) -> list[tuple[str, dict]]:
+    """:func:`d2_parts` with the config key each part comes from (``benchmark.d2``, ``d2``, ...): for messages."""
+    keys = _part_keys(OmegaConf.select(cfg, _INPUT_NAME))
+    parts = [(key, OmegaConf.select(cfg, key, default=None)) for key in keys]
+    return [(key, OmegaConf.to_container(p, resolve=True)) for key, p in parts if p is not None]
 
 
 _INPUT_NAME = "pretrain.input.name"
