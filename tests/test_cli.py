@@ -40,7 +40,7 @@ def test_bad_ranges_are_refused(argv, message):
         (["-m", "benchmark=smoke_fast", "seed=a-b"], "bad seed range 'a-b'"),
         (["benchmark=smoke_fast", "seed=0,1"], "multirun"),
         (["-m", "benchmark=smoke_fast", "seed=x"], "seed='x': a seed is a non-negative integer"),
-        (["-m", "benchmark=smoke_fast", "pretrain=nosuch"], "Could not find 'pretrain/nosuch'"),
+        (["-m", "benchmark=smoke_fast", "pretrain=nosuch"], "pretrain=nosuch: no such pretrain; choose one of:"),
     ],
 )
 @pytest.mark.launch

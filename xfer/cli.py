@@ -1,18 +1,28 @@
-"""Command-line glue for launch.py: seed ranges (a trial's folder is derived in ``xfer.store.identity``).
+"""Command-line glue for launch.py: seed ranges and bad choices (a trial's folder is derived in
+``xfer.store.identity``).
 
 ``seed=0-4`` is the user's shorthand; Hydra knows ``seed=range(0,5)`` and ``seed=0,1,2,3,4``. The
 shorthand is rewritten before Hydra parses the command line, and refused when it is malformed or when
-``-m`` is missing (a range must never quietly run one trial).
+``-m`` is missing (a range must never quietly run one trial). A choice of a config group that has no file
+(``pretrain=nope``), and a yes/no option set to anything but true or false, are refused here too, one line
+each, before Hydra composes anything.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 
 _SEED = re.compile(r"^(\+{0,2}seed)=(.*)$")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _HYDRA_SWEEP = re.compile(r"^(range|choice|interval|glob)\(|,")
+_NEGATIVE = re.compile(r"^-\d+(\.\d*)?$")  # seed=-1: a number, not a range
+# Hydra's flags that take a value (``--flag VALUE`` or ``--flag=VALUE``); ``--info`` takes one of _INFO, or none.
+_VALUED = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+           "--experimental-rerun"}  # fmt: skip
+_INFO = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
 class UsageError(Exception):
@@ -30,6 +40,8 @@ def expand_seed_ranges(argv: list[str]) -> list[str]:
             continue
         key, value = m.groups()
         r = _RANGE.match(value)
+        if _NEGATIVE.match(value):
+            raise UsageError(f"seed={value}: a seed is a non-negative integer; sweep with -m seed=0-4.")
         if not r:
             raise UsageError(f"bad seed range {value!r}: write seed=START-END with integers, e.g. seed=0-4.")
         start, end = int(r.group(1)), int(r.group(2))
@@ -43,10 +55,112 @@ def expand_seed_ranges(argv: list[str]) -> list[str]:
     return out
 
 
+def split_argv(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(the overrides, Hydra's flags that take a value) of launch.py's ``argv`` (``argv[0]`` the script), read as
+    Hydra's own argument parser reads them: ``{"--config-path": "conf2"}`` for ``-cp conf2``."""
+    overrides, flags, args = [], {}, iter(argv[1:])
+    long = {"-c": "--cfg", "-p": "--package", "-cp": "--config-path", "-cn": "--config-name", "-cd": "--config-dir"}
+    for arg in args:
+        if not arg.startswith("-"):
+            overrides.append(arg)
+            continue
+        flag, eq, value = arg.partition("=")
+        if flag in _VALUED:
+            flags[long.get(flag, flag)] = value if eq else next(args, "")
+    return [o for o in overrides if o not in _INFO], flags  # ``--info defaults``'s value is no override
+
+
+def config_dirs(argv: list[str]) -> list[Path] | None:
+    """The folders Hydra will read config groups from for launch.py's ``argv``: ``conf/`` beside the script, or the
+    ``--config-path`` (``-cp``) given (relative to the script), plus a ``--config-dir`` (``-cd``, relative to the
+    working directory). None when they cannot be known from here (a ``pkg://`` path, or ``hydra.searchpath`` set)."""
+    overrides, flags = split_argv(argv)
+    if any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+        return None
+    path = flags.get("--config-path", "conf")
+    if path.startswith("pkg://"):
+        return None
+    dirs = [Path(argv[0]).resolve().parent / path.removeprefix("file://")]
+    if flags.get("--config-dir"):
+        dirs.append(Path(os.path.abspath(flags["--config-dir"].removeprefix("file://"))))
+    return dirs
+
+
+def choice_problems(overrides: list[str], dirs: list[Path]) -> list[str]:
+    """One message per choice of a config group that no file of that group holds, each once: ``pretrain=nope``,
+    ``+experiment=nope``, ``input@pretrain.input=nope``, and each such element of a sweep (``pretrain=densecl,nope``).
+
+    A config group is a folder under one of ``dirs`` (Hydra's config folders); a choice is known when that
+    folder holds ``<choice>.yaml`` (or the deprecated ``.yml``). Only plain string choices, alone or in a choice
+    sweep, are checked: ``glob()``, ``range()``, ``interval()``, lists, interpolations, deletions, Hydra's own
+    groups (``hydra/...``) and whatever Hydra's override parser refuses are left to Hydra, which says what is
+    wrong with them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import HydraException
+
+    parser, found = OverridesParser.create(), []
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException:
+            continue
+        group = override.key_or_group
+        folders = [d / group for d in dirs if (d / group).is_dir()]
+        if override.is_delete() or group.startswith("hydra") or not folders:
+            continue
+        value = override.value()
+        choices = value.list if isinstance(value, ChoiceSweep) else [value]
+        for choice in choices:
+            if not isinstance(choice, str) or "${" in choice:
+                continue
+            if not any((f / f"{choice}{ext}").is_file() for f in folders for ext in (".yaml", ".yml")):
+                known = sorted({y.stem for f in folders for y in [*f.glob("*.yaml"), *f.glob("*.yml")]})
+                found.append(f"{override.get_key_element()}={choice}: no such {group}; choose one of: "
+                             f"{', '.join(known)}.")  # fmt: skip
+    return list(dict.fromkeys(found))
+
+
+def boolean_problems(overrides: list[str]) -> list[str]:
+    """One message per yes/no option (``xfer.trial.checks.BOOLEANS``) given anything but true or false on the
+    command line (``trial.rerun_stale=no``), each element of a sweep too: refused even where no trial would
+    be checked (all done), as the launch refuses it in a composed config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import HydraException
+
+    from xfer.trial.checks import BOOLEANS, boolean_problem
+
+    parser, found = OverridesParser.create(), []
+    for text in overrides:
+        if text.lstrip("+~").split("=", 1)[0] not in BOOLEANS:
+            continue
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException:
+            continue
+        value = override.value()
+        if override.is_delete() or (override.is_sweep_override() and not isinstance(value, ChoiceSweep)):
+            continue  # range() and interval() sweeps are numbers; glob() is left to Hydra
+        for v in value.list if isinstance(value, ChoiceSweep) else [value]:
+            if not (isinstance(v, str) and "${" in v):  # an interpolation is resolved, and checked, when composed
+                found += [m for m in [boolean_problem(override.key_or_group, v)] if m]
+    return list(dict.fromkeys(found))
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
-    """launch.py's argv, ready for Hydra; a usage error exits with its message."""
+    """launch.py's argv, ready for Hydra; a usage error, or each unknown group choice and non-boolean yes/no
+    option, exits with status 2 and one line per problem."""
     try:
-        return expand_seed_ranges(argv)
+        argv = expand_seed_ranges(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    overrides, _ = split_argv(argv)
+    dirs = config_dirs(argv)
+    found = (choice_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    if found:
+        raise SystemExit(2)
+    return argv

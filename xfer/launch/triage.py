@@ -106,7 +106,7 @@ def shared_folders(planned: list[PlannedTrial]) -> list[str]:
 
 
 def rerun_stale(planned: list[PlannedTrial]) -> bool:
-    return bool(planned) and bool(OmegaConf.select(activate(planned[0]), "trial.rerun_stale", default=False))
+    return bool(planned) and OmegaConf.select(activate(planned[0]), "trial.rerun_stale", default=False) is True
 
 
 def to_run(p: PlannedTrial, rerun: bool) -> bool:

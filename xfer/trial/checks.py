@@ -27,6 +27,30 @@ class InputError(Exception):
 
 
 NO_FORMAT = "none"  # the ``pretrain.format`` of a pretrain without weights (``conf/pretrain/scratch.yaml``)
+# Options read as yes/no. Hydra parses true/false (any case) as booleans; anything else (``no``, ``off``, ``1``) arrives
+# as another type, which Python's truth test would read as true or false by accident (``bool("no")`` is True).
+BOOLEANS = ("plan", "trial.rerun_stale", "pretrain.trust", "cluster.wait", "benchmark.requires_gpu",
+            "benchmark.generate")  # fmt: skip
+DEVICES = ("auto", "cpu", "cuda")  # trial.device
+_ABSENT = object()
+
+
+def boolean_problem(key: str, value: object) -> str | None:
+    """The message for a yes/no option ``key`` set to ``value`` when that is not a boolean, else None."""
+    if isinstance(value, bool):
+        return None
+    return f"{key}={'null' if value is None else repr(value)}: true or false."
+
+
+def boolean_problems(cfg: DictConfig) -> list[str]:
+    """The options of :data:`BOOLEANS` that ``cfg`` has and sets to something other than true or false."""
+    found = []
+    for key in BOOLEANS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        problem = None if value is _ABSENT else boolean_problem(key, value)
+        if problem:
+            found.append(problem)
+    return found
 
 
 def _weights_problem(cfg: DictConfig) -> str | None:
@@ -37,6 +61,12 @@ def _weights_problem(cfg: DictConfig) -> str | None:
         return f"pretrain {pretrain.name}: no weights path ({e}). Pass pretrain.weights=/path/to/checkpoint."
     if weights.is_file():
         return None
+    if weights.is_dir():
+        return (
+            f"pretrain {pretrain.name} ({cfg.backbone.name}): pretrain.weights={weights} is a folder, not a checkpoint "
+            f"file: pass the checkpoint file in it (pretrain.weights={weights}/<checkpoint>.pth), or drop "
+            f"pretrain.weights and set XFER_WEIGHTS={weights} to take the pretrain's default file from it."
+        )
     source = OmegaConf.select(cfg, "pretrain.source", default="the method's release")
     return (
         f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. Get them from "
@@ -95,9 +125,13 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     what this launch found so far, shared by its trials: the datasets' problems by format, root, datasets and
     classes (a COCO check looks for each of 118k images: a sweep of many checkpoints looks once), and the
     weights' conversions."""
-    found: list[str] = []
+    found: list[str] = boolean_problems(cfg)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
+    if cfg.trial.device not in DEVICES:  # the checks below that depend on the device are left until it is one
+        found.append(f"trial.device={cfg.trial.device!r}: use one of {', '.join(DEVICES)} (auto: cuda when a GPU is "
+                     "visible, else cpu).")  # fmt: skip
+        here = False
     gpus = devices.gpu_count() if here else 0  # a submitting login node's GPUs (and torch) do not matter
     if here and cfg.benchmark.requires_gpu and gpus == 0 and cfg.trial.device != "cpu":
         found.append(
@@ -140,6 +174,6 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     weights = _weights_problem(cfg)
     if weights:
         found.append(weights)
-    elif cfg.pretrain.format in LAYOUTS:
+    elif cfg.pretrain.format in LAYOUTS and isinstance(cfg.pretrain.trust, bool):  # "no" must not unpickle in full
         found += _conversion_problems(cfg, seen)
     return found
