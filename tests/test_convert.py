@@ -337,3 +337,16 @@ def test_convert_command(tmp_path, tv):
     bad = subprocess.run([*cmd, "--depth", "101"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "is a ResNet-50, not ResNet-101" in bad.stderr
     assert not (tmp_path / "o.pkl").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_converted_weights_get_the_mode_of_any_file_written_here(tmp_path):
+    """A converted cache entry is readable by whoever shares the outputs folder as any other output is: its mode is
+    the one open() gives a new file under this process's umask (the oracle: such a file, made beside it), not
+    safetensors' save_file's 0600. And it reads back, with safetensors' own reader, as written."""
+    report = convert.Report("torchvision", "", 50, convert.Widths(16, 32, 8), 1, {})
+    model = {"backbone.stem.conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3).T}  # not contiguous
+    convert.write(model, report, tmp_path / "w.safetensors")
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "w.safetensors").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    np.testing.assert_array_equal(safetensors.numpy.load_file(tmp_path / "w.safetensors")["backbone.stem.conv1.weight"],
+                                  model["backbone.stem.conv1.weight"])  # fmt: skip

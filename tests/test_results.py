@@ -510,3 +510,17 @@ def test_a_coco_setting_whose_trials_all_failed_keeps_coco_columns(tmp_path, mas
     (row,) = results.summarize(results.read_trials([tmp_path]))
     box = ["box_AP", "box_AP50", "box_AP75"]
     assert row.n == 0 and list(row.metric_names) == box + (["mask_AP", "mask_AP50", "mask_AP75"] if mask_on else [])
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_collect_out_that_cannot_be_a_folder_is_one_line_and_status_2(tmp_path, capsys, out):
+    """``--out`` naming a file, or a path through one: the OS refuses the folder (FileExistsError, NotADirectoryError);
+    collect says so in one line, status 2, and writes nothing, instead of a traceback."""
+    from xfer.__main__ import main
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    assert main(["collect", str(tmp_path / "sweep"), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {tmp_path / out}: cannot be a folder") and err.count("\n") == 1, err
+    assert (tmp_path / "afile").read_text() == "mine" and list((tmp_path / "sweep").iterdir()) == []

@@ -24,6 +24,13 @@ def _collect(args: argparse.Namespace) -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
         return 2
+    if args.out is not None:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file on the way (FileExistsError, NotADirectoryError), no permission
+            print(f"error: --out {args.out}: cannot be a folder ({e.strerror or e}); give a folder to write the table "
+                  "into", file=sys.stderr)  # fmt: skip
+            return 2
     from xfer.report import collect, comparisons
 
     problem = comparisons.option_problem(args.compare, args.baseline, "--compare", "--baseline")

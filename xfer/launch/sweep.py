@@ -108,7 +108,8 @@ def launch(
 ) -> list[JobReturn]:
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    planned = distinct(plan(ctx, config, job_overrides, first))
+    jobs = plan(ctx, config, job_overrides, first)
+    planned = distinct(jobs)  # what runs; the checks see every job (two may differ only in how they run)
     sweep_dirs = folders_of(planned) or [Path(str(config.hydra.sweep.dir))]
     place_multirun_yaml(Path(str(config.hydra.sweep.dir)), sweep_dirs)
     shown = ", ".join(map(str, sweep_dirs))
@@ -116,7 +117,7 @@ def launch(
     if config.plan:
         print(f"plan of sweep {shown} (nothing runs with plan=true):")
         print(plan_of(planned), end="")
-    found = collect.option_problems(config) + check(planned, here=not on_slurm)
+    found = collect.option_problems(config) + check(jobs, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)

@@ -51,8 +51,9 @@ def check(planned: list[PlannedTrial], here: bool = True) -> list[str]:
 
 
 def recipe_problems(planned: list[PlannedTrial]) -> list[str]:
-    """The recipe keys detectron2 or xfer would refuse (``identify.refused``), for every family of the sweep, done
-    ones too: a finished trial's folder must not make ``+d2.SEED=1`` or a misspelt key look accepted."""
+    """The recipe keys detectron2 or xfer would refuse (``identify.refused``) and yes/no options that are neither
+    (``checks.boolean_problems``), for every family of the sweep, done ones too: a finished or stale trial's
+    folder must not make ``+d2.SEED=1``, a misspelt key or ``trial.rerun_stale=no`` look accepted."""
     found: list[str] = []
     defaults: dict[str, dict] = {}  # by paths.cache: detectron2's defaults as the identity resolves them
     for p in {(id(p.cfg), p.leaves): p for p in planned}.values():
@@ -62,7 +63,7 @@ def recipe_problems(planned: list[PlannedTrial]) -> list[str]:
             defaults[cache] = recipe.d2_defaults(Path(cache))
         try:
             with recipe.kept(cfg):
-                found += identify.refused(cfg, defaults[cache])
+                found += checks.boolean_problems(cfg) + identify.refused(cfg, defaults[cache])
         except (OmegaConfBaseException, ValueError, TypeError):  # a recipe that does not resolve: the checks say why
             continue
     return found

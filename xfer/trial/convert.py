@@ -297,10 +297,12 @@ def write(model: Mapping[str, np.ndarray], report: Report, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
         if dst.suffix == SAFETENSORS:
-            from safetensors.numpy import save_file
+            from safetensors.numpy import save
 
-            # contiguous copies: safetensors writes an array's memory as it lies (a transposed one scrambled)
-            save_file({k: np.ascontiguousarray(v) for k, v in model.items()}, str(tmp), {"__author__": author(report)})
+            # contiguous copies: safetensors writes an array's memory as it lies (a transposed one scrambled); the
+            # bytes written by open(), so the file gets the umask's mode as every other output (save_file makes 0600:
+            # others sharing the outputs folder could not read the cache)
+            tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in model.items()}, {"__author__": author(report)}))
         else:
             with open(tmp, "wb") as f:
                 pickle.dump({"model": dict(model), "__author__": author(report), "matching_heuristics": True}, f,
