@@ -199,6 +199,23 @@ def test_two_launchers_on_one_sweep_train_each_trial_once(tmp_path, smoke_fast_m
 
 
 @pytest.mark.slow
+def test_a_launcher_with_nothing_to_run_waits_for_the_other_launchers_trial(tmp_path, smoke_fast_made):
+    """The second launcher finds the trial running under the first (its lock held): it says so, waits for it rather
+    than tabulating it as unfinished, and the trial trains once."""
+    smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
+    args = ["-m", *SMOKE, "seed=0", "+d2.SOLVER.MAX_ITER=200", f"output_root={tmp_path}"]
+    first = start_launcher(*args)
+    trial = next_trial_dir(tmp_path)
+    wait_for(lambda: (trial / "progress.json").exists(), 120, "the first launcher's trial to train")
+    second = launch(*args)
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode == 0 and second.returncode == 0, out[-2000:] + second.output[-2000:]
+    assert "1 trials, 0 done already, 0 to run, 1 running under another launcher" in second.output, second.output[-3000:]
+    assert "| smoke_fast/r50_densecl,SOLVER.MAX_ITER=200 | 1/5 |" in second.stdout  # waited, then tabulated it
+    assert (trial / "log.txt").read_text().count("Starting training from iteration") == 1
+
+
+@pytest.mark.slow
 def test_a_failing_trial_does_not_stop_the_others_and_shows_its_cause(tmp_path, smoke_fast_made):
     smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     run = launch("-m", *SMOKE, "seed=0", "+d2.SOLVER.BASE_LR=1e12,0.01", "cluster.devices=2",

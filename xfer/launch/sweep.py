@@ -133,14 +133,17 @@ def launch(
         return []
     rerun = rerun_stale(planned)
     todo = [p for p in planned if to_run(p, rerun)]
+    elsewhere = [p for p in planned if p.state.state == "running"]  # another launcher's: waited for, not rerun
     done = sum(p.done for p in planned)
-    todo = skip_queued_on_slurm(todo)
-    log.info("sweep %s: %d trials, %d done already, %d to run", shown, len(planned), done, len(todo))
+    todo = skip_queued_on_slurm(todo + elsewhere)
+    log.info("sweep %s: %d trials, %d done already, %d to run%s", shown, len(planned), done,
+             len(todo) - len(elsewhere), f", {len(elsewhere)} running under another launcher" if elsewhere else "")
     outcome = run_here(todo, planned[0].cfg) if todo else None
     for sweep_dir in sweep_dirs:
         report = collect.collect([sweep_dir], **collect.options(config))
         print(report.markdown, end="")
-        print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also .csv .json .tex .html, plots)")
+        others = ", ".join(Path(w).name for w in report.written if Path(w).name != "table.md")
+        print(f"{report.summary()}; table: {sweep_dir / 'table.md'} (also {others})")
     exit_with(outcome)
     return []
 
@@ -179,8 +182,9 @@ def run_here(todo: list[PlannedTrial], cfg: DictConfig) -> local.Outcome:
     """Hand the trials to this node's queue: each folder gets its ``trial.yaml``, then they run."""
     jobs, names = [], labels(todo)
     for p in todo:
-        hand_over(p)
-        jobs.append(local.Job(p.dir, label(names[p.idx], p.cfg.seed)))
+        if p.state.state != "running":  # one that another launcher runs has its hand-over: only waited for
+            hand_over(p)
+        jobs.append(local.Job(p.dir, label(names[p.idx], p.job_seed)))
     return local.run(jobs, cfg.cluster, devices.resolve(cfg.trial.device))
 
 
