@@ -175,6 +175,7 @@ def test_ctrl_c_checkpoints_where_it_stops_and_the_rerun_resumes_there(tmp_path,
     assert_all_gone(procs)
     stopped_at = int((trial / "last_checkpoint").read_text().strip()[len("model_") : -len(".pth")])
     assert (trial / f"model_{stopped_at:07d}.pth").stat().st_size > 0
+    assert f" at {stopped_at + 1}/60; run the same command to resume" in out  # where the rerun resumes, said once
     run = launch(*args)
     assert run.returncode == 0, run.output[-3000:]
     r = json.loads((trial / "result.json").read_text())

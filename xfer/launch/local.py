@@ -374,7 +374,8 @@ class View:
             lines = "\n".join(f"    | {line}" for line in detail.splitlines()[-15:])
             self.event(f"failed  {job.label}{took}: {status.cause}\n  log tail ({job.dir}):\n{lines}")
         else:
-            self.event(f"stopped {job.label} at {st.describe(status)}; run the same command to resume")
+            where = f" at {status.iteration}/{status.max_iter}" if status.iteration is not None else ""
+            self.event(f"stopped {job.label}{where}; run the same command to resume")
 
     def update(self, runner: Runner) -> None:
         statuses = [st.refresh(s, d) if s.state in ("running", "elsewhere") else s for d, s in runner.statuses.items()]
