@@ -518,9 +518,21 @@ def test_collect_out_that_cannot_be_a_folder_is_one_line_and_status_2(tmp_path, 
     collect says so in one line, status 2, and writes nothing, instead of a traceback."""
     from xfer.__main__ import main
 
-    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "r50_x" / "w-none" / "seed0").mkdir(parents=True)
+    (tmp_path / "sweep" / "r50_x" / "w-none" / "seed0" / "trial.yaml").write_text("{}")  # a trial, unfinished
     (tmp_path / "afile").write_text("mine")
     assert main(["collect", str(tmp_path / "sweep"), "--out", str(tmp_path / out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --out {tmp_path / out}: cannot be a folder") and err.count("\n") == 1, err
-    assert (tmp_path / "afile").read_text() == "mine" and list((tmp_path / "sweep").iterdir()) == []
+    assert (tmp_path / "afile").read_text() == "mine" and [p.name for p in (tmp_path / "sweep").iterdir()] == ["r50_x"]
+
+
+def test_collect_of_a_folder_without_trials_writes_nothing_and_says_so(tmp_path, capsys):
+    """A mistyped folder (empty, or the home folder) is not a sweep: one line, status 2, no table files left in it."""
+    from xfer.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("mine")
+    assert main(["collect", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no trial under {tmp_path / 'empty'}: nothing to tabulate")
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["notes.txt"]

@@ -24,6 +24,10 @@ def _collect(args: argparse.Namespace) -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
         return 2
+    if not any(next(d.rglob(name), None) for d in args.dirs for name in ("trial.yaml", "result.json")):
+        print(f"error: no trial under {', '.join(map(str, args.dirs))}: nothing to tabulate, nothing written (a "
+              "sweep's folder is <output_root>/<benchmark>, e.g. outputs/smoke)", file=sys.stderr)  # fmt: skip
+        return 2
     if args.out is not None:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
