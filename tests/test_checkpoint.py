@@ -81,3 +81,20 @@ def test_truncated_torch_file(tmp_path):
     path.write_bytes(path.read_bytes()[:-300])
     with pytest.raises(checkpoint.CheckpointError, match="not a (readable PyTorch )?checkpoint"):
         checkpoint.load(path)
+
+
+def test_a_trusted_conversion_does_not_make_the_file_trusted_for_a_launch_without_trust(tmp_path):
+    """pretrain.trust=true converts a checkpoint that needs full unpickling (its payload runs, as asked); a later
+    conversion of the same file without trust does not find that entry in the cache: it is refused as before."""
+    from xfer.smoke import layouts
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "needs-trust.pth"
+    tensors = {k: torch.as_tensor(v) for k, v in layouts.torchvision_resnet(50, 16, 32, 8, 0).items()}
+    torch.save({**tensors, "meta": RunsCode(marker)}, path)
+    convert.cached(path, "torchvision", tmp_path / "cache", trust=True)
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(convert.ConversionError, match="--trust"):
+        convert.cached(path, "torchvision", tmp_path / "cache")
+    assert not marker.exists()

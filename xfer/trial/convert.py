@@ -369,7 +369,7 @@ def cached(
     src: Path, layout: str, cache_dir: Path, prefix: str | None = None, trust: bool = False,
     digests: Path | None = None,
 ) -> tuple[Path, Report]:
-    """detectron2 weights for ``src`` (a safetensors file), converted once per (file content, format, prefix);
+    """detectron2 weights for ``src`` (a safetensors file), converted once per (file content, format, prefix, trust);
     file-locked. The content's sha256 is the trial identity's (``xfer.store.digests``): kept in the process,
     and on disk when ``digests`` is given, since a sweep asks for the same checkpoint once per trial. An entry
     found damaged (:func:`cache_damage`) is converted again, with one warning saying why."""
@@ -378,7 +378,10 @@ def cached(
         raise ConversionError(f"weights file not found: {src}")
     content = file_sha256(src, digests)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    dst = cache_dir / f"{hashlib.sha256(f'{layout}|{prefix}|{content}'.encode()).hexdigest()[:24]}{SAFETENSORS}"
+    # a conversion that unpickled the file in full (trust) is kept apart: a launch without trust must not find it
+    # and skip the refusal the file would get
+    key = f"{layout}|{prefix}|{content}" + ("|trusted" if trust else "")
+    dst = cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}{SAFETENSORS}"
     with FileLock(str(dst) + ".lock"):
         report, damage = cache_damage(dst)
         if report is not None:
