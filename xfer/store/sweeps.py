@@ -22,7 +22,7 @@ SWEEP = "sweep.json"
 class SweepRecord:
     """The latest launch into a sweep's folder."""
 
-    command: str  # as typed, e.g. ``python launch.py -m pretrain=densecl,regioncl seed=0-4``
+    command: str  # as Hydra got it, e.g. ``python launch.py -m pretrain=densecl,regioncl 'seed=range(0,5)'``
     cluster: str  # local or slurm
     device: str  # what a trial runs on: GPU, cpu, ...
     devices_per_trial: int
