@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import REPO, launch
 from xfer import cli
-from xfer.launch import local
+from xfer.launch import placement
 from xfer.report import collect
 from xfer.trial import checks
 
@@ -94,22 +94,22 @@ def local_cluster(**changes) -> OmegaConf:
 
 @pytest.mark.parametrize("value", ["bogus", "Live", 1, True])
 def test_cluster_progress_must_be_auto_live_or_lines(value):
-    assert [m for m in local.problems(local_cluster(progress=value), 16, "cpu") if m.startswith("cluster.progress=")] \
+    assert [m for m in placement.problems(local_cluster(progress=value), 16, "cpu") if m.startswith("cluster.progress=")] \
         == [f"cluster.progress={value!r}: use one of auto, live, lines (auto: a live table on a terminal, plain "
             "lines otherwise)."]  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["auto", "live", "lines"])  # the README's
 def test_each_progress_mode_of_the_readme_passes(value):
-    assert local.problems(local_cluster(progress=value), 16, "cpu") == []
+    assert placement.problems(local_cluster(progress=value), 16, "cpu") == []
 
 
 @pytest.mark.parametrize("devices,twice", [([0, 0], "0"), ([1, 0, 2, 0], "0"), ([3, "3"], "3"), ([0, 1, 1], "1")])
 def test_a_gpu_listed_twice_is_refused(devices, twice):
-    found = local.problems(local_cluster(devices=devices, gpus_per_trial=1), 16, "cpu")
+    found = placement.problems(local_cluster(devices=devices, gpus_per_trial=1), 16, "cpu")
     assert found == [f"cluster.devices lists GPU {twice} twice: name each GPU once (e.g. [0,1]); a GPU runs one trial "
                      "process at a time."]  # fmt: skip
-    assert local.problems(local_cluster(devices=[0, 1, 2], gpus_per_trial=1), 16, "cpu") == []
+    assert placement.problems(local_cluster(devices=[0, 1, 2], gpus_per_trial=1), 16, "cpu") == []
 
 
 def test_any_pretrain_name_is_a_baseline_but_not_another_type():

@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO, launch, results_under
-from xfer.launch import local
+from xfer.launch import local, placement
 from xfer.report import status
 
 SMOKE = ["benchmark=smoke_fast", "pretrain=densecl"]
@@ -64,11 +64,11 @@ def cluster(**kw):
 
 
 def test_cpu_devices_are_cut_into_disjoint_groups():
-    devices = local.resolve_devices(5, "cpu")
+    devices = placement.resolve_devices(5, "cpu")
     assert devices == ["cpu0", "cpu1", "cpu2", "cpu3", "cpu4"]
-    assert local.groups(devices, 2) == [("cpu0", "cpu1"), ("cpu2", "cpu3")]  # the fifth stays idle
-    assert local.groups(devices, local.per_trial("auto", 5)) == [tuple(devices)]
-    assert local.resolve_devices("auto", "cpu") == ["cpu0"]
+    assert placement.groups(devices, 2) == [("cpu0", "cpu1"), ("cpu2", "cpu3")]  # the fifth stays idle
+    assert placement.groups(devices, placement.per_trial("auto", 5)) == [tuple(devices)]
+    assert placement.resolve_devices("auto", "cpu") == ["cpu0"]
 
 
 @pytest.mark.parametrize("kw,batch,message", [
@@ -79,17 +79,17 @@ def test_cpu_devices_are_cut_into_disjoint_groups():
     ({"stop_grace_s": -1}, 16, "cluster.stop_grace_s=-1"),
 ])  # fmt: skip
 def test_local_problems_name_the_option(kw, batch, message):
-    found = local.problems(cluster(**kw), batch, "cpu")
+    found = placement.problems(cluster(**kw), batch, "cpu")
     assert len(found) == 1 and message in found[0], found
 
 
 def test_a_group_that_divides_the_batch_passes():
-    assert local.problems(cluster(devices=8, gpus_per_trial=2), 16, "cpu") == []
+    assert placement.problems(cluster(devices=8, gpus_per_trial=2), 16, "cpu") == []
 
 
 def test_gpus_requested_on_a_machine_without_them_are_refused():
-    assert local.visible_gpus() == []  # CUDA_VISIBLE_DEVICES="" (tests/conftest.py), on a GPU node too
-    found = local.problems(cluster(devices=[0, 1]), 16, "cuda")
+    assert placement.visible_gpus() == []  # CUDA_VISIBLE_DEVICES="" (tests/conftest.py), on a GPU node too
+    found = placement.problems(cluster(devices=[0, 1]), 16, "cuda")
     assert found and "not visible" in found[0]
 
 

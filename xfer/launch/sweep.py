@@ -27,7 +27,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from xfer import benchmarks
-from xfer.launch import identify, local, slurm
+from xfer.launch import identify, local, placement, slurm
 from xfer.launch import plan as xfer_plan
 from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
 from xfer.launch.trials import PlannedTrial, activate, distinct, family_of, inputs, labels, locate, plan, task_config
@@ -71,9 +71,9 @@ def schedule_of(cfg: DictConfig) -> tuple[str, int, int]:
     else:
         device = devices.resolve(cfg.trial.device)
         try:
-            ids = local.resolve_devices(cfg.cluster.devices, device)
-            per_trial = local.per_trial(cfg.cluster.gpus_per_trial, len(ids))
-            at_once = len(local.groups(ids, per_trial)) if per_trial else 0
+            ids = placement.resolve_devices(cfg.cluster.devices, device)
+            per_trial = placement.per_trial(cfg.cluster.gpus_per_trial, len(ids))
+            at_once = len(placement.groups(ids, per_trial)) if per_trial else 0
         except (ValueError, TypeError):
             per_trial, at_once = 0, 0
     return "GPU" if device == "cuda" else device, per_trial, at_once

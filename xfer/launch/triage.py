@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xfer.launch import identify, local, slurm
+from xfer.launch import identify, placement, slurm
 from xfer.launch.trials import PlannedTrial, activate, max_iter_of
 from xfer.store import files, identity, locks
 from xfer.store.records import label
@@ -83,7 +83,7 @@ def family_problems(p: PlannedTrial, here: bool, seen: dict) -> list[str]:
     if p.cfg.cluster.name == "slurm":
         found += slurm.problems(p.cfg.cluster, batch, p.cfg.benchmark.requires_gpu)
     else:
-        found += local.problems(p.cfg.cluster, batch, devices.resolve(p.cfg.trial.device))
+        found += placement.problems(p.cfg.cluster, batch, devices.resolve(p.cfg.trial.device))
     return found
 
 
