@@ -224,9 +224,10 @@ def distinct(planned: list[PlannedTrial]) -> list[PlannedTrial]:
     kept = []
     for p in planned:
         other = first.setdefault(p.dir, p)
-        mine, theirs = p.identity, other.identity
-        if other is not p and mine is not None and theirs is not None and mine["digest"] == theirs["digest"]:
-            continue
+        if other is not p:  # identities only where folders meet: a record per trial costs a sweep of thousands
+            mine, theirs = p.identity, other.identity
+            if mine is not None and theirs is not None and mine["digest"] == theirs["digest"]:
+                continue
         kept.append(p)
     return kept
 
