@@ -136,8 +136,9 @@ def launch(
     elsewhere = [p for p in planned if p.state.state == "running"]  # another launcher's: waited for, not rerun
     done = sum(p.done for p in planned)
     todo = skip_queued_on_slurm(todo + elsewhere)
-    log.info("sweep %s: %d trials, %d done already, %d to run%s", shown, len(planned), done,
-             len(todo) - len(elsewhere), f", {len(elsewhere)} running under another launcher" if elsewhere else "")
+    waited = sum(p.state.state == "running" for p in todo)  # SLURM's running trials left out: not waited for here
+    log.info("sweep %s: %d trials, %d done already, %d to run%s", shown, len(planned), done, len(todo) - waited,
+             f", {waited} running under another launcher" if waited else "")
     outcome = run_here(todo, planned[0].cfg) if todo else None
     for sweep_dir in sweep_dirs:
         report = collect.collect([sweep_dir], **collect.options(config))
