@@ -43,8 +43,8 @@ def _collect(args: argparse.Namespace) -> int:
         return 2
     try:
         report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme,
-                                 compare=args.compare, baseline=args.baseline)  # fmt: skip
-    except ValueError as e:  # a README without the table block
+                                 compare=args.compare, baseline=args.baseline, strict=True)  # fmt: skip
+    except ValueError as e:  # a README without the table block, a baseline no trial has
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.markdown, end="")

@@ -78,6 +78,10 @@ def write(root: Path, fraction: float, seed: int, force: bool = False) -> tuple[
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):  # fmt: skip
         raise ValueError(f"{src}: not a COCO instances file (it needs lists 'images', 'annotations', 'categories')")
+    if not coco["images"]:
+        raise ValueError(f"{src} lists no images: there is nothing to draw a subset from (is it the right file?)")
+    if not all(isinstance(i, dict) and type(i.get("id")) is int for i in coco["images"]):
+        raise ValueError(f"{src}: an image without an integer 'id'; the subset is drawn by image id")
     sub = subset(coco, fraction, seed)
     write_text_atomic(dst, json.dumps(sub))
     return dst, sub

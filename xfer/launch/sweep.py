@@ -117,7 +117,7 @@ def launch(
     if config.plan:
         print(f"plan of sweep {shown} (nothing runs with plan=true):")
         print(plan_of(planned), end="")
-    found = collect.option_problems(config) + check(jobs, here=not on_slurm)
+    found = collect.option_problems(config, pretrains=pretrain_names(planned, sweep_dirs)) + check(jobs, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)
@@ -162,6 +162,25 @@ def place_multirun_yaml(hydra_dir: Path, sweep_dirs: list[Path]) -> None:
     record.unlink()
     with contextlib.suppress(OSError):  # not empty: an earlier sweep of that benchmark lives there
         hydra_dir.rmdir()
+
+
+def pretrain_names(planned: list[PlannedTrial], sweep_dirs: list[Path]) -> set[str]:
+    """The names ``collect.baseline`` may take: the sweep's pretrains, the pretrain group's choices, and those of
+    the earlier sweeps' settings in the same folders (``<backbone>_<pretrain>[,<overrides>]``), which the table
+    also holds (``pretrain.name`` is free)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    names = {p.setting.pretrain for p in planned if p.setting is not None}
+    backbones = {p.setting.backbone for p in planned if p.setting is not None}
+    if GlobalHydra.instance().is_initialized():
+        names.update(GlobalHydra.instance().config_loader().get_group_options("pretrain"))
+        backbones.update(GlobalHydra.instance().config_loader().get_group_options("backbone"))
+    for folder in sweep_dirs:
+        for setting in (folder.iterdir() if folder.is_dir() else ()):
+            backbone, _, rest = setting.name.partition("_")
+            if setting.is_dir() and backbone in backbones and rest:
+                names.add(rest.split(",")[0])
+    return names
 
 
 def folders_of(planned: list[PlannedTrial]) -> list[Path]:

@@ -44,13 +44,28 @@ class Report:
         return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished{conflicting}"
 
 
-def option_problems(cfg: Mapping) -> list[str]:
+def option_problems(cfg: Mapping, pretrains: Iterable[str] = ()) -> list[str]:
     """What is wrong with a launch's ``collect.compare`` and ``collect.baseline`` (see :func:`options`), as the
-    launch reports problems: checked with the trials, before any runs, so a bad value never waits for the table."""
+    launch reports problems: checked with the trials, before any runs, so a bad value never waits for the table.
+    ``pretrains``: the names a baseline may take (the sweep's and the pretrain group's); a ``collect.baseline``
+    among none of them is a typo that would leave every group without its baseline."""
     section = cfg.get("collect") or {}
-    problem = comparisons.option_problem(section.get("compare", "baseline"), section.get("baseline"),
+    baseline = section.get("baseline")
+    problem = comparisons.option_problem(section.get("compare", "baseline"), baseline,
                                          "collect.compare=", "collect.baseline=")  # fmt: skip
+    known = sorted(set(pretrains))
+    if not problem and isinstance(baseline, str) and known and baseline not in known:
+        problem = f"collect.baseline={baseline}: no pretrain of that name; choose one of: {', '.join(known)}"
     return [problem] if problem else []
+
+
+def baseline_problem(rows: list[results.Row], baseline: str | None, flag: str = "--baseline") -> str:
+    """Why ``baseline`` cannot be the baseline of these rows: no trial of that pretrain is among them (a typo
+    would leave every group without its baseline); "" when it is there, or not asked for."""
+    found = sorted({r.setting.pretrain for r in rows})
+    if baseline is None or baseline in found:
+        return ""
+    return f"{flag} {baseline}: no trial of that pretrain here; the pretrains here: {', '.join(found) or 'none'}"
 
 
 def options(cfg: Mapping) -> dict:
@@ -65,14 +80,19 @@ def options(cfg: Mapping) -> dict:
 
 
 def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = True, readme: Path | None = None,
-            compare: str = "baseline", baseline: str | None = None) -> Report:  # fmt: skip
+            compare: str = "baseline", baseline: str | None = None, strict: bool = False) -> Report:  # fmt: skip
     """Read every trial under ``dirs``, write all formats into ``out_dir`` (default: the first of ``dirs``);
     with ``readme``, also rewrite that Markdown file's seed-style table block in place. ``compare`` and
-    ``baseline``: which methods are compared (:func:`xfer.report.comparisons.compare`)."""
+    ``baseline``: which methods are compared (:func:`xfer.report.comparisons.compare`). ``strict``: a
+    ``baseline`` no trial has is a ValueError before anything is written (``python -m xfer collect``; a launch
+    checked it before training)."""
     dirs = [Path(d) for d in dirs]
     out_dir = Path(out_dir or dirs[0])
     trials = results.read_trials(dirs)
     rows = results.summarize(trials)
+    problem = baseline_problem(rows, baseline) if strict else ""
+    if problem:
+        raise ValueError(problem)
     compared = comparisons.compare(rows, compare, baseline)
     md = formats.markdown(rows, compared)
     html = formats.seed_html(rows)

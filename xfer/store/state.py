@@ -23,6 +23,7 @@ Looking never takes a lock (``xfer.store.locks.held``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +68,9 @@ def read_result(trial_dir: Path) -> ResultFile:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():  # a link into storage that is gone or not mounted: the result may well exist
+            return ResultFile("unreadable", cause=f"unreadable {RESULT}: a link to {os.readlink(path)}, which is "
+                                                  "not there (storage not mounted?)")  # fmt: skip
         return ResultFile("missing")
     except OSError as e:
         return ResultFile("unreadable", cause=f"unreadable {RESULT} ({type(e).__name__}: {e.strerror or e})")
