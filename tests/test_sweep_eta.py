@@ -63,5 +63,6 @@ def test_status_gives_the_sweeps_eta_from_the_folders_and_sweep_json(tmp_path, m
     dirs = [root / "voc0712_c4_24k"]
     eta = status.sweep_eta(status.scan(dirs), status.groups_of(dirs))
     assert (eta.seconds, eta.trials, eta.unpriced, eta.groups) == (300.0, 3, 0, 2)
+    assert status.groups_of([root]) == 2  # `status` of the output root: its sweep folders' sweep.json
     sweeps.write(root / "voc0712_c4_24k", sweeps.SweepRecord("python launch.py -m", "local", "GPU", 1, 1, 0.0))
     assert status.sweep_eta(status.scan(dirs), status.groups_of(dirs)).seconds == 500.0  # one group: the sum

@@ -217,8 +217,10 @@ def scan(dirs: list[Path], now: float | None = None, trials: list | None = None)
 
 def groups_of(dirs: list[Path]) -> int:
     """How many trials the sweep in ``dirs`` runs at once, as its latest launch said (``sweep.json``; the most of
-    any folder given); 0 when none says."""
-    return max([r.at_once for r in map(sweeps.read, dirs) if r], default=0)
+    any folder given, or of the sweep folders in it: ``status outputs`` reads ``outputs/<benchmark>``'s); 0 when
+    none says."""
+    folders = [*dirs, *(sub for d in dirs if d.is_dir() for sub in d.iterdir() if sub.is_dir())]
+    return max([r.at_once for r in map(sweeps.read, folders) if r], default=0)
 
 
 def sweep_eta(statuses: list[TrialStatus], groups: int) -> schedule.SweepEta:
