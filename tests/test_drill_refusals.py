@@ -15,6 +15,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, launch
 from tests.test_bad_options import refused
@@ -80,3 +81,18 @@ def test_coco_subset_of_a_file_without_images_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "lists no images" in err and err.count("\n") == 1
     assert sorted(p.name for p in annotations.iterdir()) == ["instances_train2017.json"]
+
+
+@pytest.mark.launch
+@pytest.mark.parametrize("flags,named", [(("-m", "--cfg", "job"), "-m and --cfg"), (("--cfg=job", "--info"), "--cfg and --info"),
+                                         (("-c", "job", "--multirun"), "--cfg and -m")])  # fmt: skip
+def test_two_hydra_modes_at_once_are_one_line_not_a_traceback(tmp_path, flags, named):
+    """Hydra raises a ValueError (a traceback) for ``-m --cfg job``; the launch says what to do instead. Alone,
+    ``--cfg job`` still prints the composed config (read back as YAML: the seed given)."""
+    args = ("benchmark=smoke_fast", "pretrain=densecl", "seed=3", f"output_root={tmp_path}")
+    run = launch(*flags, *args)
+    assert run.returncode == 2 and "Traceback" not in run.output, run.output[-3000:]
+    assert run.stderr.startswith(f"error: {named} together: Hydra does one of them at a time.")
+    assert run.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+    shown = launch("--cfg", "job", *args)
+    assert shown.returncode == 0 and yaml.safe_load(shown.stdout)["seed"] == 3, shown.output[-3000:]

@@ -148,6 +148,20 @@ def boolean_problems(overrides: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+_MODES = {"-m": "-m", "--multirun": "-m", "-r": "--run", "--run": "--run", "-c": "--cfg", "--cfg": "--cfg",
+          "-i": "--info", "--info": "--info", "-sc": "--shell-completion", "--shell-completion": "--shell-completion"}
+
+
+def mode_problem(argv: list[str]) -> str:
+    """Why launch.py's ``argv`` asks Hydra for two things at once (``-m --cfg job``: Hydra raises a ValueError with
+    a traceback); "" when it asks for one."""
+    modes = list(dict.fromkeys(_MODES[a.partition("=")[0]] for a in argv[1:] if a.partition("=")[0] in _MODES))
+    if len(modes) < 2:
+        return ""
+    return (f"{' and '.join(modes)} together: Hydra does one of them at a time. To see the config of one trial, drop "
+            "-m (python launch.py --cfg job pretrain=densecl seed=0); to check a whole sweep, use -m ... plan=true")
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
     """launch.py's argv, ready for Hydra; a usage error, or each unknown group choice and non-boolean yes/no
     option, exits with status 2 and one line per problem."""
@@ -158,7 +172,8 @@ def prepare_argv(argv: list[str]) -> list[str]:
         raise SystemExit(2) from None
     overrides, _ = split_argv(argv)
     dirs = config_dirs(argv)
-    found = (choice_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
+    found = [p for p in [mode_problem(argv)] if p]
+    found += (choice_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)
     if found:
