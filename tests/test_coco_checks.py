@@ -254,3 +254,32 @@ def test_the_launch_and_the_trial_agree_that_a_broken_hotcoco_failed_to_import(t
     why = "hotcoco failed to import: ImportError: libhotcoco.so: undefined symbol: PyFake_Symbol"
     assert note == f"coco_2017_val: scored by xfer's NumPy engine, pycocotools' numbers ({why})"
     assert reason == why
+
+
+def test_a_file_of_boxes_only_is_refused_for_a_recipe_that_trains_masks_and_kept_for_a_box_only_one(tmp_path):
+    """No annotation has a segmentation: detectron2 makes no ``gt_masks`` of it (Mask R-CNN's mask loss has none to
+    learn from) and pycocotools' mask AP fails on it after training. With ``MODEL.MASK_ON`` (``masks``) the check
+    says so; a box-only recipe takes the file as it is, and pycocotools scores its boxes."""
+    d2compat.ensure()
+    from detectron2.data.datasets.coco import load_coco_json
+    from detectron2.data.detection_utils import annotations_to_instances
+
+    path = rewrite(write_coco(tmp_path), lambda d: [a.pop("segmentation") for a in d["annotations"]]) and \
+        tmp_path / "coco" / "annotations" / "instances_val2017.json"  # fmt: skip
+    record = load_coco_json(str(path), str(tmp_path / "coco" / "val2017"), None)[0]
+    assert not annotations_to_instances(record["annotations"], (48, 64), mask_format="polygon").has("gt_masks")
+    with pytest.raises(KeyError):
+        pycocotools_scores(path, "segm")
+    pycocotools_scores(path, "bbox")
+    (line,) = coco.problems(tmp_path, ["coco_2017_val"], cache=tmp_path / "cache", masks=True)
+    assert line.startswith("dataset coco_2017_val: instances_val2017.json has boxes only") and \
+        "+d2.MODEL.MASK_ON=false" in line  # fmt: skip
+    assert coco.problems(tmp_path, ["coco_2017_val"], cache=tmp_path / "cache", masks=False) == []
+    assert coco.problems(tmp_path, ["coco_2017_val"], cache=tmp_path / "cache", masks=True) == [line]  # cached
+
+
+def test_voc_refuses_a_recipe_that_trains_masks(tmp_path):
+    from xfer.benchmarks import voc
+
+    assert voc.problems(tmp_path, [], masks=True)[0].startswith("VOC has boxes only")
+    assert voc.problems(tmp_path, [], masks=False) == []

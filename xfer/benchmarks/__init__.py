@@ -3,9 +3,10 @@
 A benchmark is a conf file (``conf/benchmark/<name>.yaml``: the recipe, its datasets, ``format``) plus the
 module of its dataset format here (``voc``, ``coco``), which provides:
 
-- ``problems(root, names, num_classes, cache) -> list[str]``: what would stop detectron2 loading those datasets
-  from ``root`` or the recipe (``NUM_CLASSES``) training on them, one message each, checked by the launcher
-  before anything runs (``cache``: ``paths.cache``, for what is slow to read);
+- ``problems(root, names, num_classes, cache, masks) -> list[str]``: what would stop detectron2 loading those
+  datasets from ``root`` or the recipe (``NUM_CLASSES``; ``masks``: ``MODEL.MASK_ON``) training on them and
+  scoring them, one message each, checked by the launcher before anything runs (``cache``: ``paths.cache``, for
+  what is slow to read);
 - ``evaluation_notes(root, names, evaluator, cache) -> list[str]``: what the launch says about how those test
   datasets will be scored (COCO: hotcoco or the NumPy engine, and why), before anything runs;
 - ``register(root, names)``: (re-)register them with detectron2 under ``root``, in every trial process;

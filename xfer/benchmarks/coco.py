@@ -41,7 +41,7 @@ SHOWN = 3  # bad entries named per file; the rest are counted
 
 NUMBER = frozenset({int, float})  # by type(): JSON numbers; a bool (an int to isinstance) is not one
 ANN_FIX = "fix or drop them (detectron2's loader, pycocotools or hotcoco would fail on them, some after training)"
-CHECKS = 2  # the version of what json_problems refuses, kept with each cached result: an older result is redone
+CHECKS = 3  # the version of what json_problems refuses, kept with each cached result: an older result is redone
 
 
 def _is_id(value: object) -> bool:
@@ -144,24 +144,27 @@ def entry_problems(coco: Mapping, path: str) -> list[str]:
     return found
 
 
-def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str]:
-    """(problems, categories as [id, name] pairs, image file names, :func:`hotcoco_quirk`) of one instances JSON."""
+def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str, bool]:
+    """(problems, categories as [id, name] pairs, image file names, :func:`hotcoco_quirk`, whether annotations
+    without any segmentation) of one instances JSON."""
     try:
         coco = json.loads(json_file.read_bytes())
     except (OSError, ValueError) as e:
-        return [f"{json_file}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], ""
+        return [f"{json_file}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], "", False
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):  # fmt: skip
         return [f"{json_file}: not a COCO instances file (it needs lists 'images', 'annotations', "
-                "'categories')"], [], [], ""  # fmt: skip
+                "'categories')"], [], [], "", False  # fmt: skip
     found = entry_problems(coco, str(json_file))
     categories = sorted([c["id"], c["name"]] for c in coco["categories"]
                         if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str))  # fmt: skip
     files = [i["file_name"] for i in coco["images"] if isinstance(i, dict) and isinstance(i.get("file_name"), str)]
-    return found, categories, files, hotcoco_quirk(coco)  # (an image without a name is refused above)
+    anns = [a for a in coco["annotations"] if isinstance(a, dict)]
+    boxes_only = bool(anns) and all(a.get("segmentation") is None for a in anns)
+    return found, categories, files, hotcoco_quirk(coco), boxes_only  # (an image without a name is refused above)
 
 
-def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str]:
+def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str, bool]:
     """:func:`json_problems`, kept on disk per state of the JSON (``xfer.store.digests.file_state``): a launch
     parses it at most once. A damaged entry, or one of an older :data:`CHECKS` (it may accept what this one
     refuses), is parsed again."""
@@ -172,14 +175,14 @@ def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[st
         kept = json.loads(entry.read_text())
         if kept["checks"] != CHECKS:
             raise KeyError("checks")
-        return kept["problems"], kept["categories"], kept["files"], kept["hotcoco"]
+        return kept["problems"], kept["categories"], kept["files"], kept["hotcoco"], kept["boxes_only"]
     except (OSError, ValueError, TypeError, KeyError):  # none yet, damaged, or of an older xfer: parse it again
         pass
-    found, categories, files, quirk = json_problems(json_file)
+    found, categories, files, quirk, boxes_only = json_problems(json_file)
     entry.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(entry, json.dumps({"checks": CHECKS, "problems": found, "categories": categories, "files": files,
-                                         "hotcoco": quirk}))  # fmt: skip
-    return found, categories, files, quirk
+                                         "hotcoco": quirk, "boxes_only": boxes_only}))  # fmt: skip
+    return found, categories, files, quirk, boxes_only
 
 
 def missing_images(image_dir: Path, files: list[str], json_name: str) -> list[str]:
@@ -199,9 +202,12 @@ def missing_images(image_dir: Path, files: list[str], json_name: str) -> list[st
             f"{', '.join(missing[:SHOWN])}{more}"]  # fmt: skip
 
 
-def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None) -> list[str]:
+def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None,
+             masks: bool = False) -> list[str]:  # fmt: skip
     """One message per COCO dataset detectron2 could not load from ``root``, saying how to fix it; then whether
-    the datasets share one category list, and whether it has the recipe's ``NUM_CLASSES`` entries."""
+    the datasets share one category list, and whether it has the recipe's ``NUM_CLASSES`` entries. ``masks``: the
+    recipe trains and scores masks (``MODEL.MASK_ON``), which a file of boxes only cannot give: detectron2 fails
+    at its first iteration on one, and mask AP of a test set without segmentations fails after training."""
     root, found, seen = Path(root).resolve(), [], {}
     hint = (f" Put COCO (coco/train2017/, coco/val2017/, coco/annotations/) under {root}/, or point "
             "DETECTRON2_DATASETS (or paths.datasets=...) at the folder that holds coco/.")  # fmt: skip
@@ -214,8 +220,12 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
         if missing:
             found.append(f"dataset {name}: missing {', '.join(missing)}." + (SUBSET_HINT if name in SUBSETS else hint))
             continue
-        mine, seen[name], files, _ = _read(json_file, cache)
+        mine, seen[name], files, _, boxes_only = _read(json_file, cache)
         mine += missing_images(image_dir, files, json_file.name)
+        if masks and boxes_only:
+            mine.append(f"{json_file.name} has boxes only (no annotation has a segmentation), and the recipe "
+                        "trains and scores masks (MODEL.MASK_ON): give the annotations polygons or RLE, or train "
+                        "a box-only model with +d2.MODEL.MASK_ON=false")  # fmt: skip
         found += [f"dataset {name}: {p}." for p in mine]
     lists = {tuple(map(tuple, c)) for c in seen.values() if c}
     if len(lists) > 1:

@@ -84,10 +84,13 @@ def split_problems(voc: Path, split: str) -> tuple[str, ...]:
     )
 
 
-def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None) -> list[str]:
+def problems(root: Path, names: Iterable[str], num_classes: int | None = None, cache: Path | None = None,
+             masks: bool = False) -> list[str]:  # fmt: skip
     """One message per VOC split that detectron2 could not load from ``root``, saying how to fix it, and one if the
-    recipe's ``NUM_CLASSES`` is not VOC's 20. (VOC files are small and read once per process: no ``cache``.)"""
-    found = []
+    recipe's ``NUM_CLASSES`` is not VOC's 20, or it trains masks (``masks``: ``MODEL.MASK_ON``), which VOC's boxes
+    cannot give. (VOC files are small and read once per process: no ``cache``.)"""
+    found = ["VOC has boxes only, and the recipe trains masks (MODEL.MASK_ON): drop +d2.MODEL.MASK_ON=true, or use a "
+             "COCO benchmark"] if masks else []  # fmt: skip
     for name in names:
         year, split = parse(name)
         for problem in split_problems(Path(root).resolve() / f"VOC{year}", split):

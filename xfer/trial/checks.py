@@ -156,10 +156,11 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     names = list(recipe.value(cfg, "DATASETS.TRAIN", ())) + list(recipe.value(cfg, "DATASETS.TEST", ()))
     num_classes = recipe.value(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", 80)  # detectron2's default
     root, cache = Path(cfg.benchmark.datasets_root), Path(cfg.paths.cache)
-    key = (benchmark.__name__, str(root), repr(names), repr(num_classes), str(cache))
+    masks = recipe.value(cfg, "MODEL.MASK_ON", False) is True  # detectron2's default: boxes only
+    key = (benchmark.__name__, str(root), repr(names), repr(num_classes), str(cache), masks)
     data = seen.get(key) if seen is not None else None
     if data is None:
-        data = benchmark.problems(root, names, num_classes, cache)
+        data = benchmark.problems(root, names, num_classes, cache, masks)
         if seen is not None:
             seen[key] = data
     found += data
