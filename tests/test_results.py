@@ -465,6 +465,7 @@ def test_copies_count_once_and_different_results_are_a_conflict_named_by_path(sw
 
     seen = [s for s in status.scan([sweep, other]) if s.label.startswith("voc0712_c4_24k/r50_densecl ")]
     assert sorted(s.label for s in seen) == [f"voc0712_c4_24k/r50_densecl seed{i}" for i in (0, 1, 1, 2, 3, 4)]
+    assert status.counts(seen) == "4 done, 1 conflict"  # one trial, as collect's "1 with conflicting results"
     causes = {s.cause for s in seen if s.cause}
     assert causes == {f"conflict: a different result for this trial at {path}" for path in (a, b)}
     shown = io.StringIO()

@@ -147,8 +147,10 @@ def table(statuses: list[TrialStatus], title: str = "") -> Table:
 
 
 def counts(statuses: list[TrialStatus]) -> str:
-    """``2 running, 3 queued, 4 done, 1 failed``: the states present, in a fixed order."""
+    """``2 running, 3 queued, 4 done, 1 failed``: the states present, in a fixed order. A trial in conflict shows
+    one row per folder holding it and counts once, as collect counts it."""
     n = {state: sum(s.state == state for s in statuses) for state in STATES}
+    n["conflict"] = len({s.label for s in statuses if s.state == "conflict"})
     return ", ".join(f"{n[state]} {state}" for state in STATES if n[state])
 
 
