@@ -11,7 +11,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from xfer.report import formats, results
+from xfer.report import formats, paper, results
 from xfer.store import files
 
 HOSTILE = "<script>alert(1)</script> & 50% $x_1$ {a} ~b^ #c \\d | e"
@@ -43,7 +43,7 @@ def hostile_rows(root: Path) -> list[results.Row]:
 
 
 def test_the_readme_block_shows_a_label_as_text(tmp_path):
-    block = formats.seed_html(hostile_rows(tmp_path))
+    block = paper.seed_html(hostile_rows(tmp_path))
     parsed = Parsed(block)
     assert "script" not in parsed.tags and set(parsed.tags) <= {"th", "tr", "td", "table", "thead", "tbody"}
     assert any(HOSTILE in text for text in parsed.text)  # the label, character for character, as the text shown
@@ -51,10 +51,10 @@ def test_the_readme_block_shows_a_label_as_text(tmp_path):
 
 def test_latex_escapes_every_special_character(tmp_path):
     # by hand, per character: \ -> \textbackslash{}, the other specials with a backslash, ~ ^ < > as text commands
-    assert formats._tex(HOSTILE) == (
+    assert paper._tex(HOSTILE) == (
         r"\textless{}script\textgreater{}alert(1)\textless{}/script\textgreater{} \& 50\% \$x\_1\$ \{a\} "
         r"\textasciitilde{}b\textasciicircum{} \#c \textbackslash{}d | e")
-    row = formats.latex(hostile_rows(tmp_path))
+    row = paper.latex(hostile_rows(tmp_path))
     assert "<script>" not in row and r"\textless{}script" in row
 
 

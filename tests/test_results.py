@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from scipy.stats import t as student_t
 
 from tests.conftest import REPO
-from xfer.report import collect, comparisons, formats, results, stats, status
+from xfer.report import collect, comparisons, formats, paper, results, stats, status
 from xfer.store import handover
 from xfer.trial import runner as runner
 
@@ -382,7 +382,7 @@ def test_seed_readme_block_is_rewritten_and_nothing_else(sweep, tmp_path):
     collect.collect([sweep], plots=False, readme=readme)
     assert readme.read_text() == text  # idempotent
     with pytest.raises(ValueError, match="no table block"):
-        formats.rewrite_block(sweep / "table.md", "x")
+        paper.rewrite_block(sweep / "table.md", "x")
 
 
 def test_published_numbers_without_a_std_are_not_tested_and_the_legend_says_so(tmp_path, monkeypatch):

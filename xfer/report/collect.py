@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xfer.report import comparisons, formats, results
+from xfer.report import comparisons, formats, paper, results
 from xfer.store.files import write_text_atomic
 
 
@@ -95,10 +95,10 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
         raise ValueError(problem)
     compared = comparisons.compare(rows, compare, baseline)
     md = formats.markdown(rows, compared)
-    html = formats.seed_html(rows)
+    html = paper.seed_html(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = {"table.md": md, "trials.csv": formats.tidy_csv(rows), "results.json": formats.to_json(rows, compared),
-             "table.tex": formats.latex(rows), "table.html": html + "\n"}  # fmt: skip
+             "table.tex": paper.latex(rows), "table.html": html + "\n"}  # fmt: skip
     written = []
     for name, text in texts.items():
         write_text_atomic(out_dir / name, text)
@@ -111,6 +111,6 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
 
         written += plotting.write_all(rows, out_dir, baseline)
     if readme is not None:
-        formats.rewrite_block(readme, html)
+        paper.rewrite_block(readme, html)
         written.append(Path(readme))
     return Report(rows, compared, md, written)

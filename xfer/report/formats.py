@@ -1,9 +1,7 @@
-"""The results table in five formats, all rendered from the same rows (``xfer.report.results``).
-
-Markdown (for reading and pasting), CSV (tidy: one row per trial, for pandas), JSON (everything, for
-programs), LaTeX (booktabs, for the paper) and the seed README's HTML table, which :func:`rewrite_block`
-can put in place of the block between ``<!-- START TABLE -->`` and ``</tbody></table>`` of a Markdown
-file, leaving the rest of that file byte for byte as it was.
+"""The results table for reading and for programs, rendered from the rows (``xfer.report.results``): Markdown
+(for reading and pasting), CSV (tidy: one row per trial, for pandas) and JSON (everything); and the cells and
+numbers the other views share (the HTML page, ``xfer.report.page``; LaTeX and the seed README's HTML table,
+``xfer.report.paper``).
 
 Each row shows the metrics its trials measured (``Row.metric_names``). Rows that measured the same ones share
 a table, so a report of VOC (AP50/AP/AP75) and COCO settings has one table per kind, each with its own header;
@@ -19,22 +17,19 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from html import escape
-from pathlib import Path
 
 from xfer.report.comparisons import BASELINES, Comparison, Comparisons
 from xfer.report.results import Row
 from xfer.store.files import VOC_METRICS
 from xfer.store.records import Trial, label
 
-START, END = "<!-- START TABLE -->", "</tbody></table>"
 FLAG_NOTE = ("`*`: ours and the published mean differ beyond the noise of both: Welch's t-test (two-sided) of our "
              "trials (n, mean, std) against the published mean, taken as a mean of its n trials with the benchmark's "
              "stated std (`published_std`), gives p < 0.05. No `*` where there is no stated std or fewer than 2 of "
              "our trials: nothing to test.")  # fmt: skip
 
 
-def _f(x: float | None, signed: bool = False) -> str:
+def number(x: float | None, signed: bool = False) -> str:
     if x is None or math.isnan(x):  # NaN: COCO's evaluator had nothing to average
         return "—"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
@@ -47,7 +42,7 @@ def _number(value: object) -> float | None:
 def triple(metrics: dict, names: Sequence[str] | None = None) -> str:
     """``82.64/58.32/64.60``: the seed's notation for one trial, over ``names`` (default: the keys of
     ``metrics``, a trial's own); "—" for a name without a number (published records lack some)."""
-    return "/".join(_f(_number(metrics.get(m))) for m in (metrics if names is None else names))
+    return "/".join(number(_number(metrics.get(m))) for m in (metrics if names is None else names))
 
 
 def metric_tables(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
@@ -81,7 +76,7 @@ def mean_cell(row: Row, m: str) -> str:
 def delta_cell(row: Row) -> str:
     if row.delta is None:
         return "—"
-    return " / ".join(_f(row.delta.get(m), signed=True) + ("*" if row.flagged.get(m) else "") for m in row.metric_names)
+    return " / ".join(number(row.delta.get(m), signed=True) + ("*" if row.flagged.get(m) else "") for m in row.metric_names)
 
 
 def _missing_line(t: Trial) -> str:
@@ -190,7 +185,7 @@ def _comparison_lines(comparisons: Sequence[Comparison]) -> list[str]:
     for names, members in by_names.items():
         out += ["", f"| group | {against} | {' | '.join(f'Δ{m}' for m in names)} |", "|---|---|" + "---|" * len(names)]
         for c in members:
-            cells = " | ".join(f"{_f(c.diff[m], signed=True)} ({p_text(c.p[m])})" for m in names)
+            cells = " | ".join(f"{number(c.diff[m], signed=True)} ({p_text(c.p[m])})" for m in names)
             out.append(f"| {_md(c.group)} | {_md(c.b)} − {_md(c.a)} | {cells} |")
     return out + ([""] + left_out if left_out else [])
 
@@ -316,16 +311,6 @@ def to_json(rows: list[Row], comparisons: Sequence[Comparison]) -> str:
                       indent=2) + "\n"
 
 
-# LaTeX's special characters (and < >, which its default font encoding prints as other glyphs), each as text
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}  # fmt: skip
-
-
-def _tex(text: str) -> str:
-    """``text`` as LaTeX prints it literally, in one pass (so that one escape's braces are not escaped again)."""
-    return re.sub(r"[\\&%$#_{}~^<>]", lambda m: _TEX[m[0]], text)
-
-
 # What CommonMark (and so GitHub's Markdown) takes for raw HTML or an autolink where a ``<`` starts it: an open tag
 # (a name, then only well-formed attributes), a closing tag, a comment, processing instruction, declaration or
 # CDATA, ``<scheme:...>`` and ``<user@host>``. Any other ``<`` (``<class 'int'>``, ``a < b``) is shown as it is.
@@ -346,64 +331,3 @@ def _md(text: object) -> str:
     is shown; any other ``<`` (an exception's ``<class 'int'>``) stays as it is. The HTML page escapes on its own
     (``xfer.report.page``)."""
     return _OPENS_MARKUP.sub("&lt;", str(text).replace("\n", " ")).replace("|", r"\|")
-
-
-def display_name(row: Row) -> str:
-    """The seed README's row name: the pretrain's label with the backbone after its first part
-    (``ImageNet-1M, R50, DenseCL, 200ep``), plus any other override."""
-    label = row.label or row.setting.pretrain
-    head, _, rest = label.partition(", ")
-    name = f"{head}, {row.setting.backbone.upper()}" + (f", {rest}" if rest else "")
-    return name + (f" ({row.setting.overrides})" if row.setting.overrides else "")
-
-
-def tex_metric(name: str) -> str:
-    """A metric's name as papers set it: ``AP50`` -> ``AP$_{50}$``, ``box_APs`` -> ``box\\_AP$_{s}$``; a name
-    not ending in AP with a threshold or size is only escaped."""
-    match = re.fullmatch(r"(.*AP)(\d+|[sml])", name)
-    return f"{_tex(match[1])}$_{{{match[2]}}}$" if match else _tex(name)
-
-
-def latex(rows: list[Row]) -> str:
-    """A booktabs tabular per list of metric names (:func:`metric_tables`): mean ± std per metric (± omitted
-    for one trial), n per row."""
-    out: list[str] = []
-    for names, members in metric_tables(rows):
-        out += ([""] if out else []) + [rf"\begin{{tabular}}{{l{'c' * (len(names) + 1)}}}", r"\toprule",
-                                        rf"Pretrain & $n$ & {' & '.join(map(tex_metric, names))} \\", r"\midrule"]  # fmt: skip
-        for r in members:
-            if not r.n:
-                continue
-            cells = [_f(s.mean) + (f" $\\pm$ {s.std:.2f}" if s.std is not None else "") for s in
-                     (r.stats[m] for m in names)]  # fmt: skip
-            out.append(f"{_tex(display_name(r))} & {r.n} & {' & '.join(cells)} \\\\")
-        out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
-
-
-def seed_html(rows: list[Row]) -> str:
-    """The seed README's table block, from ``<!-- START TABLE -->`` to ``</tbody></table>``: the mean of
-    each finished setting, two decimals. One table (a README holds one block, and :func:`rewrite_block` finds
-    its end by the first ``</tbody></table>``): a column per metric of any row, "—" where a row has none."""
-    names = tuple(dict.fromkeys(m for r in rows if r.n for m in r.metric_names)) or all_names(rows)
-    out = [START, "<!-- TABLE HEADER -->", *(f'<th valign="bottom">{escape(h)}</th>' for h in ("pretrain", *names)),
-           "<!-- TABLE BODY -->"]  # fmt: skip
-    for r in rows:
-        if r.n:
-            out.append(f'<tr><td align="left">{escape(display_name(r))}</td>')
-            out += [f'<td align="center">{_f(r.stats[m].mean)}</td>' if m in r.stats else '<td align="center">—</td>'
-                    for m in names]  # fmt: skip
-            out.append("</tr>")
-    out.append(END)
-    return "\n".join(out)
-
-
-def rewrite_block(path: Path, block: str) -> None:
-    """Put ``block`` in place of the file's ``<!-- START TABLE -->`` ... ``</tbody></table>``; nothing else
-    changes. A file without that block is an error that names the two markers."""
-    text = Path(path).read_text()
-    start = text.find(START)
-    end = text.find(END, start) if start >= 0 else -1
-    if start < 0 or end < 0:
-        raise ValueError(f"{path}: no table block to rewrite (it needs a line {START} and, after it, {END}).")
-    Path(path).write_text(text[:start] + block + text[end + len(END) :])
