@@ -96,3 +96,24 @@ def test_two_hydra_modes_at_once_are_one_line_not_a_traceback(tmp_path, flags, n
     assert run.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
     shown = launch("--cfg", "job", *args)
     assert shown.returncode == 0 and yaml.safe_load(shown.stdout)["seed"] == 3, shown.output[-3000:]
+
+
+@pytest.mark.launch
+@pytest.mark.parametrize("option,line", [
+    ("cluster.time_min=1:00:00", "cluster.time_min='1:00:00': minutes per job (e.g. 1440 for SLURM's 1-00:00:00), a "
+                                 "whole number of at least 1."),
+    ("cluster.time_min=-5", "cluster.time_min=-5: minutes per job"),
+    ("cluster.array_parallelism=0", "cluster.array_parallelism=0: trials running at once, a whole number of at least 1."),
+    ("cluster.nodes=two", "cluster.nodes='two': nodes per trial"),
+    ("cluster.mem_gb=-1", "cluster.mem_gb=-1: GB per node, more than 0"),
+])  # fmt: skip
+def test_slurm_options_slurm_would_refuse_or_misread_are_one_line_before_anything_is_submitted(tmp_path, option, line):
+    """Drill: ``time_min=1:00:00`` (SLURM's own format) was a traceback from ``int()`` after sweep.json and the
+    trials' records were written; ``time_min=-5`` went out as ``--time=-5``, which SLURM reads as no limit
+    (TimeLimit 2982611-04:17:00); ``array_parallelism=0`` planned "0 trial(s) at a time, no problems found"."""
+    run = launch("-m", "cluster=slurm", "benchmark=smoke_fast", "pretrain=densecl", "seed=0", "cluster.gpus_per_node=0",
+                 option, "plan=true", f"output_root={tmp_path}", f"paths.cache={tmp_path / '_cache'}")  # fmt: skip
+    lines = refused(run, tmp_path)
+    assert lines[-2:] == ["error: nothing was run; 1 problem(s) to fix first:", lines[-1]] and \
+        lines[-1].startswith(f"  - {line}"), run.output[-3000:]  # fmt: skip
+    assert not (tmp_path / "smoke_fast" / "sweep.json").exists()

@@ -105,7 +105,7 @@ def test_sweep_is_one_array_and_a_collect_job_writes_the_table(slurm, tmp_path, 
             assert setting in collect_log and setting in (tmp_path / benchmark / "table.md").read_text()
     assert not (tmp_path / "voc0712_c4_24k").exists()
     again = launch(*sweep, f"output_root={tmp_path}", env=ENV)
-    assert "4 trials, 4 done, 0 queued already, 0 to submit" in again.stdout, again.output[-3000:]
+    assert "4 trials, 4 done, 0 queued or running on SLURM already, 0 to submit" in again.stdout, again.output[-3000:]
 
 
 def test_a_trial_over_two_tasks_joins_one_process_group(slurm, tmp_path, smoke_fast_made):
@@ -168,7 +168,7 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path,
     assert "smoke_fast/r50_densecl,SOLVER.MAX_ITER=300 | 1/5 |" in (tmp_path / "smoke_fast" / "table.md").read_text()
     kept = job_id(trials["seed0"])
     again = launch(*args, env={**ENV, "PYTHONPROFILEIMPORTTIME": "1"})
-    assert "2 trials, 1 done, 0 queued already, 1 to submit" in again.stdout, again.output[-3000:]
+    assert "2 trials, 1 done, 0 queued or running on SLURM already, 1 to submit" in again.stdout, again.output[-3000:]
     assert "submitit" in imported(again) and "torch" not in imported(again)  # conversions cached: no torch start-up
     assert job_id(trials["seed0"]) == kept and job_id(trials["seed1"]) != cancelled
     subprocess.run(["scancel", "-u", "root"], check=False)
@@ -293,7 +293,7 @@ def relaunch_with_an_unreadable_queue(slurm_args: list[str], trial_args: list[st
     assert "Nothing was submitted; try again when the controller answers." in again.stderr
     assert "submitted" not in again.stdout and queue_of(*jobs) == queue and job_id(trial) == job
     again = launch(*slurm_args, env=ENV)
-    assert "1 trials, 0 done, 1 queued already, 0 to submit" in again.stdout, again.output[-3000:]
+    assert "1 trials, 0 done, 1 queued or running on SLURM already, 0 to submit" in again.stdout, again.output[-3000:]
     here = launch("-m", *trial_args, env=ENV)  # cluster=local: SLURM has the trial, so not here
     assert here.returncode == 0, here.output[-3000:]
     assert f"1 trial(s) still queued or running on SLURM (job {job}): not run here" in here.stdout
@@ -432,3 +432,33 @@ def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_
     assert f"#SBATCH --dependency=afterany:{array}" in scripts[collect_id]
     subprocess.run(["scancel", array, collect_id], check=True)
     wait_for(lambda: not queue_of(array, collect_id), "the jobs to leave the queue")
+
+
+def test_two_launches_of_one_sweep_at_once_submit_each_trial_once(slurm, tmp_path, smoke_fast_made):
+    """Drill: two launches started together each found nothing queued and submitted all 4 trials (8 jobs; the
+    second 4 sat idle on their allocation, then left; each slurm.json named a job that did not train). The
+    submission lock makes them take turns: 4 jobs in all, the second launch finds them queued. Held jobs
+    (``sbatch --hold``) stay pending: nothing trains."""
+    smoke_fast_made(tmp_path)
+    args = ["-m", *CPU, "pretrain=densecl,regioncl", "seed=0-1", "+cluster.sbatch.hold=true", f"output_root={tmp_path}"]
+    procs = [subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
+             for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    submitted = sorted(int(m) for out in outputs for m in re.findall(r"submitted (\d+) trials", out))
+    assert submitted == [4], outputs  # one launch submitted the 4, the other none
+    assert any("4 trials, 0 done, 4 queued or running on SLURM already, 0 to submit" in out for out in outputs), outputs
+    jobs = {json.loads(p.read_text())["job_id"] for p in tmp_path.rglob("slurm.json")}
+    assert len(jobs) == 4 and len(queue_of(*jobs)) == 4, (jobs, squeue())
+    subprocess.run(["scancel", *{j.split("_")[0] for j in jobs}], check=True)
+
+
+@pytest.mark.parametrize("at_once,arrays,shares", [(4, 3, [2, 1, 1]), (64, 3, [22, 21, 21]), (2, 3, [1, 1, 1]),
+                                                    (5, 1, [5]), (6, 2, [3, 3])])  # fmt: skip
+def test_array_parallelism_is_shared_out_among_the_arrays_by_hand(at_once, arrays, shares):
+    """Drill: 4 over 3 arrays gave each %1 (3 at once, not 4). Worked out by hand: whole shares, the first arrays
+    one more, at least one each."""
+    from xfer.launch import slurm as xfer_slurm
+
+    assert xfer_slurm.shares(at_once, arrays) == shares

@@ -38,11 +38,42 @@ def tasks_per_node(cluster: DictConfig) -> int:
     return int(cluster.tasks_per_node)
 
 
+# cluster options that are whole numbers, each with the least it may be and what it counts
+COUNTS = {"time_min": (1, "minutes per job (e.g. 1440 for SLURM's 1-00:00:00)"), "nodes": (1, "nodes per trial"),
+          "cpus_per_task": (1, "CPUs per process"), "gpus_per_node": (0, "GPUs per node (0: none)"),
+          "array_parallelism": (1, "trials running at once"), "signal_delay_s": (0, "seconds of warning"),
+          "max_requeues": (0, "requeues after time-outs")}  # fmt: skip
+SECONDS = ("lock_wait_s",)  # cluster options that are seconds, 0 or more
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def option_problems(cluster: DictConfig) -> list[str]:
+    """Values of the cluster options that SLURM or submitit would refuse, or read as something else (a negative
+    ``time_min`` is no limit at all; ``1:00:00`` is a traceback in submitit), one message each."""
+    found = [f"cluster.{key}={cluster.get(key)!r}: {what}, a whole number of at least {least}." for key, (least, what)
+             in COUNTS.items() if not (_is_int(cluster.get(key)) and cluster.get(key) >= least)]  # fmt: skip
+    found += [f"cluster.{key}={cluster.get(key)!r}: seconds, 0 or more." for key in SECONDS
+              if not (isinstance(cluster.get(key), int | float) and not isinstance(cluster.get(key), bool)
+                      and cluster.get(key) >= 0)]  # fmt: skip
+    tasks = cluster.get("tasks_per_node")
+    if tasks != "auto" and not (_is_int(tasks) and tasks >= 1):
+        found.append(f"cluster.tasks_per_node={tasks!r}: auto (one per GPU) or a whole number of at least 1.")
+    mem = cluster.get("mem_gb")
+    if mem is not None and not (isinstance(mem, int | float) and not isinstance(mem, bool) and mem > 0):
+        found.append(f"cluster.mem_gb={mem!r}: GB per node, more than 0, or null for the partition's default.")
+    return found
+
+
 def problems(cluster: DictConfig, batch: int, needs_gpu: bool) -> list[str]:
     """What would make the submission fail or the trials wrong, before anything is queued."""
+    found = option_problems(cluster)
+    if found:  # the checks below read these values
+        return found
     if shutil.which("sbatch") is None:
         return ["cluster=slurm: sbatch is not on PATH. Launch from a SLURM login node, or use cluster=local."]
-    found = []
     if cluster.partition:
         try:
             names = queue.partitions()
@@ -105,6 +136,14 @@ def arrays(n: int, limits: queue.Limits) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def shares(at_once: int, n_arrays: int) -> list[int]:
+    """``cluster.array_parallelism`` shared out among ``n_arrays`` arrays (their ``%N``), which SLURM runs side by
+    side: whole shares, the first arrays one more where it does not divide (4 over 3: 2, 1, 1); at least 1 each,
+    so more arrays than that run one trial each at once."""
+    base, rest = divmod(at_once, n_arrays)
+    return [max(base + (k < rest), 1) for k in range(n_arrays)]
+
+
 def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfig,
            sweep_dirs: list[Path], collect_with: dict | None = None) -> Submission:  # fmt: skip
     """Submit (trial dir, composed config, overrides), whose ``trial.yaml`` the launcher has written
@@ -122,7 +161,6 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
     params = {
         "name": f"xfer-{sweep_dir.name}", "timeout_min": int(cluster.time_min), "nodes": int(cluster.nodes),
         "tasks_per_node": tasks_per_node(cluster), "cpus_per_task": int(cluster.cpus_per_task),
-        "slurm_array_parallelism": max(int(cluster.array_parallelism) // len(parts), 1),
         "slurm_signal_delay_s": int(cluster.signal_delay_s), "slurm_additional_parameters": dict(cluster.sbatch),
     }  # fmt: skip
     for key, value in (("gpus_per_node", gpus or None), ("mem_gb", cluster.mem_gb),
@@ -131,7 +169,8 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
             params[key] = value
     ex = _executor(folder, cluster, **params)
     array_ids, job_ids = [], []
-    for part in parts:
+    for part, at_once in zip(parts, shares(int(cluster.array_parallelism), len(parts)), strict=True):
+        ex.update_parameters(slurm_array_parallelism=at_once)
         with ex.batch():
             jobs = [ex.submit(TrialJob(str(trials[i][0].resolve()), int(cluster.max_requeues), float(cluster.lock_wait_s)))
                     for i in part]  # fmt: skip

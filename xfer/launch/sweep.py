@@ -32,7 +32,7 @@ from xfer.launch import plan as xfer_plan
 from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
 from xfer.launch.trials import PlannedTrial, activate, distinct, family_of, inputs, labels, locate, plan, task_config
 from xfer.report import collect
-from xfer.store import handover, state, sweeps
+from xfer.store import handover, locks, state, sweeps
 from xfer.store.files import RESULT
 from xfer.store.records import label
 from xfer.trial import devices, recipe
@@ -66,6 +66,8 @@ def schedule_of(cfg: DictConfig) -> tuple[str, int, int]:
     devices, and ``array_parallelism`` trials run at once; locally this node's device groups. Zeros where the
     cluster options are wrong (the checks name the problem)."""
     if cfg.cluster.name == "slurm":
+        if slurm.option_problems(cfg.cluster):
+            return "GPU" if cfg.cluster.get("gpus_per_node") else "cpu", 0, 0
         device = "cuda" if int(cfg.cluster.gpus_per_node) else ("cpu" if cfg.trial.device == "auto" else cfg.trial.device)
         per_trial, at_once = int(cfg.cluster.nodes) * slurm.tasks_per_node(cfg.cluster), int(cfg.cluster.array_parallelism)
     else:
@@ -272,22 +274,54 @@ def plan_passed(planned: list[PlannedTrial]) -> None:
     print("no problems found: run the same command without plan=true to start")
 
 
+SUBMITTING = ".submit.lock"  # held in each sweep folder while a launch asks SLURM's queue and submits into it
+SUBMIT_WAIT_S = 300.0  # how long a launch waits for another one's submission into the same folders
+
+
+@contextlib.contextmanager
+def submitting(sweep_dirs: list[Path]):
+    """The sweep folders' submission locks (in a fixed order), held from asking SLURM which trials it has to
+    recording the new jobs (``slurm.json``): two launches of one sweep at once would each find nothing queued and
+    submit every trial twice. A launch that cannot get them within :data:`SUBMIT_WAIT_S` stops, submitting
+    nothing."""
+    held: list[locks.TrialLock] = []
+    try:
+        for d in sorted({Path(d).resolve() for d in sweep_dirs}):
+            d.mkdir(parents=True, exist_ok=True)
+            lock = locks.wait(d, SUBMIT_WAIT_S, name=SUBMITTING)
+            if lock is None:
+                print(f"error: another launch has been submitting into {d} for {SUBMIT_WAIT_S:.0f} s. Nothing was "
+                      "submitted; run the same command again once it is done (python -m xfer status shows what "
+                      "it queued).", file=sys.stderr)  # fmt: skip
+                raise SystemExit(2)
+            held.append(lock)
+        yield
+    finally:
+        for lock in held:
+            lock.release()
+
+
 def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs: list[Path]) -> None:
     """Submit the trials that have no result and are not queued already; print how to follow them."""
     rerun = rerun_stale(planned)
-    waiting = queued_on_slurm([p for p in planned if to_run(p, rerun)], "nothing was submitted")
-    todo = [p for p in planned if to_run(p, rerun) and p.dir not in waiting]
-    done = sum(p.done for p in planned)
-    shown = ", ".join(map(str, sweep_dirs))
-    print(f"sweep {shown}: {len(planned)} trials, {done} done, {len(waiting)} queued already, {len(todo)} to submit")
-    if not todo:
-        return
-    jobs = [(p.dir, hand_over(p), p.setting.overrides) for p in todo]
-    try:
-        sub = slurm.submit(jobs, config.cluster, sweep_dirs, collect.options(config))
-    except slurm.QueueUnreadable as e:  # its limits, read before anything is submitted
-        print(f"error: could not read SLURM's limits: {e}. Nothing was submitted; {e.fix}.", file=sys.stderr)
-        raise SystemExit(2) from None
+    with submitting(sweep_dirs):
+        waiting = queued_on_slurm([p for p in planned if to_run(p, rerun) or p.state.state == "running"],
+                                  "nothing was submitted")  # fmt: skip
+        todo = [p for p in planned if to_run(p, rerun) and p.dir not in waiting]
+        done = sum(p.done for p in planned)
+        running = sum(p.state.state == "running" and p.dir not in waiting for p in planned)  # held by a local launcher
+        shown = ", ".join(map(str, sweep_dirs))
+        elsewhere = f", {running} running under a local launcher" if running else ""
+        print(f"sweep {shown}: {len(planned)} trials, {done} done, {len(waiting)} queued or running on SLURM "
+              f"already{elsewhere}, {len(todo)} to submit")  # fmt: skip
+        if not todo:
+            return
+        jobs = [(p.dir, hand_over(p), p.setting.overrides) for p in todo]
+        try:
+            sub = slurm.submit(jobs, config.cluster, sweep_dirs, collect.options(config))
+        except slurm.QueueUnreadable as e:  # its limits, read before anything is submitted
+            print(f"error: could not read SLURM's limits: {e}. Nothing was submitted; {e.fix}.", file=sys.stderr)
+            raise SystemExit(2) from None
     ids = ",".join(sub.ids)
     print(sub.summary())
     print(f"  outputs: {' '.join(str(d.resolve()) for d in sweep_dirs)}   logs: {sub.folder}")

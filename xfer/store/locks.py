@@ -96,11 +96,12 @@ def take(trial_dir: Path) -> TrialLock | None:
     return _take_file(Path(trial_dir) / LOCK)
 
 
-def wait(trial_dir: Path, timeout_s: float, poll_s: float = 1.0) -> TrialLock | None:
-    """The trial's lock once its holder lets go; None when it is still held after ``timeout_s`` seconds."""
+def wait(trial_dir: Path, timeout_s: float, poll_s: float = 1.0, name: str = LOCK) -> TrialLock | None:
+    """The trial's lock (or the folder's lock file ``name``) once its holder lets go; None when it is still held
+    after ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
     while True:
-        lock = take(trial_dir)
+        lock = _take_file(Path(trial_dir) / name)
         if lock is not None or time.monotonic() >= deadline:
             return lock
         time.sleep(max(min(poll_s, deadline - time.monotonic()), 0))
