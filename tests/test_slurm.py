@@ -451,6 +451,11 @@ def test_two_launches_of_one_sweep_at_once_submit_each_trial_once(slurm, tmp_pat
     assert any("4 trials, 0 done, 4 queued or running on SLURM already, 0 to submit" in out for out in outputs), outputs
     jobs = {json.loads(p.read_text())["job_id"] for p in tmp_path.rglob("slurm.json")}
     assert len(jobs) == 4 and len(queue_of(*jobs)) == 4, (jobs, squeue())
+    planned = launch(*args, "plan=true", env=ENV)  # drill: plan said "4 to run" where status said queued
+    assert planned.returncode == 0 and "4 trials: 4 queued;" in planned.stdout, planned.output[-3000:]
+    assert planned.stdout.count("| queued | queued |") == 2, planned.stdout
+    unread = launch(*args, "plan=true", env=failing_squeue(tmp_path))  # and "no problems found" with squeue down
+    assert unread.returncode == 2 and "could not read SLURM's queue" in unread.stderr, unread.output[-3000:]
     subprocess.run(["scancel", *{j.split("_")[0] for j in jobs}], check=True)
 
 

@@ -29,7 +29,16 @@ from omegaconf import DictConfig, OmegaConf
 from xfer import benchmarks
 from xfer.launch import identify, local, placement, slurm
 from xfer.launch import plan as xfer_plan
-from xfer.launch.triage import check, record_identities, redo_damaged, report_problems, rerun_stale, stale, to_run
+from xfer.launch.triage import (
+    ask_slurm,
+    check,
+    record_identities,
+    redo_damaged,
+    report_problems,
+    rerun_stale,
+    stale,
+    to_run,
+)
 from xfer.launch.trials import PlannedTrial, activate, distinct, family_of, inputs, labels, locate, plan, task_config
 from xfer.report import collect
 from xfer.store import handover, locks, state, sweeps
@@ -116,10 +125,11 @@ def launch(
     place_multirun_yaml(Path(str(config.hydra.sweep.dir)), sweep_dirs)
     shown = ", ".join(map(str, sweep_dirs))
     on_slurm = config.cluster.name == "slurm"
+    found = [unread] if config.plan and (unread := ask_slurm(planned)) else []
     if config.plan:
         print(f"plan of sweep {shown} (nothing runs with plan=true):")
         print(plan_of(planned), end="")
-    found = collect.option_problems(config, pretrains=pretrain_names(planned, sweep_dirs)) + check(jobs, here=not on_slurm)
+    found += collect.option_problems(config, pretrains=pretrain_names(planned, sweep_dirs)) + check(jobs, here=not on_slurm)
     if found:
         report_problems(found)
         raise SystemExit(2)

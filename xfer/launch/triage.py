@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from xfer.launch import identify, placement, slurm
 from xfer.launch.trials import PlannedTrial, activate, max_iter_of
-from xfer.store import files, identity, locks
+from xfer.store import files, identity, locks, queue, state
 from xfer.store.records import label
 from xfer.store.redo import Redo, redo_start, set_aside_damaged, set_aside_stale
 from xfer.trial import checks, devices, recipe
@@ -108,6 +108,25 @@ def shared_folders(planned: list[PlannedTrial]) -> list[str]:
 
 def rerun_stale(planned: list[PlannedTrial]) -> bool:
     return bool(planned) and OmegaConf.select(activate(planned[0]), "trial.rerun_stale", default=False) is True
+
+
+def ask_slurm(planned: list[PlannedTrial]) -> str:
+    """For ``plan=true``: the trials SLURM still has (their ``slurm.json``'s job) take SLURM's word (queued,
+    requeued, running), as in ``status`` and as the launch itself asks before it submits or runs anything. ""
+    when that was done; else why SLURM's queue could not be read (a problem: the launch would stop on it)."""
+    ids = {p.dir: record["job_id"] for p in planned
+           if (record := files.read_json(p.dir / files.SLURM_RECORD)) and record.get("job_id")}  # fmt: skip
+    if not ids:
+        return ""
+    try:
+        known = queue.states(list(ids.values()))
+    except queue.QueueUnreadable as e:
+        return f"could not read SLURM's queue to see which trials it still runs: {e}; {e.fix}."
+    for p in planned:
+        job = known.get(ids.get(p.dir, ""))
+        if job is not None:
+            p.state = state.of(p.dir, p.family.launched if p.family else None, job=job, max_iter=p.max_iter)
+    return ""
 
 
 def to_run(p: PlannedTrial, rerun: bool) -> bool:
