@@ -90,10 +90,18 @@ def _convert(args: argparse.Namespace) -> int:
     if args.depth and args.depth not in convert.BLOCKS:
         print(f"error: --depth {args.depth}: one of {', '.join(map(str, sorted(convert.BLOCKS)))}", file=sys.stderr)
         return 2
+    if args.output.is_dir() or not args.output.parent.is_dir():
+        where = "is a folder" if args.output.is_dir() else f"is in {args.output.parent}, which is not a folder"
+        print(f"error: {args.output} {where}: give the path of the file to write (.safetensors or .pkl), in a "
+              "folder that exists", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         report = convert.convert_file(args.input, args.output, args.format, args.prefix, args.trust)
     except convert.ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the output cannot be written: no permission, a full disk
+        print(f"error: {args.output}: could not be written ({e.strerror or e})", file=sys.stderr)
         return 2
     if args.depth and report.depth != args.depth:
         args.output.unlink()

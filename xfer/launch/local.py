@@ -62,9 +62,19 @@ class Running:
 
 
 def error_line(text: str) -> str:
-    """The last ``SomeError: message`` line of a log: the cause a traceback ends with."""
-    found = [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line.strip())]
-    return found[-1] if found else ""
+    """The cause the log's last traceback ends with: the first line after its stack that is not indented, as
+    Python prints ``SomeError: message`` whatever the exception is named (``WeightsNotLoaded: ...``); else the
+    last line that reads like one."""
+    found, in_stack = "", False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_stack = True
+        elif in_stack and line.strip() and not line.startswith((" ", "\t")):
+            found, in_stack = line.strip(), False
+    if found:
+        return found
+    named = [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line.strip())]
+    return named[-1] if named else ""
 
 
 def tail(path: Path, lines: int = 20, reach: int = 200) -> str:

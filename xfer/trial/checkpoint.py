@@ -89,12 +89,27 @@ def _plain_pickle(path: Path) -> object:
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file, as NumPy arrays; CheckpointError when it is not a sound one."""
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path))
-    except Exception as e:  # safetensors' own errors, OSError, dtypes NumPy lacks (bfloat16)
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+        with safe_open(str(path), framework="pt") as f:  # torch's reader: it has bfloat16, which NumPy lacks
+            return {k: as_numpy(f.get_tensor(k)) for k in f.keys()}
+    except Exception as e:  # safetensors' own errors, OSError
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {one_line(e)})") from None
+
+
+def as_numpy(tensor) -> np.ndarray:
+    """A tensor's values as a NumPy array; bfloat16 (which NumPy has no type for) as float32, which holds every
+    bfloat16 value exactly."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+
+
+def one_line(error: object) -> str:
+    """An exception's message on one line (pickle's and torch's span several)."""
+    return " ".join(str(error).split())
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -121,23 +136,30 @@ def load(path: Path, trust: bool = False) -> object:
         raise CheckpointError(f"{path}: the file is empty")
     if path.suffix == SAFETENSORS:  # nothing to trust or distrust: the format holds no code
         return read_safetensors(path)
+    is_torch = zipfile.is_zipfile(path)
     if trust:
         log.warning("UNPICKLING %s FULLY (trust=true): any code inside it runs now", path)
         try:
+            if not is_torch:  # a plain pickle is unpickled once (torch's legacy reader would run it, then fail)
+                with open(path, "rb") as f:
+                    obj = pickle.load(f, encoding="latin1")
+                if obj != _TORCH_LEGACY_MAGIC:
+                    return obj
             return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
-            with open(path, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-    is_torch = zipfile.is_zipfile(path)
+        except Exception as e:  # a class it names that cannot be imported here, a damaged file
+            raise CheckpointError(f"{path}: could not be unpickled, even trusted ({type(e).__name__}: "
+                                  f"{one_line(e)})") from None  # fmt: skip
     if not is_torch:
         try:
             obj = _plain_pickle(path)
         except pickle.UnpicklingError as e:
             if "Unsupported global" in str(e):
                 raise _refusal(path, e) from None
-            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle: {e})") from None
+            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle, or a damaged one: "
+                                  f"{one_line(e)})") from None  # fmt: skip
         except Exception as e:
-            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle: {e})") from None
+            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file or a pickle, or a damaged one: "
+                                  f"{one_line(e)})") from None  # fmt: skip
         if obj != _TORCH_LEGACY_MAGIC:
             return obj
     try:
@@ -146,6 +168,6 @@ def load(path: Path, trust: bool = False) -> object:
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "weights_only" in str(e):
             raise _refusal(path, e) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({one_line(e)})") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {one_line(e)})") from None

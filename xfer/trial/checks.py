@@ -56,22 +56,33 @@ def boolean_problems(cfg: DictConfig) -> list[str]:
 def _weights_problem(cfg: DictConfig) -> str | None:
     pretrain = cfg.pretrain
     try:
-        weights = Path(pretrain.weights).resolve()
+        given = pretrain.weights
+        weights = Path(given).resolve()
     except OmegaConfBaseException as e:
         return f"pretrain {pretrain.name}: no weights path ({e}). Pass pretrain.weights=/path/to/checkpoint."
+    if not str(given).strip():
+        return f"pretrain {pretrain.name}: pretrain.weights is empty. Pass pretrain.weights=/path/to/checkpoint."
     if weights.is_file():
         return None
+    if str(given).startswith("~"):  # the shell expands ~ only at the start of a word, not after pretrain.weights=
+        return (f"pretrain {pretrain.name}: pretrain.weights={given}: '~' is not expanded here (neither the shell "
+                "nor Hydra expands it after '='); write the full path, e.g. pretrain.weights=$HOME/"
+                f"{str(given)[2:] if str(given).startswith('~/') else '...'}")  # fmt: skip
     if weights.is_dir():
         return (
             f"pretrain {pretrain.name} ({cfg.backbone.name}): pretrain.weights={weights} is a folder, not a checkpoint "
             f"file: pass the checkpoint file in it (pretrain.weights={weights}/<checkpoint>.pth), or drop "
             f"pretrain.weights and set XFER_WEIGHTS={weights} to take the pretrain's default file from it."
         )
+    if Path(given).is_symlink():
+        return (f"pretrain {pretrain.name} ({cfg.backbone.name}): pretrain.weights={given} is a link to "
+                f"{weights}, which is not there: mend the link, or pass the checkpoint's own path.")  # fmt: skip
     source = OmegaConf.select(cfg, "pretrain.source", default="the method's release")
+    get = f"Get them from {source} and put them there, pass" if source != "your own" else "Pass"
     return (
-        f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. Get them from "
-        f"{source} and put them there, pass pretrain.weights=/path/to/checkpoint, or set XFER_WEIGHTS "
-        f"(or paths.weights=...) to the folder holding {weights.name}."
+        f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. {get} "
+        f"pretrain.weights=/path/to/checkpoint, or set XFER_WEIGHTS (or paths.weights=...) to the folder holding "
+        f"{weights.name}."
     )
 
 

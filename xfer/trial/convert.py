@@ -41,7 +41,7 @@ from filelock import FileLock
 
 from xfer.store.digests import file_sha256
 from xfer.store.files import fsync_dir, write_text_atomic
-from xfer.trial.checkpoint import SAFETENSORS, CheckpointError, load, safetensors_shapes
+from xfer.trial.checkpoint import SAFETENSORS, CheckpointError, as_numpy, load, safetensors_shapes
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _as_array(key: str, value: object) -> np.ndarray:
     import torch
 
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        return as_numpy(value)
     if isinstance(value, np.ndarray):
         return value
     raise ConversionError(f"{key} is a {type(value).__name__}, not a tensor")
@@ -282,6 +282,11 @@ def convert(obj: object, layout: str = "auto", prefix: str | None = None) -> tup
         parts = [f"{len(v)} {what}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
                  for what, v in (("missing", missing), ("mis-shaped", shaped), ("unconverted", extra)) if v]  # fmt: skip
         raise ConversionError(f"read as {found}, ResNet-{depth}: incomplete weights; " + "; ".join(parts))
+    broken = [k for k in sorted(model) if not np.isfinite(model[k]).all()]
+    if broken:  # a diverged pretraining: detectron2 would train on, to a NaN loss or a table of zeros
+        raise ConversionError(f"read as {found}, ResNet-{depth}: {len(broken)} tensor(s) hold NaN or infinite "
+                              f"values: {', '.join(broken[:6])}{' ...' if len(broken) > 6 else ''}; the checkpoint "
+                              "is of a diverged or damaged run: use an earlier one")  # fmt: skip
     return model, Report(found, used, depth, widths, len(model), dict(dropped))
 
 
