@@ -24,7 +24,7 @@ FORMAT_FREE = ["launch/sweep.py", "launch/slurm.py", "launch/local.py", "report/
 def test_every_format_offers_the_interface(fmt):
     module = benchmarks.of(fmt)
     assert INTERFACE <= set(dir(module)), sorted(INTERFACE - set(dir(module)))
-    assert list(inspect.signature(module.problems).parameters) == ["root", "names", "num_classes", "cache"]
+    assert list(inspect.signature(module.problems).parameters) == ["root", "names", "num_classes", "cache", "masks"]
     assert list(inspect.signature(module.register).parameters) == ["root", "names"]
     assert module.METRIC_NAMES and all(isinstance(m, str) for m in module.METRIC_NAMES)
 

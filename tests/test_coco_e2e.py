@@ -27,6 +27,7 @@ NAMES = ["box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"]
 SIDE_BY_SIDE = ("cluster.devices=2", "cluster.gpus_per_trial=1")  # trial.evaluator: xfer, the default
 LEARNING = "coco_smoke_c4"
 SEEDS = (0, 1, 2)
+LAUNCH_TIMEOUT_S = 1800  # a hang, not a pace: this fixture took 541 s on one session's slower machine
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def coco_sweeps(tmp_path_factory) -> Path:
     fpn = ("benchmark=coco_smoke_fpn", "pretrain=densecl", "seed=0")  # 450 iterations: as long as 3 C4 trials
     voc = ("benchmark=smoke_fast", "pretrain=densecl", "seed=0")
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda args: launch(*args, f"output_root={out}"), (scratch, pretrained, fpn, voc)))
+        runs = list(pool.map(lambda args: launch(*args, f"output_root={out}", timeout=LAUNCH_TIMEOUT_S),
+                             (scratch, pretrained, fpn, voc)))  # fmt: skip
     for run in runs:
         assert run.returncode == 0, run.output[-4000:]
     tabulated = subprocess.run([sys.executable, "-m", "xfer", "collect", str(out / LEARNING)], cwd=REPO,
