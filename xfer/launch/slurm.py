@@ -26,7 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from xfer.store import queue
-from xfer.store.files import SLURM_RECORD, read_json, write_json_atomic
+from xfer.store.files import SLURM_RECORD, slurm_job, write_json_atomic
 from xfer.store.queue import QueueUnreadable
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,7 @@ def queued_trials(trial_dirs: list[Path]) -> dict[Path, str]:
     """Trial folders whose latest submission (``slurm.json``) SLURM still has pending or running, with its job
     id: they must not be submitted or trained again. SLURM is asked only when some folder has a record;
     :class:`QueueUnreadable` when its queue cannot be read."""
-    ids = {}
-    for d in trial_dirs:
-        record = read_json(Path(d) / SLURM_RECORD)
-        if record and record.get("job_id"):
-            ids[record["job_id"]] = Path(d)
+    ids = {job: Path(d) for d in trial_dirs if (job := slurm_job(d))}
     return {ids[j]: j for j in sorted(queue.active(list(ids)))}
 
 

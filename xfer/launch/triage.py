@@ -114,8 +114,7 @@ def ask_slurm(planned: list[PlannedTrial]) -> str:
     """For ``plan=true``: the trials SLURM still has (their ``slurm.json``'s job) take SLURM's word (queued,
     requeued, running), as in ``status`` and as the launch itself asks before it submits or runs anything. ""
     when that was done; else why SLURM's queue could not be read (a problem: the launch would stop on it)."""
-    ids = {p.dir: record["job_id"] for p in planned
-           if (record := files.read_json(p.dir / files.SLURM_RECORD)) and record.get("job_id")}  # fmt: skip
+    ids = {p.dir: job for p in planned if (job := files.slurm_job(p.dir))}
     if not ids:
         return ""
     try:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from xfer.report import schedule
 from xfer.store import locks, queue, state, sweeps
-from xfer.store.files import FAILURE, PROGRESS, SLURM_RECORD, measured, read_json
+from xfer.store.files import FAILURE, PROGRESS, measured, read_json, slurm_job
 from xfer.store.records import label
 
 # The store's states (``xfer.store.state.STATES``), and the local launcher's words for a trial it leaves to another
@@ -172,7 +172,7 @@ def scan(dirs: list[Path], now: float | None = None, trials: list | None = None)
     from xfer.report import results
 
     trials = sorted(results.read_trials(dirs) if trials is None else trials, key=lambda t: (t.setting.key, t.seed is None, t.seed or 0))
-    jobs = {t.path: (read_json(t.path / SLURM_RECORD) or {}).get("job_id") for t in trials}
+    jobs = {t.path: slurm_job(t.path) for t in trials}
     try:
         known, unreadable = queue.states([j for j in jobs.values() if j]), ""
     except queue.QueueUnreadable as e:  # whether SLURM still runs them is unknown: not failed, not queued

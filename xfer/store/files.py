@@ -72,6 +72,12 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def slurm_job(trial_dir: Path) -> str | None:
+    """The SLURM job id of the trial's latest submission (``slurm.json``); None when it was never submitted."""
+    record = read_json(Path(trial_dir) / SLURM_RECORD)
+    return str(record["job_id"]) if isinstance(record, dict) and record.get("job_id") else None
+
+
 def record_failure(trial_dir: Path, cause: str, detail: str = "", **extra) -> None:
     """``failure.json``: one line of cause (what the status shows) and the log's tail (what to read next)."""
     record = {"cause": cause, "detail": detail[-4000:], "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
