@@ -163,3 +163,20 @@ def test_the_report_is_rewritten_only_when_what_it_shows_changed(every_state):
     never_started = sweep / "r50_regioncl_d" / "seed4"
     (never_started / "failure.json").write_text(json.dumps({"cause": "CUDA out of memory"}))
     assert look() == [sweep / "report.html"] and "CUDA out of memory" in (sweep / "report.html").read_text()
+
+
+def test_status_of_two_folders_shows_an_unfinished_copy_of_a_trial_done_in_the_other(tmp_path, monkeypatch):
+    """Drill: ``status A B``, where A holds a finished trial and B (a copy of the sweep, relaunched elsewhere) the
+    same trial not yet run, listed A's result alone: B's trial, which a launch in B would run, was hidden. Now
+    both rows, B's naming A's; collect still counts the trial once (n = 1)."""
+    monkeypatch.chdir(tmp_path)
+    done = trial(Path("a"), DENSECL, 0, (82.64, 58.32, 64.60))
+    trial(Path("b"), DENSECL, 0)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": os.path.dirname(sys.executable)}  # no SLURM commands
+    proc = subprocess.run([sys.executable, "-m", "xfer", "status", "a", "b"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "a, b: 1 to run, 1 done" in " ".join(proc.stdout.split()), proc.stdout
+    assert f"a copy of the trial done at {done}" in " ".join(proc.stdout.split()), proc.stdout
+    rows = {s.path: s.state for s in status.scan([Path("a"), Path("b")])}  # collect's report page: one per trial
+    assert rows == {done: "done"}

@@ -64,6 +64,26 @@ def one_per_identity(trials: list[Trial]) -> list[Trial]:
     return mark_other_identities(mark_other_metrics([t for copies in groups.values() for t in _one_per_identity(copies)]))
 
 
+def with_unfinished_copies(found: list[Trial], counted: list[Trial]) -> list[Trial]:
+    """What status shows: the trials collect counts (``counted``, of :func:`one_per_identity`), then every copy in
+    another folder that is not done and that ``counted`` left out, its cause naming the copy that was counted.
+    A launch in that folder would run it again (it looks in its own folders only), so status does not hide it
+    behind a result elsewhere; the same result found twice is still shown once."""
+    shown = {t.path for t in counted}
+    by_trial = {(t.setting, t.seed): t for t in counted if t.seed is not None}
+    extra = []
+    for t in found:
+        if t.path in shown or t.state == "done":
+            continue
+        other = by_trial.get((t.setting, t.seed))
+        if other is None:
+            extra.append(t)
+            continue
+        said = f"{t.cause}; " if t.cause else ""
+        extra.append(replace(t, cause=f"{said}a copy of the trial {other.state} at {other.path}"))
+    return counted + extra
+
+
 def mark_other_metrics(trials: list[Trial]) -> list[Trial]:
     """A finished trial that measured other metrics than the rest of its setting (other ``metric_names``, e.g.
     from an xfer whose evaluator for that benchmark changed) is a conflict, like two results for one seed:

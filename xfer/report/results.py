@@ -198,15 +198,20 @@ def trial_folders(dirs: Iterable[Path]) -> list[Path]:
     return list(found.values())
 
 
-def read_trials(dirs: Iterable[Path]) -> list[Trial]:
-    """Every trial under ``dirs``, each folder once and each setting and seed once (conflicts marked)."""
+def read_folders(dirs: Iterable[Path]) -> list[Trial]:
+    """The trial in every folder under ``dirs``, each folder once, copies of one trial in other folders too."""
     launched: dict[Path, dict | None] = {}  # each weights folder's identity.json, read once for its seeds
     found = []
     for f in trial_folders(dirs):
         if f.parent not in launched:
             launched[f.parent] = state.expected(f)
         found.append(read_trial(f, launched[f.parent]))
-    return one_per_identity(found)
+    return found
+
+
+def read_trials(dirs: Iterable[Path]) -> list[Trial]:
+    """Every trial under ``dirs``, each folder once and each setting and seed once (conflicts marked)."""
+    return one_per_identity(read_folders(dirs))
 
 
 def summarize(trials: list[Trial]) -> list[Row]:

@@ -245,15 +245,16 @@ def show(dirs: list[Path], watch: bool = False, every_s: float = 2.0, out: Conso
          on_scan: Callable[[list, list[TrialStatus]], None] | None = None) -> list[TrialStatus]:  # fmt: skip
     """Print the status table once, or keep it current (``watch``) until Ctrl-C. ``on_scan``: called with the
     trials read and their statuses after every scan (``python -m xfer status`` refreshes the report pages)."""
-    from xfer.report import results
+    from xfer.report import conflicts, results
 
     out = out or console()
     title = lambda rows: "; ".join(filter(None, [f"{', '.join(map(str, dirs))}: {counts(rows) or 'no trials'}",  # noqa: E731
                                                  eta_line(sweep_eta(rows, groups_of(dirs)))]))
 
     def look() -> list[TrialStatus]:
-        trials = results.read_trials(dirs)
-        rows = scan(dirs, trials=trials)
+        found = results.read_folders(dirs)
+        trials = conflicts.one_per_identity(found)
+        rows = scan(dirs, trials=conflicts.with_unfinished_copies(found, trials))
         if on_scan is not None:
             on_scan(trials, rows)
         return rows
