@@ -20,10 +20,10 @@ from xfer.store import identity
 from xfer.trial import recipe
 
 
-def planned(tmp_path: Path, *overrides: str) -> trials.PlannedTrial:
+def planned(tmp_path: Path, *overrides: str, pretrain: str = "densecl") -> trials.PlannedTrial:
     """The trial the launcher plans for ``benchmark=smoke_fast pretrain=densecl seed=0`` plus ``overrides``:
     composed by Hydra, its inputs made and hashed, its identity and folder worked out as the launcher does."""
-    base = ["benchmark=smoke_fast", "pretrain=densecl", "seed=0", "trial.device=cpu", f"output_root={tmp_path}"]
+    base = ["benchmark=smoke_fast", f"pretrain={pretrain}", "seed=0", "trial.device=cpu", f"output_root={tmp_path}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=base + list(overrides), return_hydra_config=True)
         ids = identify.Identifier(lambda o: compose(config_name="config", overrides=o, return_hydra_config=True),
@@ -40,7 +40,10 @@ def planned(tmp_path: Path, *overrides: str) -> trials.PlannedTrial:
 SAME = [("benchmark.trials=3",), ("++benchmark.description=anything",), ("+benchmark.published_std.AP50=0.3",),
         ("benchmark.device_s_per_iter.r50=9.0",), ("+d2.SOLVER.CHECKPOINT_PERIOD=3",), ("cluster.stop_grace_s=5",),
         ("cluster=slurm", "+cluster.sbatch.reservation=r"), ("trial.keep_checkpoints=all",),
-        ("+d2.SOLVER.BASE_LR=0.01",), ("++d2.SOLVER.BASE_LR=1e-2",), ("plan=true",)]  # fmt: skip
+        ("+d2.SOLVER.BASE_LR=0.01",), ("++d2.SOLVER.BASE_LR=1e-2",), ("plan=true",),
+        ("pretrain.format=auto",), ("pretrain.prefix=backbone.",), ("pretrain.format=auto", "pretrain.prefix=backbone.")]  # fmt: skip
+# densecl's own conversion is format openselfsup, no prefix: its keys are OpenSelfSup's (backbone.*), so "auto"
+# detects that layout and OpenSelfSup's prefix is backbone.: spelled out, the same tensors (xfer.trial.convert).
 
 
 @pytest.mark.launch
@@ -50,6 +53,31 @@ def test_what_cannot_change_a_result_is_the_same_trial(tmp_path):
     for extra in SAME:
         p = planned(tmp_path, *extra)
         assert (p.dir, p.identity["digest"]) == (base.dir, base.identity["digest"]), extra
+
+
+@pytest.mark.launch
+def test_a_conversion_is_one_trial_however_spelled_and_another_one_is_another(tmp_path):
+    """A checkpoint holding two ResNets: a bare state dict (what ``format: auto`` reads, as torchvision's, under
+    no prefix) and a teacher under ``teacher.`` (its weights halved). ``pretrain.prefix=''`` and
+    ``pretrain.format=torchvision`` spell the pretrain's own conversion: its trial. ``pretrain.prefix=teacher.``
+    converts other tensors: another setting, named so, of another identity."""
+    import torch
+
+    densecl = torch.load(planned(tmp_path).cfg.pretrain.weights, weights_only=True)["state_dict"]
+    student = {k.removeprefix("backbone."): v for k, v in densecl.items()}
+    path = tmp_path / "two_resnets.pth"
+    torch.save({**student, **{f"teacher.{k}": v / 2 if v.is_floating_point() else v for k, v in student.items()}},
+               path)  # fmt: skip
+    weights = f"pretrain.weights={path}"
+    base = planned(tmp_path, weights, pretrain="custom")
+    for same in (("pretrain.prefix=''",), ("pretrain.format=torchvision",),
+                 ("pretrain.format=torchvision", "pretrain.prefix=''")):  # fmt: skip
+        p = planned(tmp_path, weights, *same, pretrain="custom")
+        assert (p.dir, p.identity["digest"]) == (base.dir, base.identity["digest"]), same
+    teacher = planned(tmp_path, weights, "pretrain.prefix=teacher.", pretrain="custom")
+    assert teacher.dir.parent.parent.name == "r50_custom,pretrain.prefix=teacher."
+    assert teacher.identity["digest"] != base.identity["digest"]
+    assert identity.changes(base.identity, teacher.identity) == ["weights prefix null → teacher."]
 
 
 @pytest.mark.launch

@@ -18,12 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from xfer import benchmarks
 from xfer.store import digests, files, identity
 from xfer.store.identity import Identity
-from xfer.trial import recipe
+from xfer.trial import convert, recipe
 
 NAMED_GROUPS = ("benchmark", "backbone", "pretrain")  # the choices a setting's name always shows
 RUNS_HOW_GROUPS = ("cluster",)  # choices that say how a trial runs: never in a name or an identity
@@ -46,11 +48,29 @@ def evaluator_of(cfg: DictConfig) -> dict:
     return {"name": kind, "libraries": {lib: version(lib) for lib in libraries}}
 
 
-def weights_of(cfg: DictConfig, sha256: str) -> dict:
-    """The weights part: their content and how they are converted (no conversion for random init)."""
+def weights_of(cfg: DictConfig, sha256: str, spelled: tuple[object, object] | None = None) -> dict:
+    """The weights part: their content and how they are converted (no conversion for random init). ``spelled``:
+    (format, prefix) as :meth:`Identifier.conversion` names them, when not the config's own."""
     if sha256 == identity.NO_WEIGHTS:
         return {"sha256": sha256}
-    return {"sha256": sha256, "format": str(cfg.pretrain.format), "prefix": OmegaConf.select(cfg, "pretrain.prefix")}
+    fmt, prefix = spelled if spelled is not None else conversion_of(cfg)
+    return {"sha256": sha256, "format": str(fmt), "prefix": prefix}
+
+
+def conversion_of(cfg: DictConfig) -> tuple[object, object]:
+    """(``pretrain.format``, ``pretrain.prefix``) as the config spells them."""
+    return OmegaConf.select(cfg, "pretrain.format"), OmegaConf.select(cfg, "pretrain.prefix")
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    """Whether two converted weights files hold the same tensors (names, shapes, dtypes and values; their
+    metadata, which names the layout read, aside)."""
+    if a == b:
+        return True
+    from safetensors.numpy import load_file
+
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x)
 
 
 def files_sha256(root: Path, paths: list[Path], store: Path | None) -> str:
@@ -126,10 +146,34 @@ class Identifier:
             self._defaults = recipe.d2_defaults(self.cache)
         return self._defaults
 
-    def identity(self, cfg: DictConfig, sha256: str) -> Identity:
-        """The identity of the trials of ``cfg`` (its seed left out: ``Identity.of_seed``)."""
-        return Identity(recipe.resolved(cfg, self.defaults), weights_of(cfg, sha256), data_of(cfg, self._data),
-                        evaluator_of(cfg))  # fmt: skip
+    def identity(self, cfg: DictConfig, sha256: str, choices: dict[str, str] | None = None) -> Identity:
+        """The identity of the trials of ``cfg`` (its seed left out: ``Identity.of_seed``); ``choices``: its config
+        groups' (its conversion is then named as :meth:`conversion` names it)."""
+        spelled = self.conversion(cfg, self._reference(choices)[1]) if choices else None
+        return Identity(recipe.resolved(cfg, self.defaults), weights_of(cfg, sha256, spelled),
+                        data_of(cfg, self._data), evaluator_of(cfg))  # fmt: skip
+
+    def conversion(self, cfg: DictConfig, ref: DictConfig) -> tuple[object, object]:
+        """(format, prefix) as the setting's name and its identity record them: the pretrain's own (``ref``'s)
+        where ``cfg``'s convert the weights to the same tensors (``pretrain.format=auto`` or
+        ``pretrain.prefix=backbone.`` for an OpenSelfSup checkpoint whose pretrain says ``openselfsup``,
+        ``pretrain.prefix=''`` for a bare state dict), else ``cfg``'s: one trial however its conversion was
+        spelled. Converting (cached, as the launch's checks then find it) is asked only where they differ."""
+        mine, theirs = conversion_of(cfg), conversion_of(ref)
+        if mine == theirs or identity.no_weights(cfg):
+            return mine
+        try:
+            same = same_tensors(self._converted(cfg, *mine), self._converted(cfg, *theirs))
+        except (convert.ConversionError, OSError, OmegaConfBaseException):
+            return mine  # the launch's checks name why the weights cannot be converted
+        return theirs if same else mine
+
+    @staticmethod
+    def _converted(cfg: DictConfig, fmt: object, prefix: object) -> Path:
+        """``cfg``'s weights converted with this format and prefix (xfer.trial.convert's cache, the checks')."""
+        p, cache = cfg.pretrain, Path(str(cfg.paths.cache))
+        return convert.cached(Path(str(p.weights)), str(fmt), cache / "converted", prefix, p.trust is True,
+                              cache / identity.DIGESTS)[0]  # fmt: skip
 
     def _composed(self, overrides: tuple[str, ...]) -> DictConfig:
         if overrides not in self._plain:
@@ -141,25 +185,29 @@ class Identifier:
         benchmark, backbone and pretrain compose by themselves (``experiment=amp``, ``input=bgr_msra``), then
         every recipe value and conversion option that differs from what those choices compose
         (``SOLVER.BASE_LR=0.01``). Readable, and the same however the overrides were spelled."""
-        base = tuple(f"{g}={choices[g]}" for g in NAMED_GROUPS)
-        plain = self._composed(base)
-        plain_choices = _choices(plain)
-        groups = {g: c for g, c in choices.items() if g not in NAMED_GROUPS + RUNS_HOW_GROUPS
-                  and not g.startswith("hydra/") and c is not None and plain_choices.get(g) != c}  # fmt: skip
-        ref_key = base
-        if groups:
-            ref_key = base + tuple(f"{'' if g in plain_choices else '+'}{g}={c}" for g, c in sorted(groups.items()))
-        ref = self._composed(ref_key)
+        ref_key, ref, groups = self._reference(choices)
         if ref_key not in self._recipes:  # the plain compositions never change; a sweep's families share a few
             self._recipes[ref_key] = recipe.resolved(ref, self.defaults)
         now, then = recipe.resolved(cfg, self.defaults), self._recipes[ref_key]
         named = [f"{g.split('@', 1)[0]}={c}" for g, c in sorted(groups.items())]
         named += [f"{k}={identity.show(v)}" for k, v in now.items() if k not in then or then[k] != v]
-        for key in ("format", "prefix"):
-            mine, theirs = OmegaConf.select(cfg, f"pretrain.{key}"), OmegaConf.select(ref, f"pretrain.{key}")
-            if mine != theirs and not identity.no_weights(cfg):
-                named.append(f"pretrain.{key}={mine}")
+        if not identity.no_weights(cfg):
+            spelled = self.conversion(cfg, ref)
+            named += [f"pretrain.{key}={mine}" for key, mine, theirs in zip(("format", "prefix"), spelled,
+                                                                           conversion_of(ref), strict=True) if mine != theirs]  # fmt: skip
         return ",".join(named)
+
+    def _reference(self, choices: dict[str, str]) -> tuple[tuple[str, ...], DictConfig, dict[str, str]]:
+        """(overrides, config, other groups): what the setting's benchmark, backbone and pretrain compose by
+        themselves, with the other config-group choices that differ from theirs (``experiment=amp``)."""
+        base = tuple(f"{g}={choices[g]}" for g in NAMED_GROUPS)
+        plain_choices = _choices(self._composed(base))
+        groups = {g: c for g, c in choices.items() if g not in NAMED_GROUPS + RUNS_HOW_GROUPS
+                  and not g.startswith("hydra/") and c is not None and plain_choices.get(g) != c}  # fmt: skip
+        ref_key = base
+        if groups:
+            ref_key = base + tuple(f"{'' if g in plain_choices else '+'}{g}={c}" for g, c in sorted(groups.items()))
+        return ref_key, self._composed(ref_key), groups
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:

@@ -162,7 +162,7 @@ def family_of(cfg: DictConfig, sha256: str | None, error: str, ids: identify.Ide
         extras = ids.extras(cfg, choices) if choices else ""
         if sha256 is None or error:
             return Family(None, extras), error
-        return Family(ids.identity(cfg, sha256), extras), ""
+        return Family(ids.identity(cfg, sha256, choices), extras), ""
     except (ValueError, OSError, KeyError, OmegaConfBaseException) as e:
         return Family(None, ""), error or f"could not work out what the trial runs: {type(e).__name__}: {e}"
 
