@@ -176,6 +176,51 @@ def test_cancelled_trial_is_recorded_and_only_it_is_resubmitted(slurm, tmp_path,
     wait_for(lambda: not squeue().strip(), "the queue to drain")
 
 
+SLOW_START = """\
+import os, sys, time
+from pathlib import Path
+
+
+class SlowStart:  # in a SLURM job: the import of xfer's trial runner (torch, detectron2) takes 20 s
+    def find_spec(self, name, path=None, target=None):
+        if name == "xfer.trial.runner" and os.environ.get("SLURM_JOB_ID"):
+            sys.meta_path.remove(self)
+            marker = Path(os.environ["XFER_TEST_MARKER"])
+            marker.write_text("importing")
+            time.sleep(20)
+            marker.write_text("imported")
+        return None
+
+
+sys.meta_path.insert(0, SlowStart())
+"""
+
+
+def test_a_job_cancelled_while_it_starts_records_why(slurm, tmp_path, smoke_fast_made):
+    """Drill: a job cancelled while it imported torch and detectron2 (seconds; minutes on a loaded node) died
+    without failure.json, its SIGTERM handler not installed yet. The job now takes its trial's lock and its
+    handler before that import: cancelled then, it says so. (A ``sitecustomize`` on PYTHONPATH makes the import
+    take 20 s in SLURM jobs; before, the lock was taken only after it.)"""
+    smoke_fast_made(tmp_path / "out")  # its inputs made (tests/conftest.py): this test is about how trials run
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_START)
+    marker = tmp_path / "marker"
+    env = {**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "XFER_TEST_MARKER": str(marker)}
+    run = launch("-m", *CPU, "pretrain=densecl", "seed=0", f"output_root={tmp_path / 'out'}", env=env)
+    assert run.returncode == 0, run.output[-4000:]
+    (trial,) = [p.parent for p in tmp_path.rglob("slurm.json")]
+    importing = lambda: marker.exists() and marker.read_text() == "importing"  # noqa: E731
+    wait_for(lambda: marker.exists(), "the job to start importing its runner", trial)
+    while importing() and not locks.held(trial):
+        time.sleep(0.2)
+    assert importing(), "the job took its trial's lock only after importing torch and detectron2"
+    subprocess.run(["scancel", job_id(trial)], check=True)
+    wait_for(lambda: (trial / "failure.json").exists(), "the cancelled job's failure.json", trial)
+    assert json.loads((trial / "failure.json").read_text())["cause"].startswith("terminated (SIGTERM")
+    wait_for(lambda: not squeue().strip(), "the queue to drain")
+
+
 def test_bad_submissions_are_refused_before_anything_is_queued(slurm, tmp_path):
     before = queued_ids()  # earlier tests' jobs may still be ending: only a new job id would be ours
     run = launch("-m", *CPU, "cluster.partition=nosuch", f"paths.datasets={tmp_path}/none", "benchmark.generate=false",

@@ -69,7 +69,7 @@ class TrialJob:
     def __call__(self) -> str:
         import submitit
 
-        from xfer.trial import dist, hooks, runner
+        from xfer.trial import dist  # light: a file-system rendezvous
 
         env = submitit.JobEnvironment()
         out = Path(self.trial_dir)
@@ -92,6 +92,10 @@ class TrialJob:
         stop = threading.Event()
         signal.signal(env._usr_sig(), lambda *_: stop.set())  # preemption / time-limit warning
         signal.signal(signal.SIGTERM, self._terminated)
+        # only now torch and detectron2 (seconds to import, minutes on a loaded node): a job cancelled meanwhile
+        # holds its trial already, and must say so in failure.json rather than die silently
+        from xfer.trial import hooks, runner
+
         try:
             wait_s = self.lock_wait_s + 600  # rank 0 publishes once it has the lock (or gave up waiting for it)
             address = dist.rendezvous(out / ".rendezvous", env.job_id, run, rank, wait_s) if env.num_tasks > 1 else ""
