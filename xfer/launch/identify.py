@@ -139,6 +139,7 @@ class Identifier:
     _data: dict = field(default_factory=dict)
     _plain: dict = field(default_factory=dict)
     _recipes: dict = field(default_factory=dict)  # the plain compositions' resolved recipes, by their overrides
+    _same: dict = field(default_factory=dict)  # (converted file, converted file) -> whether they hold the same tensors
 
     @property
     def defaults(self) -> dict:
@@ -163,7 +164,10 @@ class Identifier:
         if mine == theirs or identity.no_weights(cfg):
             return mine
         try:
-            same = same_tensors(self._converted(cfg, *mine), self._converted(cfg, *theirs))
+            pair = (self._converted(cfg, *mine), self._converted(cfg, *theirs))
+            if pair not in self._same:  # asked for the name and for the identity of each family: read once
+                self._same[pair] = same_tensors(*pair)
+            same = self._same[pair]
         except (convert.ConversionError, OSError, OmegaConfBaseException):
             return mine  # the launch's checks name why the weights cannot be converted
         return theirs if same else mine
