@@ -8,6 +8,7 @@
 - The cause of a failed trial came out as "rank 0 exited with status 1" when the exception's name did not end
   in Error or Exception; it is the line Python's own ``traceback`` module prints.
 - ``convert`` into a folder, or into a folder that does not exist, was a traceback.
+- Models nested under names of their own (``{"student": ..., "teacher": ...}``) could not be reached by ``--prefix``.
 """
 
 from __future__ import annotations
@@ -124,3 +125,23 @@ def test_a_weights_path_with_tilde_or_empty_is_named_as_such(tmp_path, monkeypat
                                                         f"pretrain.weights='{given}'"])  # fmt: skip
     assert cfg.pretrain.weights == given
     assert checks._weights_problem(cfg).endswith(says)
+
+
+def test_a_model_nested_under_a_name_of_its_own_is_reached_by_prefix(tmp_path, tv):  # noqa: F811
+    """Drill: ``{"epoch": 3, "student": <ResNet>, "teacher": <ResNet>}`` (two models under names of their own, as
+    self-distillation checkpoints keep them) could not be converted at all: ``--prefix student.`` found nothing.
+    Nested models now read as dotted keys: each prefix converts its own model, as torchvision's names give it,
+    the other listed as dropped; without a prefix, the refusal names the dotted keys to choose from."""
+    teacher = {k: v * 0.5 if v.is_floating_point() else v for k, v in tv.items()}
+    torch.save({"epoch": 3, "student": tv, "teacher": teacher}, tmp_path / "nested.pth")
+    for prefix, model in (("student.", tv), ("teacher.", teacher)):
+        report = convert.convert_file(tmp_path / "nested.pth", tmp_path / f"{prefix}safetensors", prefix=prefix)
+        out = checkpoint.read_safetensors(tmp_path / f"{prefix}safetensors")
+        assert report.layout == "torchvision" and report.prefix == prefix
+        assert np.array_equal(out["stem.conv1.weight"], model["conv1.weight"].numpy())
+        assert np.array_equal(out["res5.2.conv3.weight"], model["layer4.2.conv3.weight"].numpy())
+        other = "teacher" if prefix == "student." else "student"
+        assert {f"{other}.{m}" for m in ("conv1", "bn1", "layer1", "layer4")} | {"epoch"} <= set(report.dropped)
+    with pytest.raises(convert.ConversionError, match=r"cannot tell the layout from the keys \(first ones: \['epoch', "
+                                                      r"'student\.conv1\.weight'"):  # fmt: skip
+        convert.convert_file(tmp_path / "nested.pth", tmp_path / "auto.safetensors")

@@ -158,7 +158,8 @@ def _tensors(obj: object) -> Mapping[str, object]:
 
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor | np.ndarray) for v in obj.values()):
         inner = next((obj[k] for k in _CONTAINERS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
+        if inner is None:  # models under names of their own ({"student": ..., "teacher": ...}): "student.conv1.weight"
+            obj = _dotted(obj) if any(isinstance(v, Mapping) for v in obj.values()) else obj
             break
         obj = inner
     if not isinstance(obj, Mapping) or not obj:
@@ -173,6 +174,12 @@ def detect_layout(state: Mapping[str, object]) -> str:
     raise ConversionError(
         f"cannot tell the layout from the keys (first ones: {list(state)[:6]}); pass --format (pretrain.format), or --prefix (pretrain.prefix) for other codebases"
     )
+
+
+def _dotted(obj: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested mappings as one, their keys joined by dots, so that ``--prefix student.`` reaches a nested model."""
+    return {k: v for key, value in obj.items()
+            for k, v in (_dotted(value, f"{prefix}{key}.") if isinstance(value, Mapping) else {f"{prefix}{key}": value}).items()}  # fmt: skip
 
 
 def _as_array(key: str, value: object) -> np.ndarray:
