@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from xfer import benchmarks
 from xfer.store import digests, files, identity
 from xfer.store.identity import Identity
-from xfer.trial import convert, recipe
+from xfer.trial import checkpoint, checks, convert, recipe
 
 NAMED_GROUPS = ("benchmark", "backbone", "pretrain")  # the choices a setting's name always shows
 RUNS_HOW_GROUPS = ("cluster",)  # choices that say how a trial runs: never in a name or an identity
@@ -67,9 +67,7 @@ def same_tensors(a: Path, b: Path) -> bool:
     metadata, which names the layout read, aside)."""
     if a == b:
         return True
-    from safetensors.numpy import load_file
-
-    x, y = load_file(a), load_file(b)
+    x, y = checkpoint.read_safetensors(a), checkpoint.read_safetensors(b)
     return x.keys() == y.keys() and all(x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x)
 
 
@@ -164,20 +162,13 @@ class Identifier:
         if mine == theirs or identity.no_weights(cfg):
             return mine
         try:
-            pair = (self._converted(cfg, *mine), self._converted(cfg, *theirs))
+            pair = (checks.weights_of(cfg, mine)[0], checks.weights_of(cfg, theirs)[0])
             if pair not in self._same:  # asked for the name and for the identity of each family: read once
                 self._same[pair] = same_tensors(*pair)
             same = self._same[pair]
-        except (convert.ConversionError, OSError, OmegaConfBaseException):
+        except (convert.ConversionError, checkpoint.CheckpointError, OSError, OmegaConfBaseException):
             return mine  # the launch's checks name why the weights cannot be converted
         return theirs if same else mine
-
-    @staticmethod
-    def _converted(cfg: DictConfig, fmt: object, prefix: object) -> Path:
-        """``cfg``'s weights converted with this format and prefix (xfer.trial.convert's cache, the checks')."""
-        p, cache = cfg.pretrain, Path(str(cfg.paths.cache))
-        return convert.cached(Path(str(p.weights)), str(fmt), cache / "converted", prefix, p.trust is True,
-                              cache / identity.DIGESTS)[0]  # fmt: skip
 
     def _composed(self, overrides: tuple[str, ...]) -> DictConfig:
         if overrides not in self._plain:

@@ -86,10 +86,12 @@ def _weights_problem(cfg: DictConfig) -> str | None:
     )
 
 
-def weights_of(cfg: DictConfig) -> tuple[Path, convert.Report]:
-    """The trial's converted weights (converted now if not cached): raises ConversionError."""
+def weights_of(cfg: DictConfig, spelled: tuple[object, object] | None = None) -> tuple[Path, convert.Report]:
+    """The trial's converted weights (converted now if not cached): raises ConversionError. ``spelled``: another
+    (format, prefix) to convert them with than the config's (the launch compares spellings of one conversion)."""
     p, cache = cfg.pretrain, Path(cfg.paths.cache)
-    return convert.cached(Path(p.weights), p.format, cache / "converted", p.prefix, p.trust, cache / identity.DIGESTS)
+    fmt, prefix = spelled if spelled is not None else (p.format, p.prefix)
+    return convert.cached(Path(p.weights), fmt, cache / "converted", prefix, p.trust, cache / identity.DIGESTS)
 
 
 def _conversion_problems(cfg: DictConfig, seen: dict | None = None) -> list[str]:
