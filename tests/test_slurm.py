@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -407,7 +408,7 @@ def look(trial: Path) -> None:
         looks[0] += 50
 
 
-trials = [p.parent for p in Path(sys.argv[1]).rglob("trial.yaml")]
+trials = [Path(a) for a in sys.argv[1:]]
 threads = [threading.Thread(target=look, args=(t,)) for t in trials for _ in range(16)]
 print(len(trials), flush=True)
 for t in threads:
@@ -423,42 +424,48 @@ def scontrol_show(job: str, env: dict) -> str:
 
 
 def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_job_out(small_slurm, tmp_path, smoke_fast_made):
-    """Issue 19: 6 trials where MaxArraySize is 5 go out in two parts (an array of 5, then 1 as a plain job) and a
-    collect job after both.
-    Meanwhile a looker asks ``locks.held`` of every trial without pause (16 threads a trial: a thread that took
+    """Issue 19: 12 trials where MaxArraySize is 5 go out as 3 arrays (5, 5 and 2 tasks) and a collect job after
+    all three, held. The first array is then released and the other two cancelled (as a user who wants fewer
+    seeds would): the collect job, which waits for the arrays' end however they end, tabulates the 5 trials.
+    Meanwhile a looker asks ``locks.held`` of each of the 5 without pause (16 threads a trial: a thread that took
     the lock to look would keep it while it waits for the GIL) until each job's rank 0 has decided, and the jobs
     take their lock without waiting (``cluster.lock_wait_s=0``): every trial ends done, none left to a looker.
     (A looker that takes the lock to look left 1 to 4 trials of 12 here, at 8 threads a trial.)"""
     smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run
     env = {**ENV, **small_slurm.env}
-    run = launch("-m", *CPU, "pretrain=scratch,densecl,regioncl", "seed=0-1", "cluster.lock_wait_s=0",
-                 "cluster.array_parallelism=6", "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=env)  # fmt: skip
+    run = launch("-m", *CPU, "pretrain=scratch,densecl,regioncl", "seed=0-3", "cluster.lock_wait_s=0",
+                 "cluster.array_parallelism=5", "+cluster.sbatch.hold=true", f"output_root={tmp_path}", env=env)  # fmt: skip
     assert run.returncode == 0, run.output[-4000:]
-    arrays = run.stdout.split("submitted 6 trials as SLURM job arrays ")[1].split(";")[0].split(", ")
+    arrays = run.stdout.split("submitted 12 trials as SLURM job arrays ")[1].split(";")[0].split(", ")
     collect_id = run.stdout.split("; job ")[1].split(" ")[0]
     trials = [p.parent for p in tmp_path.rglob("slurm.json")]
-    assert len(arrays) == 2 and len(trials) == 6
-    # a part of one trial goes out as a plain job (submitit's), which SLURM names without a task index
-    tasks = [f"{a}_{i}" if n > 1 else a for a, n in zip(arrays, (5, 1), strict=True) for i in range(n)]
+    assert len(arrays) == 3 and len(trials) == 12
+    tasks = [f"{a}_{i}" for a, n in zip(arrays, (5, 5, 2), strict=True) for i in range(n)]  # SLURM's own names
     assert sorted(job_id(t) for t in trials) == sorted(tasks)
+    assert sorted(squeue(env).split()) == sorted([f"{t}|PENDING|0|" for t in tasks] + [f"{collect_id}|PENDING|0|"])
     dependency = scontrol_show(collect_id, env).split("Dependency=")[1].split()[0]
     assert sorted(re.findall(r"afterany:(\d+)(?:_\*)?", dependency)) == sorted(arrays), dependency
-    for t in trials:  # as the folders of trials that ran before have it (a relaunch, a requeue)
+    first = [t for t in trials if job_id(t).startswith(f"{arrays[0]}_")]
+    for t in first:  # as the folders of trials that ran before have it (a relaunch, a requeue)
         (t / ".lock").touch()
-    looker = subprocess.Popen([sys.executable, "-c", LOOKER, str(tmp_path)], cwd=REPO, text=True, stdout=subprocess.PIPE)
+    looker = subprocess.Popen([sys.executable, "-c", LOOKER, *map(str, first)], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE)  # fmt: skip
     try:
-        assert looker.stdout.readline().strip() == "6"
-        subprocess.run(["scontrol", "release", *arrays, collect_id], check=True, env=env)
-        wait_for(lambda: not squeue(env).strip(), "the arrays and the collect job to end", env=env)
+        assert looker.stdout.readline().strip() == "5"
+        subprocess.run(["scancel", *arrays[1:]], check=True, env=env)
+        subprocess.run(["scontrol", "release", arrays[0], collect_id], check=True, env=env)
+        wait_for(lambda: not squeue(env).strip(), "the array and the collect job to end", env=env)
         looks = int(looker.communicate(timeout=60)[0])
     finally:
         looker.kill()
     failures = {str(t.relative_to(tmp_path)): json.loads((t / "failure.json").read_text())["cause"] for t in trials
                 if (t / "failure.json").exists()}  # fmt: skip
-    assert not failures and len(results_under(tmp_path)) == 6 and looks > 0, failures
-    table = (tmp_path / "smoke_fast" / "table.md").read_text()  # the collect job ran after both arrays
-    for setting in ("smoke_fast/r50_scratch", "smoke_fast/r50_densecl", "smoke_fast/r50_regioncl_d"):
-        assert f"{setting} | 2/5 |" in table, table
+    done = results_under(tmp_path)
+    assert not failures and sorted(p.parent for p in done) == sorted(first) and looks > 0, failures
+    table = (tmp_path / "smoke_fast" / "table.md").read_text()  # the collect job ran after the three arrays ended
+    counts = Counter(r["setting"]["key"] for r in done.values())
+    for setting, n in counts.items():
+        assert f"{setting} | {n}/5 |" in table, table
 
 
 def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path, smoke_fast_made):
