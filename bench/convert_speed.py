@@ -19,7 +19,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xfer import smoke
-from xfer.trial import convert  # noqa: E402
+from xfer.trial import converted  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
             runs = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                convert.convert_file(src, Path(tmp) / "out.pkl")
+                converted.convert_file(src, Path(tmp) / "out.pkl")
                 runs.append(time.perf_counter() - t0)
             times[layout] = statistics.median(runs)
             size = src.stat().st_size / 2**20

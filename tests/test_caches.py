@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 
 from tests.conftest import REPO
 from tests.test_checkpoint import RunsCode
-from tests.test_convert import converted, randomised, saved
+from tests.test_convert import randomised, read_back, saved
 from xfer.store import digests
 from xfer.store.files import write_text_atomic
-from xfer.trial import convert
+from xfer.trial import converted
 
 
 def sha(path: Path) -> str:
@@ -71,8 +71,8 @@ def test_a_checkpoint_rewritten_at_the_same_size_and_mtime_is_hashed_and_convert
     saved(other.parent, second, "moco")
     store, cache = tmp_path / "digests", tmp_path / "converted"
     assert digests.file_sha256(ckpt, store) == sha(ckpt) == fresh_process_sha256(ckpt, store)
-    old_weights, _ = convert.cached(ckpt, "auto", cache, digests=store)
-    np.testing.assert_array_equal(converted(old_weights)["stem.conv1.weight"], first["conv1.weight"].numpy())
+    old_weights, _ = converted.cached(ckpt, "auto", cache, digests=store)
+    np.testing.assert_array_equal(read_back(old_weights)["stem.conv1.weight"], first["conv1.weight"].numpy())
 
     old = sha(ckpt)
     cp_p(other, ckpt)
@@ -81,10 +81,10 @@ def test_a_checkpoint_rewritten_at_the_same_size_and_mtime_is_hashed_and_convert
     assert digests.file_sha256(ckpt) == new  # this process's memo
     assert digests.file_sha256(ckpt, store) == new  # and the store, read by this process ...
     assert fresh_process_sha256(ckpt, store) == new  # ... and by another one
-    new_weights, report = convert.cached(ckpt, "auto", cache, digests=store)
+    new_weights, report = converted.cached(ckpt, "auto", cache, digests=store)
     assert new_weights != old_weights and report.converted == 265
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]  # the new content, read by torch
-    model = converted(new_weights)
+    model = read_back(new_weights)
     for d2, key in (("stem.conv1.weight", "conv1.weight"), ("res5.2.conv3.weight", "layer4.2.conv3.weight"),
                     ("res3.0.shortcut.norm.running_var", "layer2.0.downsample.1.running_var")):  # fmt: skip
         np.testing.assert_array_equal(model[d2], state[f"module.encoder_q.{key}"].numpy(), err_msg=d2)
@@ -119,7 +119,7 @@ def test_a_pickle_planted_in_the_conversion_cache_never_runs_and_is_rebuilt(tmp_
     first, _ = two
     marker = tmp_path / "code-ran"
     src, cache = saved(tmp_path, first, "torchvision"), tmp_path / "converted"
-    weights, report = convert.cached(src, "auto", cache)
+    weights, report = converted.cached(src, "auto", cache)
     evil = pickle.dumps({"model": {"stem.conv1.weight": np.zeros(1)}, "__author__": "x", "hook": RunsCode(marker)})
     for planted in (weights, weights.with_suffix(".pkl")):
         planted.write_bytes(evil)
@@ -133,7 +133,7 @@ def test_a_pickle_planted_in_the_conversion_cache_never_runs_and_is_rebuilt(tmp_
     with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors file"):
         engine.Checkpointer(model).load(str(weights))  # replaced after the cache's check: refused, not run
     with caplog.at_level(logging.INFO, logger="xfer"):
-        again, rebuilt = convert.cached(src, "auto", cache)
+        again, rebuilt = converted.cached(src, "auto", cache)
     assert again == weights and rebuilt == report
     (line,) = [r for r in caplog.records if r.name.startswith("xfer")]
     assert line.levelno == logging.WARNING and line.exc_info is None
@@ -160,18 +160,18 @@ def truncate(path: Path) -> None:
 ])  # fmt: skip
 def test_a_damaged_cache_entry_is_rebuilt_with_one_line(tmp_path, two, caplog, damage, said):
     src, cache = saved(tmp_path, two[0], "moco"), tmp_path / "converted"
-    weights, report = convert.cached(src, "auto", cache)
+    weights, report = converted.cached(src, "auto", cache)
     report_text, weights_bytes = weights.with_suffix(".json").read_text(), weights.read_bytes()
     damage(weights)
     with caplog.at_level(logging.INFO, logger="xfer"):
-        assert convert.cached(src, "auto", cache) == (weights, report)
+        assert converted.cached(src, "auto", cache) == (weights, report)
     (line,) = [r for r in caplog.records if r.name.startswith("xfer")]
     assert said.format(json=weights.with_suffix(".json").name, weights=weights.name) in line.getMessage()
     assert line.exc_info is None and "Traceback" not in caplog.text
     assert weights.with_suffix(".json").read_text() == report_text and weights.read_bytes() == weights_bytes
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="xfer"):
-        assert convert.cached(src, "auto", cache) == (weights, report)  # sound again: used, nothing said
+        assert converted.cached(src, "auto", cache) == (weights, report)  # sound again: used, nothing said
     assert not [r for r in caplog.records if r.name.startswith("xfer")]
 
 

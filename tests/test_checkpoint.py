@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xfer.trial import checkpoint, convert
+from xfer.trial import checkpoint, convert, converted
 
 
 class RunsCode:
@@ -34,7 +34,7 @@ def test_malicious_pickles_are_refused_and_never_run(tmp_path):
         ):
             checkpoint.load(path)
         with pytest.raises(convert.ConversionError, match="--trust"):
-            convert.convert_file(path, tmp_path / "out.pkl")
+            converted.convert_file(path, tmp_path / "out.pkl")
     assert not marker.exists()
 
 
@@ -92,9 +92,9 @@ def test_a_trusted_conversion_does_not_make_the_file_trusted_for_a_launch_withou
     path = tmp_path / "needs-trust.pth"
     tensors = {k: torch.as_tensor(v) for k, v in layouts.torchvision_resnet(50, 16, 32, 8, 0).items()}
     torch.save({**tensors, "meta": RunsCode(marker)}, path)
-    convert.cached(path, "torchvision", tmp_path / "cache", trust=True)
+    converted.cached(path, "torchvision", tmp_path / "cache", trust=True)
     assert marker.exists()
     marker.unlink()
     with pytest.raises(convert.ConversionError, match="--trust"):
-        convert.cached(path, "torchvision", tmp_path / "cache")
+        converted.cached(path, "torchvision", tmp_path / "cache")
     assert not marker.exists()

@@ -23,7 +23,7 @@ import torchvision
 
 from tests.conftest import REPO
 from xfer import d2compat
-from xfer.trial import convert
+from xfer.trial import convert, converted
 
 # The seed's convert-pretrain-to-detectron2.py, applied by hand to representative names.
 SEED_NAMES = {
@@ -163,7 +163,7 @@ def saved(tmp_path: Path, tv, layout: str) -> Path:
     return src
 
 
-def converted(path) -> dict[str, np.ndarray]:
+def read_back(path) -> dict[str, np.ndarray]:
     """Converted weights read back by the format's own library: safetensors', or pickle for the detectron2
     pickle ``python -m xfer convert`` writes for a ``.pkl`` name."""
     if Path(path).suffix == ".safetensors":
@@ -187,9 +187,9 @@ def assert_is_detectron2s_resnet(model: dict, tv: dict, depth: int, widths: conv
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_each_layout_converts_to_detectron2s_own_resnet(tmp_path, tv, layout):
-    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
+    report = converted.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
     assert report.layout == LAYOUTS[layout] and report.depth == 50 and report.widths == NARROW
-    model = converted(tmp_path / OUT)
+    model = read_back(tmp_path / OUT)
     assert report.converted == len(detectron2_resnet(50, NARROW)) == 265
     assert_is_detectron2s_resnet(model, tv, 50, NARROW, msra=layout == "msra")
     # spelled out: the first block's conv and its BN, the stem's BN, the shortcut, the last res5 conv
@@ -206,11 +206,11 @@ def test_names_follow_the_seed_script():
 
 
 def test_report_says_what_was_dropped(tmp_path, tv):
-    report = convert.convert_file(saved(tmp_path, tv, "moco"), tmp_path / OUT)
+    report = converted.convert_file(saved(tmp_path, tv, "moco"), tmp_path / OUT)
     counted = [k for k in tv if not k.endswith("num_batches_tracked")]  # BN step counters are not weights
     assert report.dropped == {"fc": 2, "module.encoder_k": len(counted), "module.queue": 1} and len(counted) == 267
     assert report.convention == "rgb_torchvision" and "module.encoder_q." in report.summary()
-    assert convert.read_report(tmp_path / OUT) == report
+    assert converted.read_report(tmp_path / OUT) == report
 
 
 @pytest.fixture(scope="module")
@@ -223,9 +223,9 @@ def full_size():
 @pytest.mark.launch
 def test_full_size_torchvision_resnets(tmp_path, full_size, depth, layout):
     tv = full_size[depth]
-    report = convert.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
+    report = converted.convert_file(saved(tmp_path, tv, layout), tmp_path / OUT)
     assert (report.depth, report.widths, report.layout) == (depth, convert.Widths(), LAYOUTS[layout])
-    model = converted(tmp_path / OUT)
+    model = read_back(tmp_path / OUT)
     assert len(model) == {50: 265, 101: 520}[depth]
     assert_is_detectron2s_resnet(model, tv, depth, convert.Widths(), msra=layout == "msra")
 
@@ -243,7 +243,7 @@ def test_incomplete_checkpoints_fail_naming_the_tensor(tmp_path, tv, edit, messa
     tv = dict(tv)
     edit(tv)
     with pytest.raises(convert.ConversionError, match="incomplete weights") as e:
-        convert.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / OUT)
+        converted.convert_file(saved(tmp_path, tv, "openselfsup"), tmp_path / OUT)
     assert message in str(e.value) and "read as openselfsup" in str(e.value)
     assert not (tmp_path / OUT).exists() and not (tmp_path / "out.json").exists()
 
@@ -253,26 +253,26 @@ def test_forced_format_that_does_not_fit_names_what_the_keys_look_like(tmp_path,
     with pytest.raises(
         convert.ConversionError, match=r"module\.encoder_q\..*read as moco; its keys look like openselfsup"
     ):
-        convert.convert_file(src, tmp_path / "out.pkl", "moco")
+        converted.convert_file(src, tmp_path / "out.pkl", "moco")
 
 
 def test_explicit_prefix_for_other_codebases(tmp_path, tv):
     src = tmp_path / "other.pth"
     torch.save({"net": {f"encoder.trunk.{k}": v for k, v in tv.items()}, "step": 3}, src)
     with pytest.raises(convert.ConversionError, match="cannot tell the layout"):
-        convert.convert_file(src, tmp_path / "out.pkl")
+        converted.convert_file(src, tmp_path / "out.pkl")
     torch.save({"state_dict": {f"encoder.trunk.{k}": v for k, v in tv.items()}}, src)
-    report = convert.convert_file(src, tmp_path / "out.pkl", prefix="encoder.trunk.")
+    report = converted.convert_file(src, tmp_path / "out.pkl", prefix="encoder.trunk.")
     assert report.converted == 265 and report.prefix == "encoder.trunk."
 
 
 def test_cache_converts_once_per_file_and_format(tmp_path, tv):
     src = saved(tmp_path, tv, "moco")
-    path, report = convert.cached(src, "auto", tmp_path / "cache")
+    path, report = converted.cached(src, "auto", tmp_path / "cache")
     stamp = path.stat().st_mtime_ns
-    again, _ = convert.cached(src, "auto", tmp_path / "cache")
+    again, _ = converted.cached(src, "auto", tmp_path / "cache")
     assert again == path and path.stat().st_mtime_ns == stamp and report.layout == "moco"
-    assert convert.cached(src, "moco", tmp_path / "cache")[0] != path  # another format: its own conversion
+    assert converted.cached(src, "moco", tmp_path / "cache")[0] != path  # another format: its own conversion
 
 
 def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
@@ -288,8 +288,8 @@ def test_converted_weights_land_in_a_real_detectron2_c4_model(tmp_path, tv):
     from detectron2.modeling import build_model
 
     src = saved(tmp_path, tv, "vissl")
-    convert.convert_file(src, tmp_path / "w.safetensors")
-    convert.convert_file(src, tmp_path / "w.pkl")
+    converted.convert_file(src, tmp_path / "w.safetensors")
+    converted.convert_file(src, tmp_path / "w.pkl")
     widths = ("+d2.MODEL.RESNETS.STEM_OUT_CHANNELS=64", "+d2.MODEL.RESNETS.RES2_OUT_CHANNELS=256")  # NARROW
     cfg = recipe.build(composed("benchmark=smoke", "pretrain=custom", *widths), tmp_path / "w.safetensors", tmp_path,
                        "cpu")  # fmt: skip
@@ -322,8 +322,8 @@ def test_a_tensor_stored_transposed_converts_to_its_values(tmp_path, tv):
     src = tmp_path / "transposed.pth"
     torch.save({"state_dict": state}, src)
     assert not torch.load(src, weights_only=True)["state_dict"]["layer1.0.conv2.weight"].is_contiguous()
-    convert.convert_file(src, tmp_path / OUT)
-    np.testing.assert_array_equal(converted(tmp_path / OUT)["res2.0.conv2.weight"], w.numpy())
+    converted.convert_file(src, tmp_path / OUT)
+    np.testing.assert_array_equal(read_back(tmp_path / OUT)["res2.0.conv2.weight"], w.numpy())
 
 
 @pytest.mark.launch
@@ -333,7 +333,7 @@ def test_convert_command(tmp_path, tv):
     ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "layout moco" in ok.stdout and "265 tensors converted" in ok.stdout and "rgb_torchvision" in ok.stdout
-    assert len(converted(tmp_path / "o.pkl")) == 265  # a detectron2 model-zoo pickle, for detectron2 elsewhere
+    assert len(read_back(tmp_path / "o.pkl")) == 265  # a detectron2 model-zoo pickle, for detectron2 elsewhere
     bad = subprocess.run([*cmd, "--depth", "101"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "is a ResNet-50, not ResNet-101" in bad.stderr
     assert not (tmp_path / "o.pkl").exists() and not (tmp_path / "o.json").exists()
@@ -345,7 +345,7 @@ def test_converted_weights_get_the_mode_of_any_file_written_here(tmp_path):
     safetensors' save_file's 0600. And it reads back, with safetensors' own reader, as written."""
     report = convert.Report("torchvision", "", 50, convert.Widths(16, 32, 8), 1, {})
     model = {"backbone.stem.conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3).T}  # not contiguous
-    convert.write(model, report, tmp_path / "w.safetensors")
+    converted.write(model, report, tmp_path / "w.safetensors")
     (tmp_path / "plain").write_bytes(b"")
     assert (tmp_path / "w.safetensors").stat().st_mode == (tmp_path / "plain").stat().st_mode
     np.testing.assert_array_equal(safetensors.numpy.load_file(tmp_path / "w.safetensors")["backbone.stem.conv1.weight"],

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from tests.test_convert import tv  # noqa: F401  (the fixture: a narrow torchvision ResNet-50)
 from xfer.launch.local import error_line
-from xfer.trial import checkpoint, convert
+from xfer.trial import checkpoint, convert, converted
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_bfloat16_checkpoints_convert_to_torchs_own_float32_values(tmp_path, tv)
     torch.save(bf16, tmp_path / "bf16.pth")
     save_file({k: v.contiguous() for k, v in bf16.items()}, str(tmp_path / "bf16.safetensors"))
     for src in ("bf16.pth", "bf16.safetensors"):
-        convert.convert_file(tmp_path / src, tmp_path / f"{src}.out.safetensors")
+        converted.convert_file(tmp_path / src, tmp_path / f"{src}.out.safetensors")
         out = checkpoint.read_safetensors(tmp_path / f"{src}.out.safetensors")
         assert out["stem.conv1.weight"].dtype == np.float32
         assert np.array_equal(out["stem.conv1.weight"], bf16["conv1.weight"].float().numpy())  # torch's own upcast
@@ -49,7 +49,7 @@ def test_a_checkpoint_with_nan_is_refused_naming_the_tensor(tmp_path, tv):  # no
     torch.save(broken, tmp_path / "nan.pth")
     with pytest.raises(convert.ConversionError, match=r"1 tensor\(s\) hold NaN or infinite values: "
                                                       r"res2\.0\.conv2\.weight;"):  # fmt: skip
-        convert.convert_file(tmp_path / "nan.pth", tmp_path / "out.safetensors")
+        converted.convert_file(tmp_path / "nan.pth", tmp_path / "out.safetensors")
     assert not np.isfinite(broken["layer1.0.conv2.weight"].numpy()).all()  # the oracle agrees it is not finite
     assert not (tmp_path / "out.safetensors").exists()
 
@@ -135,7 +135,7 @@ def test_a_model_nested_under_a_name_of_its_own_is_reached_by_prefix(tmp_path, t
     teacher = {k: v * 0.5 if v.is_floating_point() else v for k, v in tv.items()}
     torch.save({"epoch": 3, "student": tv, "teacher": teacher}, tmp_path / "nested.pth")
     for prefix, model in (("student.", tv), ("teacher.", teacher)):
-        report = convert.convert_file(tmp_path / "nested.pth", tmp_path / f"{prefix}safetensors", prefix=prefix)
+        report = converted.convert_file(tmp_path / "nested.pth", tmp_path / f"{prefix}safetensors", prefix=prefix)
         out = checkpoint.read_safetensors(tmp_path / f"{prefix}safetensors")
         assert report.layout == "torchvision" and report.prefix == prefix
         assert np.array_equal(out["stem.conv1.weight"], model["conv1.weight"].numpy())
@@ -144,4 +144,4 @@ def test_a_model_nested_under_a_name_of_its_own_is_reached_by_prefix(tmp_path, t
         assert {f"{other}.{m}" for m in ("conv1", "bn1", "layer1", "layer4")} | {"epoch"} <= set(report.dropped)
     with pytest.raises(convert.ConversionError, match=r"cannot tell the layout from the keys \(first ones: \['epoch', "
                                                       r"'student\.conv1\.weight'"):  # fmt: skip
-        convert.convert_file(tmp_path / "nested.pth", tmp_path / "auto.safetensors")
+        converted.convert_file(tmp_path / "nested.pth", tmp_path / "auto.safetensors")

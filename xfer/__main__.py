@@ -82,7 +82,7 @@ def _report_refresher(dirs: list[Path], every_s: float = 30.0):
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from xfer.trial import convert  # torch: imported only for the command that needs it
+    from xfer.trial import convert, converted  # torch: imported only for the command that needs it
 
     if args.format not in convert.LAYOUTS:
         print(f"error: --format {args.format}: one of {', '.join(convert.LAYOUTS)}", file=sys.stderr)
@@ -96,7 +96,7 @@ def _convert(args: argparse.Namespace) -> int:
               "folder that exists", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        report = convert.convert_file(args.input, args.output, args.format, args.prefix, args.trust)
+        report = converted.convert_file(args.input, args.output, args.format, args.prefix, args.trust)
     except convert.ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from xfer import benchmarks
 from xfer.store import identity
 from xfer.store.identity import no_weights
-from xfer.trial import convert, devices, recipe
+from xfer.trial import convert, converted, devices, recipe
 from xfer.trial.convert import LAYOUTS
 
 
@@ -91,7 +91,7 @@ def weights_of(cfg: DictConfig, spelled: tuple[object, object] | None = None) ->
     (format, prefix) to convert them with than the config's (the launch compares spellings of one conversion)."""
     p, cache = cfg.pretrain, Path(cfg.paths.cache)
     fmt, prefix = spelled if spelled is not None else (p.format, p.prefix)
-    return convert.cached(Path(p.weights), fmt, cache / "converted", prefix, p.trust, cache / identity.DIGESTS)
+    return converted.cached(Path(p.weights), fmt, cache / "converted", prefix, p.trust, cache / identity.DIGESTS)
 
 
 def _conversion_problems(cfg: DictConfig, seen: dict | None = None) -> list[str]:
