@@ -9,6 +9,7 @@ Caffe2 blob names written out here); where each tensor must land is spelled out 
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 import re
 import subprocess
@@ -198,6 +199,36 @@ def test_each_layout_converts_to_detectron2s_own_resnet(tmp_path, tv, layout):
     np.testing.assert_array_equal(model["stem.conv1.norm.bias"], tv["bn1.bias"].numpy())
     np.testing.assert_array_equal(model["res3.0.shortcut.weight"], tv["layer2.0.downsample.0.weight"].numpy())
     np.testing.assert_array_equal(model["res5.2.conv3.weight"], tv["layer4.2.conv3.weight"].numpy())
+
+
+def test_detectron2_names_keep_the_input_convention_their_author_names(tmp_path, tv):
+    """Weights already in detectron2's names do not say which input they were trained on; the file's ``__author__``
+    can. xfer's own conversion of MSRA (Caffe2) weights, which are trained on BGR input, converted again (into a
+    pickle or safetensors) is still known to need it; the outputs of detectron2's torchvision converter
+    (``"torchvision"``) and MoCo's (``"MOCO"``), whose READMEs pair them with RGB input, are RGB; another author
+    leaves it unknown (no check), as before."""
+    first = converted.convert_file(saved(tmp_path, tv, "msra"), tmp_path / "msra.pkl")
+    assert (first.layout, first.convention) == ("msra", "bgr_msra")
+    for name in ("again.pkl", "again.safetensors"):
+        again = converted.convert_file(tmp_path / "msra.pkl", tmp_path / name)
+        assert (again.layout, again.origin, again.convention) == ("detectron2", "msra", "bgr_msra"), again
+        twice = converted.convert_file(tmp_path / name, tmp_path / f"twice.{name}")  # the author is kept
+        assert (twice.origin, twice.convention) == ("msra", "bgr_msra") and "converted from msra" in twice.summary()
+        assert read_back(tmp_path / f"twice.{name}").keys() == read_back(tmp_path / "msra.pkl").keys()
+    payload = native(tv, "detectron2")
+    for author, origin, convention in (("torchvision", "torchvision", "rgb_torchvision"), ("MOCO", "moco", "rgb_torchvision"),
+                                       ("someone", None, None), (None, None, None)):  # fmt: skip
+        src = tmp_path / f"{author}.pkl"
+        src.write_bytes(pickle.dumps({**payload, "__author__": author} if author else payload["model"]))
+        report = converted.convert_file(src, tmp_path / f"{author}.safetensors")
+        assert (report.layout, report.origin, report.convention) == ("detectron2", origin, convention), author
+    # a cache entry of detectron2 names written before origins were recorded is converted again, not read as unknown
+    entry, cached = converted.cached(tmp_path / "again.pkl", "auto", tmp_path / "cache")
+    report_file = entry.with_suffix(".json")
+    report_file.write_text(json.dumps({k: v for k, v in json.loads(report_file.read_text()).items() if k != "origin"}))
+    assert converted.cache_damage(entry)[1].startswith(f"its report {report_file.name} is unreadable")
+    assert converted.cached(tmp_path / "again.pkl", "auto", tmp_path / "cache") == (entry, cached)
+    assert cached.origin == "msra"
 
 
 def test_names_follow_the_seed_script():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shlex
 from pathlib import Path
 
@@ -95,6 +96,24 @@ def test_weights_that_do_not_fit_the_config_are_refused_before_running(tmp_path,
     assert run.returncode == 2, run.output[-3000:]
     assert message in run.stderr, run.stderr
     assert not list((tmp_path / "out").rglob("metrics.json"))
+
+
+def test_msra_weights_converted_by_xfer_are_still_refused_on_rgb_input(tmp_path):
+    """MSRA (Caffe2) weights are trained on BGR input; converted by ``python -m xfer convert`` first, they are in
+    detectron2's names, and the author the file names (``xfer (msra)``) still tells the launch so."""
+    from xfer.smoke import layouts
+    from xfer.trial import converted
+
+    src = tmp_path / "R-50.pkl"
+    src.write_bytes(pickle.dumps(layouts.wrap(_tiny(50), "msra")))
+    converted.convert_file(src, tmp_path / "r50_d2.pkl")
+    args = ("benchmark=smoke_fast", "pretrain=custom", f"pretrain.weights={tmp_path / 'r50_d2.pkl'}", "seed=0",
+            f"output_root={tmp_path}/out")  # fmt: skip
+    run = launch(*args)
+    assert run.returncode == 2, run.output[-3000:]
+    assert ("msra weights (in detectron2 names) are trained on bgr_msra input, but the pretrain's input is "
+            "rgb_torchvision; set input@pretrain.input=bgr_msra") in run.stderr, run.stderr  # fmt: skip
+    assert launch(*args, "input@pretrain.input=bgr_msra", "plan=true").returncode == 0
 
 
 class RunsCode:

@@ -74,16 +74,24 @@ class Report:
     widths: Widths
     converted: int
     dropped: dict[str, int]
+    origin: str | None = None  # detectron2 names: the layout they were converted from, where the file says (author)
+
+    @property
+    def source(self) -> str | None:
+        """The layout the weights were trained in: the one read, or for detectron2 names the one they came from
+        (None: the file does not say)."""
+        return self.origin if self.layout == "detectron2" else self.layout
 
     @property
     def convention(self) -> str | None:
-        """The input convention the weights were trained with (None: the names do not tell)."""
-        return {"msra": "bgr_msra", "detectron2": None}.get(self.layout, "rgb_torchvision")
+        """The input convention the weights were trained with (None: the file does not tell)."""
+        return None if self.source in (None, "detectron2") else "bgr_msra" if self.source == "msra" else "rgb_torchvision"
 
     def summary(self) -> str:
         dropped = ", ".join(f"{k} ({n})" for k, n in sorted(self.dropped.items())) or "nothing"
+        came = f", converted from {self.origin} by its author" if self.layout == "detectron2" and self.origin else ""
         return (
-            f"layout {self.layout} (prefix {self.prefix!r}), ResNet-{self.depth} {asdict(self.widths)}: "
+            f"layout {self.layout}{came} (prefix {self.prefix!r}), ResNet-{self.depth} {asdict(self.widths)}: "
             f"{self.converted} tensors converted; dropped {dropped}"
         )
 
@@ -150,6 +158,23 @@ def _tensors(obj: object) -> Mapping[str, object]:
     if not isinstance(obj, Mapping) or not obj:
         raise ConversionError(f"no mapping of tensors found (top-level: {type(obj).__name__})")
     return obj
+
+
+# Who wrote a file already in detectron2's names (its ``__author__``, as detectron2's model-zoo files have one), where
+# that says which layout its weights came from: xfer's own conversions (``xfer (msra)``: converted.author), and the
+# converters of detectron2 (tools/convert-torchvision-to-d2.py: "torchvision") and MoCo
+# (detection/convert-pretrain-to-detectron2.py: "MOCO"), whose outputs their READMEs pair with RGB input.
+_AUTHORS = {"torchvision": "torchvision", "MOCO": "moco"}
+
+
+def origin_of(obj: object) -> str | None:
+    """The layout a detectron2-named checkpoint was converted from, as its ``__author__`` says (None: unknown)."""
+    author = obj.get("__author__") if isinstance(obj, Mapping) else None
+    if not isinstance(author, str):
+        return None
+    mine = re.fullmatch(r"xfer \((\w+)\)", author)
+    found = mine.group(1) if mine else _AUTHORS.get(author)
+    return found if found in LAYOUTS and found not in ("auto", "detectron2") else None
 
 
 def detect_layout(state: Mapping[str, object]) -> str:
@@ -279,4 +304,5 @@ def convert(obj: object, layout: str = "auto", prefix: str | None = None) -> tup
         raise ConversionError(f"read as {found}, ResNet-{depth}: {len(broken)} tensor(s) hold NaN or infinite "
                               f"values: {', '.join(broken[:6])}{' ...' if len(broken) > 6 else ''}; the checkpoint "
                               "is of a diverged or damaged run: use an earlier one")  # fmt: skip
-    return model, Report(found, used, depth, widths, len(model), dict(dropped))
+    origin = origin_of(obj) if found == "detectron2" else None
+    return model, Report(found, used, depth, widths, len(model), dict(dropped), origin)

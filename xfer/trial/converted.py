@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def author(report: Report) -> str:
-    """Who wrote converted weights, as detectron2's model-zoo files say it (``__author__``)."""
-    return f"xfer ({report.layout})"
+    """Who wrote converted weights, as detectron2's model-zoo files say it (``__author__``), naming the layout they
+    came from (``convert.origin_of`` reads it back: a conversion of this file keeps its input convention)."""
+    return f"xfer ({report.source or report.layout})"
 
 
 def write(model: Mapping[str, np.ndarray], report: Report, dst: Path) -> None:
@@ -82,6 +83,8 @@ def read_report(path: Path) -> Report:
     report = Report(**{**raw, "widths": Widths(**raw["widths"])})
     if not isinstance(report.depth, int) or report.depth not in BLOCKS or not isinstance(report.dropped, dict):
         raise ValueError(f"depth {report.depth!r}, dropped {report.dropped!r}")
+    if report.layout == "detectron2" and "origin" not in raw:  # written before the origin was read: read it now
+        raise ValueError("no origin recorded for weights in detectron2 names")
     return report
 
 
