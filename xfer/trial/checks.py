@@ -119,7 +119,7 @@ def _conversion_problems(cfg: DictConfig, seen: dict | None = None) -> list[str]
     convention = cfg.pretrain.input.name
     if report.convention not in (None, convention):
         found.append(
-            f"{name}: {report.source} weights{' (in detectron2 names)' if report.layout == 'detectron2' else ''} "
+            f"{name}: {report.native} weights{' (in detectron2 names)' if report.layout == 'detectron2' else ''} "
             f"are trained on {report.convention} input, but the pretrain's "
             f"input is {convention}; set input@pretrain.input={report.convention} (or fix pretrain.format)."
         )

@@ -77,7 +77,7 @@ class Report:
     origin: str | None = None  # detectron2 names: the layout they were converted from, where the file says (author)
 
     @property
-    def source(self) -> str | None:
+    def native(self) -> str | None:
         """The layout the weights were trained in: the one read, or for detectron2 names the one they came from
         (None: the file does not say)."""
         return self.origin if self.layout == "detectron2" else self.layout
@@ -85,7 +85,7 @@ class Report:
     @property
     def convention(self) -> str | None:
         """The input convention the weights were trained with (None: the file does not tell)."""
-        return None if self.source in (None, "detectron2") else "bgr_msra" if self.source == "msra" else "rgb_torchvision"
+        return None if self.native in (None, "detectron2") else "bgr_msra" if self.native == "msra" else "rgb_torchvision"
 
     def summary(self) -> str:
         dropped = ", ".join(f"{k} ({n})" for k, n in sorted(self.dropped.items())) or "nothing"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def author(report: Report) -> str:
     """Who wrote converted weights, as detectron2's model-zoo files say it (``__author__``), naming the layout they
     came from (``convert.origin_of`` reads it back: a conversion of this file keeps its input convention)."""
-    return f"xfer ({report.source or report.layout})"
+    return f"xfer ({report.native or report.layout})"
 
 
 def write(model: Mapping[str, np.ndarray], report: Report, dst: Path) -> None:
