@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, imported, launch, results_under
+from tests.conftest import REPO, imported, launch, results_under, start_slurm
 from xfer.report import status
 from xfer.store import locks
 
@@ -466,6 +466,36 @@ def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_j
     counts = Counter(r["setting"]["key"] for r in done.values())
     for setting, n in counts.items():
         assert f"{setting} | {n}/5 |" in table, table
+
+
+def test_what_sbatch_refuses_is_said_in_one_line_and_the_collect_job_fits_the_partitions_time_limit(tmp_path,
+                                                                                                     smoke_fast_made):
+    """A partition whose MaxTime is 10 minutes, enforced when jobs are submitted (EnforcePartLimits=ALL). Trials of
+    cluster.time_min=20: sbatch refuses the array, and the launch says so in one message with SLURM's reason,
+    nothing submitted (it was submitit's traceback). Trials of 5 minutes go out with a collect job of 5 minutes:
+    it asked for 30, and sbatch refused it after the array was queued (a traceback, no collect job)."""
+    cluster = start_slurm(tmp_path / "slurm", ("EnforcePartLimits=ALL",
+                                               "PartitionName=short Nodes=ALL Default=NO MaxTime=10 State=UP"))
+    try:
+        env = {**ENV, **cluster.env}
+        out = smoke_fast_made(tmp_path / "out")
+        args = ("-m", *CPU, "pretrain=densecl", "seed=0", "cluster.partition=short", "+cluster.sbatch.hold=true",
+                f"output_root={out}")  # fmt: skip
+        refused = launch(*args, "cluster.time_min=20", env=env)
+        assert refused.returncode == 2, refused.output[-3000:]
+        assert "error: SLURM refused the sweep's job array (sbatch: error: Batch job submission failed: " in \
+            refused.stderr and "Nothing was submitted: fix what it names" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.output and not list(out.rglob("slurm.json")) and not squeue(env).strip()
+        run = launch(*args, "cluster.time_min=5", env=env)
+        assert run.returncode == 0, run.output[-3000:]
+        collect_id = run.stdout.split("; job ")[1].split(" ")[0]
+        (trial,) = [p.parent for p in out.rglob("slurm.json")]
+        for job in (job_id(trial), collect_id):
+            shown = scontrol_show(job, env)
+            assert "TimeLimit=00:05:00" in shown and "Partition=short" in shown, shown
+        subprocess.run(["scancel", job_id(trial), collect_id], check=True, env=env)
+    finally:
+        cluster.stop()
 
 
 def test_the_collect_job_gets_the_users_partition_and_sbatch_options(slurm, tmp_path, smoke_fast_made):

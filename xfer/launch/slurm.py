@@ -98,6 +98,9 @@ def queued_trials(trial_dirs: list[Path]) -> dict[Path, str]:
     return {ids[j]: j for j in sorted(queue.active(list(ids)))}
 
 
+COLLECT_MIN = 30  # the collect job's time limit, in minutes, where the trials' is longer
+
+
 def _executor(folder: Path, cluster: DictConfig, **params):
     import submitit
 
@@ -105,6 +108,36 @@ def _executor(folder: Path, cluster: DictConfig, **params):
     common = {"slurm_partition": cluster.partition, "slurm_account": cluster.account, "slurm_qos": cluster.qos}
     ex.update_parameters(slurm_setup=list(cluster.setup), **{k: v for k, v in common.items() if v}, **params)
     return ex
+
+
+class SubmissionRefused(Exception):
+    """sbatch refused a job of the sweep (``reason``: its message); ``arrays`` and ``trials``: what went out before
+    it, which SLURM runs; ``refused``: which job (``the sweep's job array 2 of 3``, ``the sweep's collect job``)."""
+
+    def __init__(self, reason: str, refused: str, arrays: list[str], trials: int, total: int) -> None:
+        super().__init__(reason)
+        self.reason, self.refused, self.arrays, self.trials, self.total = reason, refused, arrays, trials, total
+
+    def explain(self, sweep_dirs: list[Path]) -> str:
+        """One message: what SLURM refused and why, what was submitted all the same, and what to run next."""
+        head = f"SLURM refused {self.refused} ({self.reason})."
+        if not self.arrays:
+            return (f"{head} Nothing was submitted: fix what it names (the cluster options, cluster.sbatch) and run "
+                    "the same command again.")  # fmt: skip
+        arrays = f"job array{'s' * (len(self.arrays) > 1)} {', '.join(self.arrays)}"
+        table = " and ".join(f"python -m xfer collect {d.resolve()}" for d in sweep_dirs)
+        if self.trials == self.total:
+            return (f"{head} The sweep's trials ({self.total}) were submitted ({arrays}) and run; when they end, "
+                    f"write the table with {table}.")  # fmt: skip
+        return (f"{head} {self.trials} of the sweep's {self.total} trials were submitted ({arrays}) and run; no "
+                f"collect job was submitted. Run the same command again to submit the other "
+                f"{self.total - self.trials} once SLURM accepts them (queued trials are never submitted twice), "
+                f"and write the table with {table}.")  # fmt: skip
+
+
+def _refusal(error: Exception) -> str:
+    """sbatch's message (submitit's FailedJobError holds its stderr) on one line."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "no message"
 
 
 @dataclass(frozen=True)
@@ -148,6 +181,8 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
     of them, which writes the table of each of the sweep's folders (one per benchmark; the logs go under
     the first). ``cluster.array_parallelism`` is shared out among the arrays, so the sweep never runs more
     trials at once than it says (unless there are more arrays than that: one each then)."""
+    from submitit.core.utils import FailedJobError
+
     from xfer.trial.slurm_job import TrialJob
 
     parts = arrays(len(trials), queue.limits())
@@ -165,20 +200,28 @@ def submit(trials: list[tuple[Path, DictConfig | dict, str]], cluster: DictConfi
             params[key] = value
     ex = _executor(folder, cluster, **params)
     array_ids, job_ids = [], []
-    for part, at_once in zip(parts, shares(int(cluster.array_parallelism), len(parts)), strict=True):
+    for k, (part, at_once) in enumerate(zip(parts, shares(int(cluster.array_parallelism), len(parts)), strict=True)):
         ex.update_parameters(slurm_array_parallelism=at_once)
-        with ex.batch():
-            jobs = [ex.submit(TrialJob(str(trials[i][0].resolve()), int(cluster.max_requeues), float(cluster.lock_wait_s)))
-                    for i in part]  # fmt: skip
+        try:
+            with ex.batch():
+                jobs = [ex.submit(TrialJob(str(trials[i][0].resolve()), int(cluster.max_requeues),
+                                           float(cluster.lock_wait_s))) for i in part]  # fmt: skip
+        except FailedJobError as e:
+            refused = f"the sweep's job array {k + 1} of {len(parts)}" if len(parts) > 1 else "the sweep's job array"
+            raise SubmissionRefused(_refusal(e), refused, array_ids, len(job_ids), len(trials)) from None
         for i, job in zip(part, jobs, strict=True):  # recorded at once: a later array's failure keeps this one's
             record = {"job_id": job.job_id, "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "logs": str(folder)}
             write_json_atomic(trials[i][0] / SLURM_RECORD, record)
         array_ids.append(jobs[0].job_id.split("_")[0])
         job_ids += [j.job_id for j in jobs]
-    collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}", timeout_min=30, nodes=1,
-                          tasks_per_node=1, cpus_per_task=1,
-                          slurm_additional_parameters=collect_options(cluster, array_ids))  # fmt: skip
-    collect_job = collector.submit(collect, [str(d.resolve()) for d in sweep_dirs], collect_with)
+    # the collect job asks no more time than the trials (a partition's MaxTime that admits them admits it)
+    collector = _executor(folder, cluster, name=f"xfer-collect-{sweep_dir.name}",
+                          timeout_min=min(COLLECT_MIN, int(cluster.time_min)), nodes=1, tasks_per_node=1,
+                          cpus_per_task=1, slurm_additional_parameters=collect_options(cluster, array_ids))  # fmt: skip
+    try:
+        collect_job = collector.submit(collect, [str(d.resolve()) for d in sweep_dirs], collect_with)
+    except FailedJobError as e:
+        raise SubmissionRefused(_refusal(e), "the sweep's collect job", array_ids, len(job_ids), len(trials)) from None
     return Submission(array_ids, job_ids, collect_job.job_id, folder)
 
 

@@ -332,6 +332,9 @@ def submit_to_slurm(planned: list[PlannedTrial], config: DictConfig, sweep_dirs:
         except slurm.QueueUnreadable as e:  # its limits, read before anything is submitted
             print(f"error: could not read SLURM's limits: {e}. Nothing was submitted; {e.fix}.", file=sys.stderr)
             raise SystemExit(2) from None
+        except slurm.SubmissionRefused as e:
+            print(f"error: {e.explain(sweep_dirs)}", file=sys.stderr)
+            raise SystemExit(2) from None
     ids = ",".join(sub.ids)
     print(sub.summary())
     print(f"  outputs: {' '.join(str(d.resolve()) for d in sweep_dirs)}   logs: {sub.folder}")
