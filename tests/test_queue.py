@@ -70,6 +70,15 @@ def test_states_and_active_of_jobs_in_every_state(on_small):
 def test_limits_and_partitions(on_small):
     assert queue.limits() == queue.Limits(max_array_size=5, max_submit_jobs=None)  # MaxArraySize=5 in its slurm.conf
     assert queue.partitions() == ["debug", "other"]
+    assert queue.time_limits() == ({"debug": "infinite", "other": "infinite"}, "debug")  # MaxTime=INFINITE, Default=YES
+
+
+@pytest.mark.parametrize("shown,expected", [("infinite", None), ("10:00", 10), ("1:31:00", 91), ("2-12:00:00", 3600),
+                                            ("0:30", 0.5), ("n/a", None), ("UNLIMITED", None)])  # fmt: skip
+def test_time_limits_read_as_sinfo_shows_them(shown, expected):
+    """sinfo's ``%l`` as SLURM printed them for MaxTime=INFINITE, 10, 90:30 (rounded up to 1:31:00), 2-12:00:00 and
+    30 seconds; worked out by hand in minutes."""
+    assert queue.minutes(shown) == expected
 
 
 @pytest.mark.slow

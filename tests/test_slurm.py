@@ -471,9 +471,11 @@ def test_a_sweep_goes_out_in_arrays_within_max_array_size_and_looking_keeps_no_j
 def test_what_sbatch_refuses_is_said_in_one_line_and_the_collect_job_fits_the_partitions_time_limit(tmp_path,
                                                                                                      smoke_fast_made):
     """A partition whose MaxTime is 10 minutes, enforced when jobs are submitted (EnforcePartLimits=ALL). Trials of
-    cluster.time_min=20: sbatch refuses the array, and the launch says so in one message with SLURM's reason,
-    nothing submitted (it was submitit's traceback). Trials of 5 minutes go out with a collect job of 5 minutes:
-    it asked for 30, and sbatch refused it after the array was queued (a traceback, no collect job)."""
+    cluster.time_min=20 are refused before anything is submitted, naming the limit (sbatch refused them with
+    submitit's traceback; where a partition does not enforce it, SLURM keeps such jobs pending). A reservation
+    that does not exist: sbatch refuses the array, and the launch says so in one message with SLURM's reason,
+    nothing submitted (a traceback before). Trials of 5 minutes go out with a collect job of 5 minutes: it asked
+    for 30, and sbatch refused it after the array was queued (a traceback, no collect job)."""
     cluster = start_slurm(tmp_path / "slurm", ("EnforcePartLimits=ALL",
                                                "PartitionName=short Nodes=ALL Default=NO MaxTime=10 State=UP"))
     try:
@@ -481,11 +483,16 @@ def test_what_sbatch_refuses_is_said_in_one_line_and_the_collect_job_fits_the_pa
         out = smoke_fast_made(tmp_path / "out")
         args = ("-m", *CPU, "pretrain=densecl", "seed=0", "cluster.partition=short", "+cluster.sbatch.hold=true",
                 f"output_root={out}")  # fmt: skip
-        refused = launch(*args, "cluster.time_min=20", env=env)
+        too_long = launch(*args, "cluster.time_min=20", env=env)
+        assert too_long.returncode == 2, too_long.output[-3000:]
+        assert ("cluster.time_min=20: over partition short's time limit (10:00 in sinfo, 10 minutes); set "
+                "cluster.time_min=10 or less") in too_long.stderr, too_long.stderr  # fmt: skip
+        refused = launch(*args, "cluster.time_min=5", "+cluster.sbatch.reservation=nosuch", env=env)
         assert refused.returncode == 2, refused.output[-3000:]
-        assert "error: SLURM refused the sweep's job array (sbatch: error: Batch job submission failed: " in \
-            refused.stderr and "Nothing was submitted: fix what it names" in refused.stderr, refused.stderr
-        assert "Traceback" not in refused.output and not list(out.rglob("slurm.json")) and not squeue(env).strip()
+        assert ("error: SLURM refused the sweep's job array (sbatch: error: Batch job submission failed: Requested "
+                "reservation is invalid). Nothing was submitted: fix what it names") in refused.stderr, refused.stderr
+        for run in (too_long, refused):
+            assert "Traceback" not in run.output and not list(out.rglob("slurm.json")) and not squeue(env).strip()
         run = launch(*args, "cluster.time_min=5", env=env)
         assert run.returncode == 0, run.output[-3000:]
         collect_id = run.stdout.split("; job ")[1].split(" ")[0]

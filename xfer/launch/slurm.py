@@ -74,13 +74,20 @@ def problems(cluster: DictConfig, batch: int, needs_gpu: bool) -> list[str]:
         return found
     if shutil.which("sbatch") is None:
         return ["cluster=slurm: sbatch is not on PATH. Launch from a SLURM login node, or use cluster=local."]
-    if cluster.partition:
-        try:
-            names = queue.partitions()
-            if cluster.partition not in names:
-                found.append(f"cluster.partition={cluster.partition}: no such partition (sinfo lists: {', '.join(names)}).")
-        except QueueUnreadable as e:
+    try:
+        limits, default = queue.time_limits()
+    except QueueUnreadable as e:
+        limits, default = None, None
+        if cluster.partition:
             found.append(f"cluster.partition={cluster.partition}: the partitions could not be listed: {e}; {e.fix}.")
+    if limits is not None and cluster.partition and cluster.partition not in limits:
+        found.append(f"cluster.partition={cluster.partition}: no such partition (sinfo lists: {', '.join(limits)}).")
+    elif limits is not None and (partition := cluster.partition or default) in limits:
+        cap = queue.minutes(limits[partition])
+        if cap is not None and int(cluster.time_min) > cap:  # SLURM would refuse the jobs or keep them pending
+            found.append(f"cluster.time_min={cluster.time_min}: over partition {partition}'s time limit "
+                         f"({limits[partition]} in sinfo, {cap:g} minutes); set cluster.time_min={int(cap)} or less: a "
+                         "trial that runs out of time checkpoints, requeues and resumes.")  # fmt: skip
     world = int(cluster.nodes) * tasks_per_node(cluster)
     if needs_gpu and int(cluster.gpus_per_node) < 1:
         found.append("the benchmark trains on GPUs: set cluster.gpus_per_node (one process per GPU).")

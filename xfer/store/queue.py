@@ -153,7 +153,35 @@ def active(job_ids: list[str]) -> set[str]:
 
 def partitions() -> list[str]:
     """The cluster's partition names (``sinfo``), in its order."""
-    return list(dict.fromkeys(_run(["sinfo", "-h", "-o", "%R"]).split()))
+    return list(time_limits()[0])
+
+
+def time_limits() -> tuple[dict[str, str], str | None]:
+    """Each partition's time limit as ``sinfo`` shows it (``%l``: ``infinite``, ``10:00``, ``1:31:00``,
+    ``2-12:00:00``), in sinfo's order, and the default partition's name (None: there is none)."""
+    found, default = {}, None
+    for line in _run(["sinfo", "-h", "-o", "%P|%l"]).splitlines():
+        name, _, limit = line.strip().partition("|")
+        if name.endswith("*"):
+            name = default = name[:-1]
+        if name:
+            found.setdefault(name, limit.strip())
+    return found, default
+
+
+def minutes(limit: str) -> float | None:
+    """A time limit as sinfo shows it (``[days-][hours:]minutes:seconds``), in minutes; None for none
+    (``infinite``) or one it does not spell so."""
+    days, _, clock = limit.rpartition("-")
+    try:
+        parts = [int(x) for x in clock.split(":")]
+        whole_days = int(days) if days else 0
+    except ValueError:
+        return None
+    if not 2 <= len(parts) <= 3:
+        return None
+    hours, mins, secs = ([0] + parts)[-3:]
+    return whole_days * 1440 + hours * 60 + mins + secs / 60
 
 
 def limits() -> Limits:
