@@ -315,6 +315,23 @@ def failing_squeue(tmp_path: Path) -> dict:
     return {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
+def test_partitions_that_cannot_be_listed_stop_the_launch_before_anything_is_submitted(slurm, tmp_path, smoke_fast_made):
+    """sinfo failing as it does when the controller does not answer: the launch says so before submitting (without a
+    partition named it went on, to wait as long again for the limits)."""
+    smoke_fast_made(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'sinfo: error: Unable to contact slurm controller (connect failure)' >&2\n"
+                                   "exit 1\n")  # fmt: skip
+    (bin_dir / "sinfo").chmod(0o755)
+    env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    run = launch("-m", *CPU, "pretrain=densecl", "seed=0", f"output_root={tmp_path}", env=env)
+    assert run.returncode == 2, run.output[-3000:]
+    assert ("cluster=slurm: SLURM's partitions could not be listed: `sinfo -h -o %P|%l` exited with status 1: sinfo: "
+            "error: Unable to contact slurm controller (connect failure)") in run.stderr, run.stderr
+    assert not list(tmp_path.rglob("slurm.json"))
+
+
 def test_an_unreadable_queue_stops_the_relaunch_and_nothing_is_submitted_or_run_twice(slurm, tmp_path, smoke_fast_made):
     """Issue 12, item 3: squeue failing must not read as an empty queue."""
     smoke_fast_made(tmp_path)  # its inputs made (tests/conftest.py): this test is about how trials run

@@ -76,10 +76,10 @@ def problems(cluster: DictConfig, batch: int, needs_gpu: bool) -> list[str]:
         return ["cluster=slurm: sbatch is not on PATH. Launch from a SLURM login node, or use cluster=local."]
     try:
         limits, default = queue.time_limits()
-    except QueueUnreadable as e:
+    except QueueUnreadable as e:  # said now: the launch would wait as long again for the limits, then stop
         limits, default = None, None
-        if cluster.partition:
-            found.append(f"cluster.partition={cluster.partition}: the partitions could not be listed: {e}; {e.fix}.")
+        found.append(f"cluster.partition={cluster.partition}: the partitions could not be listed: {e}; {e.fix}."
+                     if cluster.partition else f"cluster=slurm: SLURM's partitions could not be listed: {e}; {e.fix}.")
     if limits is not None and cluster.partition and cluster.partition not in limits:
         found.append(f"cluster.partition={cluster.partition}: no such partition (sinfo lists: {', '.join(limits)}).")
     elif limits is not None and (partition := cluster.partition or default) in limits:
