@@ -112,28 +112,21 @@ def one_line(error: object) -> str:
     return " ".join(str(error).split())
 
 
-def safetensors_metadata(path: Path) -> dict[str, str]:
-    """The text metadata of a safetensors file's header ({} when it has none); CheckpointError when it is not a
-    sound one."""
+def safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """(name -> shape of every tensor, the text metadata) of a safetensors file, from its header alone (which
+    safetensors checks against the file's size); CheckpointError when it is not a sound one."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="np") as f:
-            return dict(f.metadata() or {})
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of a safetensors file, from its header alone (which safetensors checks
-    against the file's size); CheckpointError when it is not a sound one."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="np") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    """Name -> shape of every tensor of a safetensors file (:func:`safetensors_header`)."""
+    return safetensors_header(path)[0]
 
 
 def load(path: Path, trust: bool = False) -> object:
@@ -147,7 +140,7 @@ def load(path: Path, trust: bool = False) -> object:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     if path.suffix == SAFETENSORS:  # nothing to trust or distrust: the format holds no code
-        author = safetensors_metadata(path).get("__author__")
+        author = safetensors_header(path)[1].get("__author__")
         return {"model": read_safetensors(path), "__author__": author} if author else read_safetensors(path)
     is_torch = zipfile.is_zipfile(path)
     if trust:
