@@ -68,11 +68,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
                                     "@pytest.mark.launch (or the module: pytestmark)", pytrace=False)  # fmt: skip
 
 
-def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False) -> Launch:
-    """Run ``python launch.py ARGS`` exactly as a user would; ``gpus``: with this machine's GPUs visible."""
+def launch(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, gpus: bool = False,
+           nice: int = 0) -> Launch:
+    """Run ``python launch.py ARGS`` exactly as a user would; ``gpus``: with this machine's GPUs visible; ``nice``:
+    at that lower CPU priority (``nice -n``), its trials too, so that it takes the cores only where others leave them."""
     _LAUNCHES.append(args)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args],
+        ["nice", "-n", str(nice)] * bool(nice) + [sys.executable, str(REPO / "launch.py"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -38,19 +38,21 @@ FPN = ("benchmark=coco_smoke_fpn", "pretrain=densecl", "seed=0", "+d2.SOLVER.MAX
 @pytest.fixture(scope="module")
 def coco_sweeps(tmp_path_factory) -> Path:
     """The COCO learning tier: coco_smoke_c4 from the smoke pretraining (densecl's file layout) and from scratch,
-    seeds 0-2, and beside it one coco_smoke_fpn trial (``FPN``: 250 iterations) from the same pretraining (made once a session, by whichever
-    launch gets there first, this module's or the VOC smoke sweep's) and one smoke_fast (VOC) trial. Four launches
-    side by side, one trial at a time each: the scratch trials and the VOC trial need no pretraining, so they run
-    on the core that the pretraining (one thread) leaves idle. Then collect, the stage alone, tabulates the C4
-    trials of both launches, as it would any folder."""
+    seeds 0-2, and beside it one coco_smoke_fpn trial (``FPN``: 250 iterations) from the same pretraining (made once a
+    session, by whichever launch gets there first, this module's or the VOC smoke sweep's). Three launches side by
+    side. The pretrained C4 trials and the FPN trial wait for the pretraining (one thread), then all run at once; the
+    scratch trials need no pretraining and run one at a time, at a lower CPU priority (``nice``): they take the core
+    the pretraining leaves idle and whatever the others leave after, so that neither core idles while a trial of the
+    chain that waited runs alone. Then collect, the stage alone, tabulates the C4 trials of both launches, as it
+    would any folder."""
     out = with_shared_pretraining(tmp_path_factory.mktemp("coco"), tmp_path_factory)
     seeds = f"seed={SEEDS[0]}-{SEEDS[-1]}"
-    scratch = ("-m", f"benchmark={LEARNING}", "pretrain=scratch", seeds)
-    pretrained = ("-m", f"benchmark={LEARNING}", "pretrain=densecl", seeds)
-    voc = ("benchmark=smoke_fast", "pretrain=densecl", "seed=0")
-    with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda args: launch(*args, f"output_root={out}", timeout=LAUNCH_TIMEOUT_S),
-                             (scratch, pretrained, FPN, voc)))  # fmt: skip
+    at_once = (f"cluster.devices={len(SEEDS)}", "cluster.gpus_per_trial=1")  # one CPU slot a seed
+    scratch = (("-m", f"benchmark={LEARNING}", "pretrain=scratch", seeds), 10)
+    pretrained = (("-m", f"benchmark={LEARNING}", "pretrain=densecl", seeds, *at_once), 0)
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda a: launch(*a[0], f"output_root={out}", timeout=LAUNCH_TIMEOUT_S, nice=a[1]),
+                             (scratch, pretrained, (FPN, 0))))  # fmt: skip
     for run in runs:
         assert run.returncode == 0, run.output[-4000:]
     tabulated = subprocess.run([sys.executable, "-m", "xfer", "collect", str(out / LEARNING)], cwd=REPO,
@@ -122,22 +124,6 @@ def test_mask_rcnn_c4_and_fpn_train_and_report_box_and_mask_ap(coco_sweeps):
     assert f"| {LEARNING}/r50_densecl | {len(SEEDS)}/5 |" in table and f"| {LEARNING}/r50 | densecl − scratch |" in table
 
 
-def test_one_report_holds_voc_and_coco_rows_each_under_its_own_metrics(coco_sweeps, tmp_path):
-    report = collect.collect([coco_sweeps / "coco_smoke_c4", coco_sweeps / "smoke_fast"], out_dir=tmp_path, plots=False)
-    headers = [line for line in report.markdown.splitlines() if line.startswith("| setting |")]
-    assert len(headers) == 2 and "box_AP" in headers[0] and "| AP50 mean ± std [95% CI] | AP | AP75 |" in headers[1]
-    with open(tmp_path / "trials.csv") as f:
-        rows = list(csv.DictReader(f))
-    coco_rows = [r for r in rows if r["benchmark"] == "coco_smoke_c4"]
-    voc_rows = [r for r in rows if r["benchmark"] == "smoke_fast"]
-    assert len(coco_rows) == 2 * len(SEEDS) and len(voc_rows) == 1
-    assert all(r["box_AP"] != "" and r["AP50"] == "" for r in coco_rows)
-    assert voc_rows[0]["AP50"] != "" and voc_rows[0]["box_AP"] == ""
-    settings = json.loads((tmp_path / "results.json").read_text())["settings"]
-    assert {s["benchmark"]: s["metric_names"] for s in settings} == {"coco_smoke_c4": NAMES,
-                                                                      "smoke_fast": ["AP50", "AP", "AP75"]}
-
-
 def test_detectron2s_evaluator_scores_a_trained_coco_model_as_xfers_did(coco_sweeps, tmp_path):
     """The relaunch of a copied trial without its result, with trial.evaluator=detectron2, evaluates
     model_final.pth again (0 iterations) with detectron2's COCOEvaluator on pycocotools, and gets the box and mask
@@ -159,7 +145,7 @@ def test_detectron2s_evaluator_scores_a_trained_coco_model_as_xfers_did(coco_swe
 def test_a_sweep_over_two_benchmarks_writes_each_table_in_its_own_folder(coco_sweeps, tmp_path):
     """-m benchmark=smoke_fast,coco_smoke_fast: Hydra resolves hydra.sweep.dir once, from the default benchmark;
     the plan prices each benchmark at its own pace, and each folder gets the table of its own trials (none under
-    the default benchmark's name)."""
+    the default benchmark's name). Then one report holds its VOC trial beside the learning tier's C4 trials."""
     args = ("-m", "benchmark=smoke_fast,coco_smoke_fast", "pretrain=scratch", "seed=0", *SIDE_BY_SIDE,
             f"output_root={tmp_path}", f"paths.cache={coco_sweeps / '_cache'}")  # fmt: skip
     planned = launch(*args, "plan=true")
@@ -175,6 +161,27 @@ def test_a_sweep_over_two_benchmarks_writes_each_table_in_its_own_folder(coco_sw
         assert f"| {benchmark}/r50_scratch | 1/5 |" in table and f"| {names} mean ± std" in table
         assert f"table: {tmp_path / benchmark / 'table.md'}" in run.stdout
     assert not (tmp_path / "voc0712_c4_24k").exists()
+    one_report_holds_voc_and_coco_rows_each_under_its_own_metrics(coco_sweeps / LEARNING, tmp_path / "smoke_fast",
+                                                                  tmp_path / "report")  # fmt: skip
+
+
+def one_report_holds_voc_and_coco_rows_each_under_its_own_metrics(coco: Path, voc: Path, out: Path) -> None:
+    """Collect over a COCO folder (the learning tier's C4 trials) and a VOC one (one smoke_fast trial): one report,
+    a table per benchmark, each under its own metrics, and trials.csv's COCO rows without VOC's columns filled and
+    the other way round."""
+    report = collect.collect([coco, voc], out_dir=out, plots=False)
+    headers = [line for line in report.markdown.splitlines() if line.startswith("| setting |")]
+    assert len(headers) == 2 and "box_AP" in headers[0] and "| AP50 mean ± std [95% CI] | AP | AP75 |" in headers[1]
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    coco_rows = [r for r in rows if r["benchmark"] == "coco_smoke_c4"]
+    voc_rows = [r for r in rows if r["benchmark"] == "smoke_fast"]
+    assert len(coco_rows) == 2 * len(SEEDS) and len(voc_rows) == 1
+    assert all(r["box_AP"] != "" and r["AP50"] == "" for r in coco_rows)
+    assert voc_rows[0]["AP50"] != "" and voc_rows[0]["box_AP"] == ""
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert {s["benchmark"]: s["metric_names"] for s in settings} == {"coco_smoke_c4": NAMES,
+                                                                      "smoke_fast": ["AP50", "AP", "AP75"]}
 
 
 def test_a_box_only_model_reports_box_ap_only_with_either_evaluator(tmp_path):
