@@ -68,7 +68,7 @@ def test_states_and_active_of_jobs_in_every_state(on_small):
 
 @pytest.mark.slow
 def test_limits_and_partitions(on_small):
-    assert queue.limits() == queue.Limits(max_array_size=5, max_submit_jobs=None)  # MaxArraySize=5 in its slurm.conf
+    assert queue.limits() == queue.Limits(max_array_size=5)  # MaxArraySize=5 in its slurm.conf
     assert queue.partitions() == ["debug", "other"]
     assert queue.time_limits() == ({"debug": "infinite", "other": "infinite"}, "debug")  # MaxTime=INFINITE, Default=YES
 

@@ -57,14 +57,13 @@ class JobState:
 
 @dataclass(frozen=True)
 class Limits:
-    """What SLURM lets one submission hold. ``max_array_size``: tasks per array (indices run 0 to
-    MaxArraySize - 1). ``max_submit_jobs``: jobs (each array task counts) one user may have queued; None
-    when unknown, which it is from ``scontrol show config``: MaxSubmitJobs belongs to a QOS or an
-    association (``sacctmgr``, accounting only), and the config's MaxJobCount is the controller's record
-    limit for all users, where a pending array is one record, so it caps no sweep."""
+    """What SLURM lets one submission hold, as ``scontrol show config`` says: ``max_array_size``, tasks per array
+    (indices run 0 to MaxArraySize - 1). MaxSubmitJobs is not there: it belongs to a QOS or an association
+    (``sacctmgr``, accounting only), and a sweep over it is refused by sbatch, which the launch reports in one
+    message with what went out before (``xfer.launch.slurm.SubmissionRefused``); the config's MaxJobCount is the
+    controller's record limit for all users, where a pending array is one record, so it caps no sweep."""
 
     max_array_size: int
-    max_submit_jobs: int | None = None
 
 
 def _shown(cmd: list[str]) -> str:
