@@ -205,12 +205,15 @@ def test_the_options_of_the_command_line_and_of_a_launch(tmp_path):
     assert collect.options(composed_config("collect.compare=all")) == {"compare": "all", "baseline": None}
     assert collect.options(composed_config("collect.baseline=supervised")) == {"compare": "baseline",
                                                                                "baseline": "supervised"}
-    with pytest.raises(ValueError, match=r"^collect.compare= 'every': one of baseline, all"):
+    with pytest.raises(ValueError, match=r"^collect.compare='every': one of baseline, all"):
         collect.options(composed_config("collect.compare=every"))
+    both = "^collect.baseline=scratch chooses the baseline of collect.compare=baseline; collect.compare=all compares"
+    with pytest.raises(ValueError, match=both):  # each option as it is written on the command line
+        collect.options(composed_config("collect.compare=all", "collect.baseline=scratch"))
 
 
 @pytest.mark.launch
 def test_a_launch_refuses_a_bad_compare_before_anything_runs(tmp_path):
     run = launch("-m", "benchmark=smoke_fast", "seed=0", "collect.compare=every", "plan=true", f"output_root={tmp_path}")
-    assert run.returncode == 2 and "collect.compare= 'every': one of baseline, all" in run.stderr, run.output[-2000:]
+    assert run.returncode == 2 and "collect.compare='every': one of baseline, all" in run.stderr, run.output[-2000:]
     assert not list(tmp_path.rglob("result.json"))

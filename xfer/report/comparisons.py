@@ -84,16 +84,21 @@ class Comparisons(Sequence[Comparison]):
 
 def option_problem(mode: str, baseline: str | None, compare_flag: str, baseline_flag: str) -> str:
     """Why ``mode`` and ``baseline`` are not a choice collect can make, named as the user set them
-    (``--compare``/``--baseline`` or ``collect.compare``/``collect.baseline``); "" when they are one."""
+    (``--compare``/``--baseline`` or ``collect.compare=``/``collect.baseline=``); "" when they are one."""
     if mode not in MODES:
-        return f"{compare_flag} {mode!r}: one of {', '.join(MODES)} (each method against its group's baseline, or " \
-               "every pair of methods)"  # fmt: skip
+        return f"{_as_set(compare_flag, repr(mode))}: one of {', '.join(MODES)} (each method against its group's " \
+               "baseline, or every pair of methods)"  # fmt: skip
     if baseline is not None and (not isinstance(baseline, str) or not baseline):
-        return f"{baseline_flag} {baseline!r}: the name of a pretrain (scratch, supervised, ...)"
+        return f"{_as_set(baseline_flag, repr(baseline))}: the name of a pretrain (scratch, supervised, ...)"
     if baseline is not None and mode == "all":
-        return f"{baseline_flag} {baseline} chooses the baseline of {compare_flag} baseline; {compare_flag} all " \
-               f"compares every pair of methods: drop one of the two"  # fmt: skip
+        return f"{_as_set(baseline_flag, baseline)} chooses the baseline of {_as_set(compare_flag, 'baseline')}; " \
+               f"{_as_set(compare_flag, 'all')} compares every pair of methods: drop one of the two"  # fmt: skip
     return ""
+
+
+def _as_set(flag: str, value: str) -> str:
+    """A value as the user wrote it: ``--compare all`` on the command line, ``collect.compare=all`` as an override."""
+    return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
 
 
 def _groups(rows: list[Row]) -> dict[str, list[Row]]:
