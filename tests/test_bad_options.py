@@ -118,7 +118,7 @@ def test_any_pretrain_name_is_a_baseline_but_not_another_type():
     assert collect.option_problems({"collect": {"compare": "baseline", "baseline": "nope"}}) == []
     for bad in (5, True, ""):
         (message,) = collect.option_problems({"collect": {"compare": "baseline", "baseline": bad}})
-        assert message.startswith(f"collect.baseline= {bad!r}: the name of a pretrain")
+        assert message.startswith(f"collect.baseline={bad!r}: the name of a pretrain")
 
 
 # ---- 3. unknown config-group choices -------------------------------------------------------------------------
@@ -184,6 +184,16 @@ def test_a_negative_seed_is_not_called_a_range(value):
     with pytest.raises(cli.UsageError) as e:
         cli.expand_seed_ranges(["x", "-m", f"seed={value}"])
     assert str(e.value) == f"seed={value}: a seed is a non-negative integer; sweep with -m seed=0-4."
+
+
+@pytest.mark.parametrize("value,shown", [("0", "0"), ("-3", "-3"), ("five", "'five'"), ("2.5", "2.5"), ("true", "True")])
+def test_benchmark_trials_is_a_positive_count(tmp_path, value, shown):
+    """benchmark.trials is each row's n/N and the n of the published means Welch's test takes: 0 accepted gave rows
+    of "1/0" and a published n of 0."""
+    found = [m for m in problems_of(tmp_path, f"benchmark.trials={value}") if m.startswith("benchmark.trials=")]
+    assert found == [f"benchmark.trials={shown}: how many trials (seeds) a setting's row counts, and the n of the "
+                     "published means it is compared with: a positive integer, e.g. benchmark.trials=5."]  # fmt: skip
+    assert not [m for m in problems_of(tmp_path, "benchmark.trials=3") if m.startswith("benchmark.trials")]
 
 
 def test_weights_that_are_a_folder_are_named_as_one(tmp_path):

@@ -142,6 +142,10 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     found: list[str] = boolean_problems(cfg)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
+    trials = OmegaConf.select(cfg, "benchmark.trials", default=None)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:  # a row's n/5, the published means' n
+        found.append(f"benchmark.trials={trials!r}: how many trials (seeds) a setting's row counts, and the n of the "
+                     "published means it is compared with: a positive integer, e.g. benchmark.trials=5.")  # fmt: skip
     if cfg.trial.device not in DEVICES:  # the checks below that depend on the device are left until it is one
         found.append(f"trial.device={cfg.trial.device!r}: use one of {', '.join(DEVICES)} (auto: cuda when a GPU is "
                      "visible, else cpu).")  # fmt: skip
