@@ -77,6 +77,12 @@ def test_status_command_prints_the_table_and_refreshes_the_report(every_state):
     assert "FloatingPointError: Loss became infinite" in proc.stdout and "damaged result.json: not JSON" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "xfer", "status", "nope"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "not a folder: nope" in proc.stderr
+    (every_state / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "xfer", "status", str(every_state / "empty")], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout  # one line, not an empty table
+    assert proc.stderr == (f"error: no trial under {every_state / 'empty'}: nothing to show (a sweep's folder is "
+                           "<output_root>/<benchmark>, e.g. outputs/smoke)\n")  # fmt: skip
 
 
 def test_checkpoint_names_count_iterations():

@@ -15,6 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+SWEEP_IS = "a sweep's folder is <output_root>/<benchmark>, e.g. outputs/smoke"
+
+
+def _has_trials(dirs: list[Path]) -> bool:
+    """Whether any trial (handed over or finished) is under ``dirs``: a mistyped or too-shallow folder has none."""
+    return any(next(d.rglob(name), None) for d in dirs for name in ("trial.yaml", "result.json"))
+
 
 def _collect(args: argparse.Namespace) -> int:
     missing = [d for d in args.dirs if not d.is_dir()]
@@ -24,9 +31,9 @@ def _collect(args: argparse.Namespace) -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"error: --readme {args.readme}: no such file", file=sys.stderr)
         return 2
-    if not any(next(d.rglob(name), None) for d in args.dirs for name in ("trial.yaml", "result.json")):
-        print(f"error: no trial under {', '.join(map(str, args.dirs))}: nothing to tabulate, nothing written (a "
-              "sweep's folder is <output_root>/<benchmark>, e.g. outputs/smoke)", file=sys.stderr)  # fmt: skip
+    if not _has_trials(args.dirs):
+        print(f"error: no trial under {', '.join(map(str, args.dirs))}: nothing to tabulate, nothing written ({SWEEP_IS})",
+              file=sys.stderr)  # fmt: skip
         return 2
     if args.out is not None:
         try:
@@ -58,6 +65,9 @@ def _status(args: argparse.Namespace) -> int:
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
         print(f"error: not a folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    if not args.watch and not _has_trials(args.dirs):  # watching may start before a launch hands its trials over
+        print(f"error: no trial under {', '.join(map(str, args.dirs))}: nothing to show ({SWEEP_IS})", file=sys.stderr)
         return 2
     status.show(args.dirs, watch=args.watch, every_s=args.every, on_scan=_report_refresher(args.dirs))
     return 0
