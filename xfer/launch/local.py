@@ -297,7 +297,7 @@ class View:
         if status.state == "done":
             self.event(f"done    {job.label}  {st.metrics_header(status.metrics)} {st.ap_line(status.metrics)}{took}")
         elif status.state == "failed":
-            detail = (read_json(job.dir / FAILURE) or {}).get("detail", "")
+            detail = str((read_json(job.dir / FAILURE) or {}).get("detail", ""))
             lines = "\n".join(f"    | {line}" for line in detail.splitlines()[-15:])
             self.event(f"failed  {job.label}{took}: {status.cause}\n  log tail ({job.dir}):\n{lines}")
         else:

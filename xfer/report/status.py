@@ -68,12 +68,16 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
     now = time.time() if now is None else now
     if status.state in ("running", "elsewhere", *RESUMABLE):
         progress = read_json(trial_dir / PROGRESS)
-        if progress:
-            status.iteration, status.max_iter = progress["iteration"], progress["max_iter"]
-            status.phase = progress["phase"]
-            status.eta_s = eta_s(progress, now) if progress["phase"] == "training" else None
-            done, spent = progress["iteration"] - progress["start_iter"], progress["updated_at"] - progress["started_at"]
-            status.s_per_iter = spent / done if done > 0 and spent > 0 else None
+        try:
+            if progress:
+                status.iteration, status.max_iter = progress["iteration"], progress["max_iter"]
+                status.phase = progress["phase"]
+                status.eta_s = eta_s(progress, now) if progress["phase"] == "training" else None
+                done = progress["iteration"] - progress["start_iter"]
+                spent = progress["updated_at"] - progress["started_at"]
+                status.s_per_iter = spent / done if done > 0 and spent > 0 else None
+        except (KeyError, TypeError):  # not the progress.json the ranks write: it tells nothing
+            status.phase = status.eta_s = status.s_per_iter = None
         if status.state in RESUMABLE:
             status.iteration, status.eta_s = state.resumes_at(trial_dir, status.max_iter), None
     elif status.state == "done":
@@ -81,7 +85,7 @@ def refresh(status: TrialStatus, trial_dir: Path, now: float | None = None) -> T
         status.metrics = measured(result) if result else None
         status.max_iter = status.iteration = (result.get("run") or {}).get("max_iter")
     elif status.state == "failed":
-        status.cause = (read_json(trial_dir / FAILURE) or {}).get("cause", status.cause)
+        status.cause = str((read_json(trial_dir / FAILURE) or {}).get("cause", status.cause))
     return status
 
 

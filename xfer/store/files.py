@@ -9,6 +9,7 @@ then a rename), so a reader or a killed writer never leaves half a file behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -65,11 +66,13 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 
 def read_json(path: Path) -> dict | None:
-    """The file's content, or None when it is missing (or, briefly, unreadable)."""
+    """The file's object, or None when it is missing, unreadable or holds no JSON object (half written by
+    hand, another tool's file): every record xfer writes is one, and a reader of a view must not trip on it."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
 
 
 def slurm_job(trial_dir: Path) -> str | None:
@@ -110,8 +113,64 @@ def result_problem(record: object) -> str:
         return f"metric_names is not a list of distinct names: {record.get('metric_names')!r}"
     if not isinstance(metrics, dict):
         return "no metrics"
-    missing = [m for m in names if isinstance(metrics.get(m), bool) or not isinstance(metrics.get(m), int | float)]
-    return f"no number for {', '.join(missing)}" if missing else ""
+    missing = [m for m in names if not _is_number(metrics.get(m)) or math.isinf(metrics[m])]  # NaN: no instance of it
+    return f"no number for {', '.join(missing)}" if missing else _field_problem(record, names)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _is_seed(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+RUN_NUMBERS = ("max_iter", "iterations_run", "start_iter", "wall_time_s", "world_size", "global_batch",
+               "started_unix", "finished_unix")  # fmt: skip
+IDENTITY_PARTS = ("recipe", "weights", "data", "evaluator")
+
+
+def _field_problem(record: dict, names: tuple[str, ...]) -> str:
+    """What of the rest of a result the readers would trip on (a hand edit, another tool's file): each field they
+    read, where present, has the type xfer writes it with; "" when all do. Absent fields are an older xfer's."""
+    seed = record.get("seed")
+    if "seed" in record and not _is_seed(seed):
+        return f"seed is not a non-negative integer: {seed!r}"
+    if not isinstance(record["setting"].get("overrides", ""), str):
+        return f"setting.overrides is not a string: {record['setting']['overrides']!r}"
+    ident = record.get("identity")
+    if ident is not None:
+        if not isinstance(ident, dict):
+            return f"identity is not an object: {ident!r}"[:200]
+        bad = [k for k in IDENTITY_PARTS if k in ident and not isinstance(ident[k], dict)]
+        if bad or ("seed" in ident and not _is_seed(ident["seed"])):
+            return f"identity.{(bad or ['seed'])[0]} is not what xfer records"
+    run = record.get("run")
+    if "run" in record and not isinstance(run, dict):
+        return f"run is not an object: {run!r}"[:200]
+    bad = [k for k in RUN_NUMBERS if (run or {}).get(k) is not None and not _is_number(run[k])]
+    if bad:
+        return f"run.{bad[0]} is not a number: {run[bad[0]]!r}"[:200]
+    published = record.get("published")
+    if published is not None and not _is_published(published, names):
+        return f"published is not the published numbers xfer records: {published!r}"[:200]
+    if record.get("trials_expected") is not None and not _is_count(record["trials_expected"]):
+        return f"trials_expected is not a positive integer: {record['trials_expected']!r}"
+    return ""
+
+
+def _is_published(published: object, names: tuple[str, ...]) -> bool:
+    """``published`` as :func:`xfer.store.records.published_record` writes it: a number (or null) per metric, and
+    where a spread is stated, ``std`` numbers and their ``n``."""
+    if not isinstance(published, dict):
+        return False
+    std = published.get("std") or {}
+    return (all(published.get(m) is None or _is_number(published[m]) for m in names) and isinstance(std, dict)
+            and all(_is_number(v) for v in std.values()) and (published.get("n") is None or _is_count(published["n"])))
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
 
 def measured(record: dict) -> dict[str, float]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -170,6 +171,16 @@ def _failure_cause(trial_dir: Path) -> str | None:
     return str(record.get("cause", "")) if isinstance(record, dict) else f"unreadable {FAILURE}"
 
 
+def _seed_moved(trial_dir: Path, record: dict) -> tuple[str, ...]:
+    """A result of another seed than its folder's (a folder copied or renamed by hand): the folder's trial has not
+    run, whatever the result says, so it is stale, with the seed that changed."""
+    folder = re.fullmatch(r"seed(\d+)", trial_dir.name)
+    ran = (record.get("identity") or {}).get("seed", record.get("seed"))
+    if folder is None or ran is None or int(folder[1]) == ran:
+        return ()
+    return (f"seed {ran} → {folder[1]}: folder {trial_dir.name} holds seed {ran}'s result",)
+
+
 FROM_FOLDER = object()  # of(): compare with the folder's identity.json
 
 
@@ -189,7 +200,8 @@ def of(trial_dir: Path, launched: dict | None | object = FROM_FOLDER, job: Job |
         want = expected(trial_dir) if launched is FROM_FOLDER else launched
         record = result.record or {}
         runs = (record.get("run") or {}).get("max_iter")
-        changes = tuple(identity.changes(record.get("identity"), want, with_seed=False)) if want else ()
+        changes = _seed_moved(trial_dir, record)
+        changes += tuple(identity.changes(record.get("identity"), want, with_seed=False)) if want else ()
         if changes:
             return TrialState("stale", "; ".join(changes), record, runs, runs, job, changes)
         return TrialState("done", "", record, runs, runs, job)
