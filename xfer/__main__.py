@@ -42,18 +42,24 @@ def _collect(args: argparse.Namespace) -> int:
             print(f"error: --out {args.out}: cannot be a folder ({e.strerror or e}); give a folder to write the table "
                   "into", file=sys.stderr)  # fmt: skip
             return 2
-    from xfer.report import collect, comparisons
+    from xfer.report import collect, comparisons, paper
 
     problem = comparisons.option_problem(args.compare, args.baseline, "--compare", "--baseline")
-    if problem:
+    problem = problem or (paper.block_problem(args.readme) if args.readme is not None else "")
+    if problem:  # before anything is written
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         report = collect.collect(args.dirs, args.out, plots=not args.no_plots, readme=args.readme,
                                  compare=args.compare, baseline=args.baseline, strict=True)  # fmt: skip
-    except ValueError as e:  # a README without the table block, a baseline no trial has
+    except ValueError as e:  # a baseline no trial has
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder: each file is whole or as it was, the trials untouched
+        print(f"error: could not write {e.filename or 'the tables'} ({e.strerror or e}); each file written is "
+              "whole or keeps what it held, and the trial folders are untouched: free space or give --out a "
+              "folder that can be written, then collect again", file=sys.stderr)  # fmt: skip
+        return 1
     print(report.markdown, end="")
     print(f"{report.summary()}; wrote {', '.join(str(p) for p in report.written)}")
     return 0
@@ -173,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(run=_coco_subset)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # every file xfer writes is replaced whole: what was written stays, the rest as it was
+        print(f"\ninterrupted: python -m xfer {args.command} stopped; each file it wrote is whole, the others keep "
+              "what they held: run it again to finish", file=sys.stderr)  # fmt: skip
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ must work without it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xfer.report.results import Row
+from xfer.store.files import write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -38,9 +40,12 @@ def save(fig: Figure, out_stem: Path, text: bool = False) -> list[Path]:
 
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = (out_stem.parent / f"{out_stem.name}.{ext}" for ext in ("png", "svg"))
+    drawn = {png: io.BytesIO(), svg: io.BytesIO()}  # drawn whole, then each file replaced whole (a full disk, Ctrl-C)
     with rc_context({"svg.hashsalt": "xfer", "svg.fonttype": "none" if text else "path"}):
-        fig.savefig(png, format="png", dpi=DPI)
-        fig.savefig(svg, format="svg", metadata={"Date": None})
+        fig.savefig(drawn[png], format="png", dpi=DPI)
+        fig.savefig(drawn[svg], format="svg", metadata={"Date": None})
+    for path, data in drawn.items():
+        write_text_atomic(path, data.getvalue())
     return [png, svg]
 
 

@@ -9,7 +9,8 @@ It reads only what trials wrote, so it can run again at any time; what it writes
 - ``report.html``: the page that shows it all, with each trial, the curves, what is unfinished and why, and
   provenance (``xfer.report.page``)
 - ``ap.png``/``.svg`` and ``curves.png``/``.svg`` (unless plots are off); over 12 settings, ``ap`` is an overview
-  and each group has its figure under ``plots/`` (``xfer.report.plot_groups``)
+  and each group has its figure under ``plots/`` (``xfer.report.plot_groups``). Figures an earlier collect drew
+  there and this one does not are removed, so none shows other numbers than the table.
 
 The comparisons are each method against its group's baseline unless asked otherwise (``xfer.report.comparisons``):
 ``--compare all`` / ``--baseline NAME`` on the command line, ``collect.compare`` / ``collect.baseline`` in a
@@ -32,6 +33,7 @@ class Report:
     comparisons: comparisons.Comparisons
     markdown: str
     written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)  # figures of an earlier collect that no longer apply
 
     @property
     def finished(self) -> int:
@@ -41,7 +43,9 @@ class Report:
         missing = sum(len(r.missing) for r in self.rows)
         conflicts = sum(len({t.seed for t in r.conflicts}) for r in self.rows)
         conflicting = f", {conflicts} with conflicting results (listed below the table)" if conflicts else ""
-        return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished{conflicting}"
+        removed = f"; removed {len(self.removed)} figure(s) of an earlier collect that no longer apply" if self.removed \
+            else ""  # fmt: skip
+        return f"{self.finished} trials finished in {len(self.rows)} settings, {missing} not finished{conflicting}{removed}"
 
 
 def option_problems(cfg: Mapping, pretrains: Iterable[str] = ()) -> list[str]:
@@ -106,11 +110,31 @@ def collect(dirs: Iterable[Path], out_dir: Path | None = None, plots: bool = Tru
     from xfer.report import page, status
 
     written.append(page.write(out_dir, rows, compared, status.scan(dirs, trials=trials), dirs))
+    drawn_before = figures_in(out_dir)
     if plots and any(r.n for r in rows):
         from xfer.report import plots as plotting  # matplotlib is imported only when plots are drawn
 
         written += plotting.write_all(rows, out_dir, baseline)
+    removed = _remove(drawn_before - set(written), out_dir)
     if readme is not None:
         paper.rewrite_block(readme, html)
         written.append(Path(readme))
-    return Report(rows, compared, md, written)
+    return Report(rows, compared, md, written, removed)
+
+
+def figures_in(out_dir: Path) -> set[Path]:
+    """The figures a collect into ``out_dir`` draws, as they are there now: ``ap``, ``curves`` and ``plots/``."""
+    found = {out_dir / f"{stem}.{ext}" for stem in ("ap", "curves") for ext in ("png", "svg")}
+    found |= {p for ext in ("png", "svg") for p in (out_dir / "plots").rglob(f"*.{ext}")}
+    return {p for p in found if p.is_file()}
+
+
+def _remove(stale: set[Path], out_dir: Path) -> list[Path]:
+    """Figures of an earlier collect that this one did not draw (plots off, fewer settings, no finished trial):
+    beside the new table they would show other numbers. Emptied ``plots/`` folders go with them."""
+    for p in stale:
+        p.unlink(missing_ok=True)
+    for folder in sorted((out_dir / "plots").rglob("*"), reverse=True) + [out_dir / "plots"]:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return sorted(stale)

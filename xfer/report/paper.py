@@ -12,6 +12,7 @@ from pathlib import Path
 
 from xfer.report.formats import all_names, metric_tables, number
 from xfer.report.results import Row
+from xfer.store.files import write_text_atomic
 
 START, END = "<!-- START TABLE -->", "</tbody></table>"
 
@@ -75,12 +76,27 @@ def seed_html(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def rewrite_block(path: Path, block: str) -> None:
-    """Put ``block`` in place of the file's ``<!-- START TABLE -->`` ... ``</tbody></table>``; nothing else
-    changes. A file without that block is an error that names the two markers."""
+def block_problem(path: Path) -> str:
+    """Why ``path`` has no table block for :func:`rewrite_block` to replace (naming the two markers), or ""."""
     text = Path(path).read_text()
     start = text.find(START)
-    end = text.find(END, start) if start >= 0 else -1
-    if start < 0 or end < 0:
-        raise ValueError(f"{path}: no table block to rewrite (it needs a line {START} and, after it, {END}).")
-    Path(path).write_text(text[:start] + block + text[end + len(END) :])
+    if start < 0 or text.find(END, start) < 0:
+        return f"{path}: no table block to rewrite (it needs a line {START} and, after it, {END})."
+    return ""
+
+
+def rewrite_block(path: Path, block: str) -> None:
+    """Put ``block`` in place of the file's ``<!-- START TABLE -->`` ... ``</tbody></table>``; nothing else
+    changes. A file without that block is an error that names the two markers. The file is the user's own (a
+    paper's README): it is replaced whole or not at all (a full disk must not cut it), a link stays a link to it,
+    and it keeps its permissions."""
+    problem = block_problem(path)
+    if problem:
+        raise ValueError(problem)
+    target = Path(path).resolve()
+    text = target.read_text()
+    start = text.find(START)
+    end = text.find(END, start)
+    mode = target.stat().st_mode
+    write_text_atomic(target, text[:start] + block + text[end + len(END) :])
+    target.chmod(mode)

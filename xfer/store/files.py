@@ -29,18 +29,21 @@ LAST_CHECKPOINT = "last_checkpoint"  # detectron2's pointer to the checkpoint a 
 KEEP_CHECKPOINTS = ("final", "all", "none")  # trial.keep_checkpoints: what a finished trial keeps
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str | bytes) -> None:
     """``path`` holds ``text`` whole or keeps what it held: a temporary file, flushed to disk (fsync) before
-    the rename, so a crash or power loss right after never leaves an empty or half-written file under the
-    name. The folder is synced too (best effort) so the rename itself survives."""
+    the rename, so a crash, a full disk or power loss never leaves an empty or half-written file under the
+    name. The folder is synced too (best effort) so the rename itself survives. Bytes are written as they are."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a write's error names no file: the one the caller asked for is the one to name
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
