@@ -162,6 +162,22 @@ def mode_problem(argv: list[str]) -> str:
             "-m (python launch.py --cfg job pretrain=densecl seed=0); to check a whole sweep, use -m ... plan=true")
 
 
+def output_root_problem(overrides: list[str]) -> str:
+    """Why ``output_root`` (as given, else conf's ``outputs``) cannot hold the sweep's folders: a file on its way
+    (Hydra's mkdir would be a traceback); "" when it can, or cannot be told before composing (an interpolation,
+    or a sweep over several)."""
+    given = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+") == "output_root"]
+    root = given[-1] if given else "outputs"
+    if "${" in root or _HYDRA_SWEEP.search(root):
+        return ""
+    for path in (Path(root), *Path(root).parents):
+        if path.exists() or path.is_symlink():
+            if path.is_dir():
+                return ""
+            return f"output_root={root}: {path} is not a folder; give output_root a folder (made where missing)"
+    return ""
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
     """launch.py's argv, ready for Hydra; a usage error, or each unknown group choice and non-boolean yes/no
     option, exits with status 2 and one line per problem."""
@@ -174,6 +190,7 @@ def prepare_argv(argv: list[str]) -> list[str]:
     dirs = config_dirs(argv)
     found = [p for p in [mode_problem(argv)] if p]
     found += (choice_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
+    found += [p for p in [output_root_problem(overrides)] if p]
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)
     if found:
