@@ -94,3 +94,19 @@ def test_a_failure_record_edited_by_hand_is_shown_as_it_says(tmp_path, capsys, c
     assert "failed" in capsys.readouterr().out
     assert cli.main(["collect", str(sweep)]) == 0
     assert (sweep / "report.html").is_file()
+
+
+def test_a_setting_linked_in_from_another_sweep_is_read_once_and_a_link_loop_ends(tmp_path, capsys):
+    """``ln -s other/voc0712_c4_24k/r50_densecl sweep/voc0712_c4_24k/``: collect and status read its trials as the
+    launch does (they did not follow the link: "no trial"), each once, and a link back up the tree ends there."""
+    other = tmp_path / "other"
+    for seed in (0, 1):
+        trial(other, DENSECL, seed, DENSE_VALUES[seed])
+    sweep = tmp_path / "sweep" / "voc0712_c4_24k"
+    sweep.mkdir(parents=True)
+    (sweep / "r50_densecl").symlink_to(other / "voc0712_c4_24k" / "r50_densecl")
+    (sweep / "loop").symlink_to(tmp_path / "sweep")
+    assert cli.main(["status", str(tmp_path / "sweep")]) == 0
+    assert "2 done" in capsys.readouterr().out
+    assert cli.main(["collect", str(sweep), str(other), "--no-plots"]) == 0
+    assert "| voc0712_c4_24k/r50_densecl | 2/5 |" in capsys.readouterr().out

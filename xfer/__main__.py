@@ -19,8 +19,11 @@ SWEEP_IS = "a sweep's folder is <output_root>/<benchmark>, e.g. outputs/smoke"
 
 
 def _has_trials(dirs: list[Path]) -> bool:
-    """Whether any trial (handed over or finished) is under ``dirs``: a mistyped or too-shallow folder has none."""
-    return any(next(d.rglob(name), None) for d in dirs for name in ("trial.yaml", "result.json"))
+    """Whether any trial (handed over or finished) is under ``dirs``, as collect and status find them: a mistyped
+    or too-shallow folder has none."""
+    from xfer.report import results
+
+    return bool(results.trial_folders(dirs))
 
 
 def _collect(args: argparse.Namespace) -> int:

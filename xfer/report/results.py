@@ -182,20 +182,49 @@ def read_trial(folder: Path, launched: dict | None | object = state.FROM_FOLDER)
     return Trial(known["setting"], known["seed"], s.state, folder, cause=s.cause, **extra)
 
 
+TRIAL_MARKS = frozenset({RESULT, FAILURE, JOB_CONFIG})  # a folder holding any of them is a trial's
+
+
 def trial_folders(dirs: Iterable[Path]) -> list[Path]:
     """Folders below ``dirs`` holding a trial, each once however the ``dirs`` overlap (``outputs`` and
-    ``outputs/voc0712_c4_24k``, a folder and a link to it): the first path that reaches it names it.
-    Caches, SLURM logs and hidden folders are skipped."""
-    marks = {RESULT, FAILURE, JOB_CONFIG}
-    found: dict[Path, Path] = {}  # resolved -> as found
+    ``outputs/voc0712_c4_24k``, a folder and a link to it): the first path that reaches it names it. Links to
+    folders are followed (a setting linked in from another sweep), each real folder walked once (a link to an
+    ancestor loops no more). Caches, SLURM logs and hidden folders are skipped."""
+    found: dict[Path, Path] = {}  # real path -> as found
+    seen: set[Path] = set()
     for d in dirs:
-        top = Path(d).resolve()  # below it os.walk follows no link: a folder's real path is top + its path from d
-        for root, subdirs, files in os.walk(d):
-            subdirs[:] = sorted(s for s in subdirs if not s.startswith(("_", ".")))
-            if marks.intersection(files):
-                found.setdefault(top / os.path.relpath(root, d), Path(root))
-                subdirs[:] = []  # a trial holds no trials
+        real = Path(d).resolve()
+        if real not in seen:
+            seen.add(real)
+            _walk(Path(d), real, seen, found)
     return list(found.values())
+
+
+def _walk(folder: Path, real: Path, seen: set[Path], found: dict[Path, Path]) -> None:
+    """:func:`trial_folders` below one folder; ``real`` is its real path, worked out only where a link was
+    crossed (a sweep of 2,000 trials is walked without resolving each folder)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:  # gone meanwhile, or unreadable: nothing of it to read
+        return
+    folders = [e for e in entries if _is_dir(e)]
+    if TRIAL_MARKS.intersection(e.name for e in entries if e not in folders):  # a dangling link counts (unmounted)
+        found.setdefault(real, folder)
+        return  # a trial holds no trials
+    for e in folders:
+        if e.name.startswith(("_", ".")):
+            continue
+        below = Path(e.path).resolve() if e.is_symlink() else real / e.name
+        if below not in seen:
+            seen.add(below)
+            _walk(Path(e.path), below, seen, found)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def read_folders(dirs: Iterable[Path]) -> list[Trial]:
