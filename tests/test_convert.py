@@ -365,9 +365,14 @@ def test_convert_command(tmp_path, tv):
     assert ok.returncode == 0, ok.stderr
     assert "layout moco" in ok.stdout and "265 tensors converted" in ok.stdout and "rgb_torchvision" in ok.stdout
     assert len(read_back(tmp_path / "o.pkl")) == 265  # a detectron2 model-zoo pickle, for detectron2 elsewhere
+    made = {p: p.read_bytes() for p in (tmp_path / "o.pkl", tmp_path / "o.json", src)}
     bad = subprocess.run([*cmd, "--depth", "101"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "is a ResNet-50, not ResNet-101" in bad.stderr
-    assert not (tmp_path / "o.pkl").exists() and not (tmp_path / "o.json").exists()
+    assert {p: p.read_bytes() for p in made} == made  # refused before writing: the earlier output kept, not deleted
+    itself = subprocess.run([sys.executable, "-m", "xfer", "convert", str(src), str(src)], cwd=REPO,
+                            capture_output=True, text=True)  # fmt: skip
+    assert itself.returncode == 2 and "is the input checkpoint itself" in itself.stderr, itself.stderr
+    assert src.read_bytes() == made[src]  # converted onto itself, the checkpoint was replaced by its conversion
 
 
 def test_converted_weights_get_the_mode_of_any_file_written_here(tmp_path):

@@ -115,17 +115,12 @@ def _convert(args: argparse.Namespace) -> int:
               "folder that exists", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        report = converted.convert_file(args.input, args.output, args.format, args.prefix, args.trust)
+        report = converted.convert_file(args.input, args.output, args.format, args.prefix, args.trust, args.depth)
     except convert.ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the output cannot be written: no permission, a full disk
         print(f"error: {args.output}: could not be written ({e.strerror or e})", file=sys.stderr)
-        return 2
-    if args.depth and report.depth != args.depth:
-        args.output.unlink()
-        args.output.with_suffix(".json").unlink(missing_ok=True)  # its report
-        print(f"error: {args.input} is a ResNet-{report.depth}, not ResNet-{args.depth}", file=sys.stderr)
         return 2
     print(f"{args.output}: {report.summary()}; input convention: {report.convention or 'unknown'}")
     return 0

@@ -63,7 +63,15 @@ def write(model: Mapping[str, np.ndarray], report: Report, dst: Path) -> None:
     write_text_atomic(dst.with_suffix(".json"), json.dumps(asdict(report), indent=1))
 
 
-def convert_file(src: Path, dst: Path, layout: str = "auto", prefix: str | None = None, trust: bool = False) -> Report:
+def convert_file(src: Path, dst: Path, layout: str = "auto", prefix: str | None = None, trust: bool = False,
+                 depth: int | None = None) -> Report:  # fmt: skip
+    """``src`` converted into ``dst`` (and its report beside it), or a ConversionError with nothing written: the
+    input is never the output (nor its report), and a ResNet of another ``depth`` than asked is refused first."""
+    src, dst = Path(src), Path(dst)
+    for out in (dst, dst.with_suffix(".json")):
+        if out.exists() and src.exists() and out.samefile(src):
+            raise ConversionError(f"{out} is the input checkpoint itself: converting would overwrite it; give the "
+                                  "output another name (e.g. with .safetensors)")  # fmt: skip
     try:
         obj = load(src, trust=trust)
     except CheckpointError as e:
@@ -72,7 +80,9 @@ def convert_file(src: Path, dst: Path, layout: str = "auto", prefix: str | None 
         model, report = convert(obj, layout, prefix)
     except ConversionError as e:
         raise ConversionError(f"{src}: {e}") from None
-    write(model, report, Path(dst))
+    if depth and report.depth != depth:
+        raise ConversionError(f"{src} is a ResNet-{report.depth}, not ResNet-{depth}")
+    write(model, report, dst)
     return report
 
 
