@@ -125,6 +125,7 @@ def test_two_process_trial_keeps_the_global_batch(tmp_path, smoke_fast_made):
     assert r["run"]["world_size"] == 2 and r["run"]["global_batch"] == 16 and r["run"]["batch_per_process"] == 8
     assert r["run"]["devices"] == ["cpu0", "cpu1"] and r["run"]["iterations_run"] == 4
     assert (path.parent / "log.txt.rank1").exists()  # the second process trained too
+    assert "exited with status" not in run.output and "Traceback" not in (path.parent / "rank1.out").read_text()
 
 
 @pytest.mark.slow

@@ -149,7 +149,8 @@ def train_and_evaluate(cfg, stop=None, evaluator: str = "xfer", fmt: str = "voc"
     benchmark = benchmarks.of(fmt)
     tasks = benchmark.tasks(cfg)
     results = Trainer.test(cfg, trainer.model, [benchmark.evaluator(evaluator, name, tasks) for name in cfg.DATASETS.TEST])
-    metrics = benchmark.metrics(results)
+    # the evaluators gather on rank 0 and give the other ranks nothing: only rank 0 has metrics to read
+    metrics = benchmark.metrics(results) if comm.is_main_process() else {}
     if comm.is_main_process():
         write_final(cfg.OUTPUT_DIR, {k: v for k, v in metrics.items() if isinstance(v, int | float)}, cfg.SOLVER.MAX_ITER)
     return {
