@@ -24,4 +24,9 @@ def main(cfg: DictConfig) -> dict:
 
 if __name__ == "__main__":
     sys.argv = cli.prepare_argv(sys.argv)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before or after the trials (while they run, the local runner stops them itself)
+        print("\ninterrupted: finished trials are kept and records are written whole; run the same command again "
+              "to go on", file=sys.stderr)  # fmt: skip
+        raise SystemExit(130) from None

@@ -284,3 +284,27 @@ def test_rerun_stale_no_in_a_conf_file_refuses_and_moves_nothing(tmp_path, smoke
                   and x.name != "multirun.yaml") == [x for x in before if x.name != "multirun.yaml"]  # fmt: skip
     cli_run = launch(*common, "trial.rerun_stale=no")  # on the command line: refused before Hydra composes
     assert refused(cli_run, tmp_path, results=1) == ["error: trial.rerun_stale='no': true or false."]
+
+
+@pytest.mark.parametrize("value,shown", [("null", "None"), ("a/b", "'a/b'"), ("''", "''"), ("'my method'", "'my method'")])
+def test_pretrain_name_is_a_name_a_folder_and_a_row_can_carry(tmp_path, value, shown):
+    """pretrain.name names the setting's folder and row: null was a traceback (sorting names), a/b a nested folder,
+    '' a setting called r50_."""
+    found = [m for m in problems_of(tmp_path, f"pretrain.name={value}") if m.startswith("pretrain.name=")]
+    assert found == [f"pretrain.name={shown}: the pretrain's name in its rows and folders: letters, digits, _ - . "
+                     "(e.g. pretrain.name=mymethod_200ep)"]  # fmt: skip
+    assert not [m for m in problems_of(tmp_path, "pretrain.name=my-method_2.0") if m.startswith("pretrain.name")]
+
+
+def test_a_seed_numpy_cannot_take_is_refused_before_training(tmp_path):
+    """Each process seeds NumPy with seed + rank, and NumPy refuses 2**32 and above (the trial failed after
+    composing, checking and converting): 2**31 - 1 is the largest accepted."""
+    assert [m for m in problems_of(tmp_path, "seed=99999999999") if m.startswith("seed=")] == [
+        "seed=99999999999: over 2147483647, the largest seed every process of a trial can use; sweep with -m seed=0-4."]
+    assert not [m for m in problems_of(tmp_path, f"seed={2**31 - 1}") if m.startswith("seed=")]
+
+
+def test_an_empty_output_root_is_refused_not_the_file_systems_root():
+    """output_root=$OUT with OUT unset: the plan alone wrote /_cache and /smoke_fast."""
+    assert cli.output_root_problem(["output_root="]).startswith("output_root is empty")
+    assert cli.output_root_problem(["output_root=out"]) == ""

@@ -5,6 +5,7 @@ lost."""
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -57,3 +58,27 @@ def test_storage_that_fails_every_write_is_one_line_and_keeps_what_is_there(tmp_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "File too large" in lines[0] and str(tmp_path / "smoke_fast") in lines[0], lines
     assert kept.read_text() == '{"a finished trial": true}\n'
+
+
+SIGINT_ON_IMPORT = """
+import importlib.abc, os, signal, sys
+class _Ctrl_C(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "xfer.launch.sweep":  # the launch is composing: Ctrl-C now
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, _Ctrl_C())
+"""
+
+
+@pytest.mark.launch
+def test_ctrl_c_before_any_trial_runs_is_one_line(tmp_path):
+    """Ctrl-C while the launch composes and checks (a real SIGINT, sent by the launch to itself as it starts its
+    sweep): one line, status 130, not KeyboardInterrupt's traceback."""
+    (tmp_path / "sitecustomize.py").write_text(SIGINT_ON_IMPORT)
+    proc = subprocess.run([sys.executable, str(REPO / "launch.py"), *SWEEP, f"output_root={tmp_path / 'out'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("interrupted:"), proc.stderr

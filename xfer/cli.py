@@ -168,6 +168,8 @@ def output_root_problem(overrides: list[str]) -> str:
     or a sweep over several)."""
     given = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+") == "output_root"]
     root = given[-1] if given else "outputs"
+    if not root.strip():  # output_root=$OUT with OUT unset: the sweep would be written at /
+        return "output_root is empty (a variable not set?): give the folder to write the sweep into"
     if "${" in root or _HYDRA_SWEEP.search(root):
         return ""
     for path in (Path(root), *Path(root).parents):

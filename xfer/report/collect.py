@@ -57,7 +57,7 @@ def option_problems(cfg: Mapping, pretrains: Iterable[str] = ()) -> list[str]:
     baseline = section.get("baseline")
     problem = comparisons.option_problem(section.get("compare", "baseline"), baseline,
                                          "collect.compare=", "collect.baseline=")  # fmt: skip
-    known = sorted(set(pretrains))
+    known = sorted({p for p in pretrains if isinstance(p, str)})  # a bad pretrain.name is the checks' to name
     if not problem and isinstance(baseline, str) and known and baseline not in known:
         problem = f"collect.baseline={baseline}: no pretrain of that name; choose one of: {', '.join(known)}"
     return [problem] if problem else []

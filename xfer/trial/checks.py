@@ -6,6 +6,7 @@ gathers them over the whole sweep (identical messages once) and stops before the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -132,6 +133,10 @@ def recipe_resnets(cfg: DictConfig) -> dict:
     return {k: recipe.value(cfg, f"MODEL.RESNETS.{k}", v) for k, v in defaults.items()}
 
 
+MAX_SEED = 2**31 - 1
+PRETRAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> list[str]:
     """Everything wrong with one composed trial config, as user-facing messages.
 
@@ -142,6 +147,13 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     found: list[str] = boolean_problems(cfg)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         found.append(f"seed={cfg.seed!r}: a seed is a non-negative integer; sweep with -m seed=0-4.")
+    elif cfg.seed > MAX_SEED:  # each process seeds NumPy with seed + rank, which NumPy takes below 2**32
+        found.append(f"seed={cfg.seed}: over {MAX_SEED}, the largest seed every process of a trial can use; "
+                     "sweep with -m seed=0-4.")  # fmt: skip
+    name = OmegaConf.select(cfg, "pretrain.name", default=None)
+    if not isinstance(name, str) or not PRETRAIN_NAME.fullmatch(name):  # it names the rows and the folders
+        found.append(f"pretrain.name={name!r}: the pretrain's name in its rows and folders: letters, digits, _ - . "
+                     "(e.g. pretrain.name=mymethod_200ep)")  # fmt: skip
     trials = OmegaConf.select(cfg, "benchmark.trials", default=None)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:  # a row's n/5, the published means' n
         found.append(f"benchmark.trials={trials!r}: how many trials (seeds) a setting's row counts, and the n of the "
