@@ -308,3 +308,32 @@ def test_an_empty_output_root_is_refused_not_the_file_systems_root():
     """output_root=$OUT with OUT unset: the plan alone wrote /_cache and /smoke_fast."""
     assert cli.output_root_problem(["output_root="]).startswith("output_root is empty")
     assert cli.output_root_problem(["output_root=out"]) == ""
+
+
+@pytest.mark.parametrize("override,near", [
+    ("pretrain.weigths=/x", "pretrain.weights"), ("+pretrain.weigths=/x", "pretrain.weights"),
+    ("+trial.evalutor=detectron2", "trial.evaluator"), ("+trial.keep_checkpoint=all", "trial.keep_checkpoints"),
+    ("+cluster.gpu_per_trial=2", "cluster.gpus_per_trial"), ("benchmrk=smoke", "benchmark"),
+    ("clusterr.devices=2", "cluster.devices"),
+])  # fmt: skip
+def test_a_misspelled_option_is_refused_naming_the_option_meant(override, near):
+    """Hydra refuses pretrain.weigths=... and advises +pretrain.weigths=...; followed, the launch added a key that
+    nothing reads and trained with the default weights. The options meant are conf/'s, named by hand here."""
+    key = override.lstrip("+").partition("=")[0]
+    assert cli.key_problems([override], [REPO / "conf"]) == [
+        f"{key}: no such option; did you mean {near}? (added with +, nothing would read it: the default would run)"]
+
+
+@pytest.mark.parametrize("override", ["+d2.SOLVER.BASE_LR=0.01", "++benchmark.d2.SOLVER.MAX_ITER=20", "seed=3",
+                                      "+cluster.checkpoint_period=5", "+cluster.sbatch.reservation=r", "plan=true",
+                                      "+benchmark.by_input.bgr_msra.INPUT.MAX_SIZE_TRAIN=1200", "~d2",
+                                      "input@pretrain.input=bgr_msra", "+experiment=amp", "pretrain.trust=true",
+                                      "+pretrain.published.smoke.r50.AP50=40.0", "hydra.verbose=true"])  # fmt: skip
+def test_options_that_exist_or_open_subtrees_take_are_not_refused(override):
+    assert cli.key_problems([override], [REPO / "conf"]) == []
+
+
+def test_launch_py_refuses_a_misspelled_option_before_hydra(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.prepare_argv([str(REPO / "launch.py"), "-m", "benchmark=smoke_fast", "+trial.evalutor=detectron2"])
+    assert e.value.code == 2 and "trial.evalutor: no such option; did you mean trial.evaluator?" in capsys.readouterr().err

@@ -4,8 +4,9 @@
 ``seed=0-4`` is the user's shorthand; Hydra knows ``seed=range(0,5)`` and ``seed=0,1,2,3,4``. The
 shorthand is rewritten before Hydra parses the command line, and refused when it is malformed or when
 ``-m`` is missing (a range must never quietly run one trial). A choice of a config group that has no file
-(``pretrain=nope``), and a yes/no option set to anything but true or false, are refused here too, one line
-each, before Hydra composes anything.
+(``pretrain=nope``), an option no conf file has (``+trial.evalutor=...``: Hydra would add it and nothing would
+read it), and a yes/no option set to anything but true or false, are refused here too, one line each, before
+Hydra composes anything.
 """
 
 from __future__ import annotations
@@ -121,6 +122,62 @@ def choice_problems(overrides: list[str], dirs: list[Path]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+# Subtrees whose keys are open: detectron2's keys (checked against its defaults by the launch), a benchmark's
+# per-input values, sbatch's own options, the published numbers and the smoke's generation settings.
+OPEN = frozenset({"d2", "by_input", "sbatch", "published", "published_std", "device_s_per_iter", "smoke", "hydra"})
+
+
+def known_keys(dirs: list[Path]) -> set[str]:
+    """Every option the conf files set, dotted (``pretrain.weights``, ``cluster.gpus_per_trial``): the primary
+    config's and, under their group's name, every group file's (``# @package _global_`` files at the top)."""
+    import yaml
+
+    def paths(node: object, prefix: str) -> set[str]:
+        if not isinstance(node, dict):
+            return set()
+        return {f"{prefix}{k}" for k in node} | {p for k, v in node.items() for p in paths(v, f"{prefix}{k}.")}
+
+    found: set[str] = set()
+    for d in dirs:
+        for path in [d / "config.yaml", *d.glob("*/*.yaml")]:
+            try:
+                text = path.read_text()
+                node = yaml.safe_load(text) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            node = {k: v for k, v in node.items() if k != "defaults"} if isinstance(node, dict) else {}
+            if path.parent == d:
+                found |= paths(node, "")
+                continue
+            group = path.parent.name
+            found |= {group} | paths(node, "" if "@package _global_" in text else f"{group}.")
+            if group == "input":  # chosen as input@pretrain.input
+                found |= {"pretrain.input"} | paths(node, "pretrain.input.")
+    return found
+
+
+def key_problems(overrides: list[str], dirs: list[Path]) -> list[str]:
+    """One message per option that no conf file has (``pretrain.weigths=...``, or ``+trial.evalutor=...`` as
+    Hydra's own message advises: added, then read by nothing, so the default ran), naming the nearest option.
+    Keys under :data:`OPEN` subtrees, group choices and deletions are left alone."""
+    import difflib
+
+    known = known_keys(dirs)
+    if not known:
+        return []
+    found = []
+    for text in overrides:
+        key, eq, _ = text.partition("=")
+        key = key.lstrip("+")
+        if not eq or key.startswith("~") or "@" in key or key in known or OPEN.intersection(key.split(".")):
+            continue
+        peers = sorted(k for k in known if k.count(".") == key.count("."))  # clusterr.devices: cluster.devices
+        near = difflib.get_close_matches(key, peers, n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]}?" if near else '; see README, "Config reference"'
+        found.append(f"{key}: no such option{hint} (added with +, nothing would read it: the default would run)")
+    return list(dict.fromkeys(found))
+
+
 def boolean_problems(overrides: list[str]) -> list[str]:
     """One message per yes/no option (``xfer.trial.checks.BOOLEANS``) given anything but true or false on the
     command line (``trial.rerun_stale=no``), each element of a sweep too: refused even where no trial would
@@ -191,7 +248,7 @@ def prepare_argv(argv: list[str]) -> list[str]:
     overrides, _ = split_argv(argv)
     dirs = config_dirs(argv)
     found = [p for p in [mode_problem(argv)] if p]
-    found += (choice_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
+    found += (choice_problems(overrides, dirs) + key_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
     found += [p for p in [output_root_problem(overrides)] if p]
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)
