@@ -39,8 +39,11 @@ def parse(name: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def annotation_problem(xml: Path, jpg: Path) -> str | None:
-    """What would make detectron2's VOC loader or evaluator fail on this image, if anything."""
+def annotation_problem(xml: Path, jpg: Path, evaluated: bool = False) -> str | None:
+    """What would make detectron2's VOC loader fail on this image, if anything; ``evaluated``: or the evaluators
+    (a test split's annotations). Each field is read as they read it: the loader takes the class name as written
+    (``class_names.index(name)``, no stripping) and float coordinates; the evaluators (detectron2's ``parse_rec``
+    and xfer's, the same) take integer coordinates, an integer ``difficult`` and ``truncated``, and a ``pose``."""
     if not jpg.is_file():
         return f"{jpg.name} missing"
     try:
@@ -52,13 +55,21 @@ def annotation_problem(xml: Path, jpg: Path) -> str | None:
     try:
         int(root.findtext("size/width")), int(root.findtext("size/height"))
         for obj in root.iter("object"):
-            if obj.findtext("name", "").strip() not in VOC_CLASSES:
-                return f"{xml.name}: object class {obj.findtext('name')!r} is not one of the 20 VOC classes"
-            box = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            if obj.findtext("name") not in VOC_CLASSES:
+                return f"{xml.name}: object class {obj.findtext('name')!r} is not one of the 20 VOC classes (written " \
+                       "exactly: no spaces or line breaks around it)"  # fmt: skip
+            number = int if evaluated else float
+            box = [number(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
             if not (box[0] <= box[2] and box[1] <= box[3]):
                 return f"{xml.name}: bndbox {box} has xmax < xmin or ymax < ymin"
+            if evaluated:
+                int(obj.findtext("difficult")), int(obj.findtext("truncated"))
+                if obj.find("pose") is None:
+                    raise ValueError("no pose")
     except (TypeError, ValueError) as e:
-        return f"{xml.name}: missing or non-numeric size/bndbox field ({e})"
+        what = "integer bndbox, difficult, truncated and pose (a test split's, as the evaluators read them)" \
+            if evaluated else "numeric bndbox"  # fmt: skip
+        return f"{xml.name}: missing or malformed size or object field: it needs an integer size and an {what} ({e})"
     return None
 
 
@@ -72,9 +83,9 @@ def split_problems(voc: Path, split: str) -> tuple[str, ...]:
     ids = need[2].read_text().split()
     if not ids:
         return (f"{need[2]} lists no images",)
-    bad = [
-        p for i in ids if (p := annotation_problem(voc / "Annotations" / f"{i}.xml", voc / "JPEGImages" / f"{i}.jpg"))
-    ]
+    evaluated = split == "test"  # VOC's test split is the one the recipes evaluate on
+    bad = [p for i in ids
+           if (p := annotation_problem(voc / "Annotations" / f"{i}.xml", voc / "JPEGImages" / f"{i}.jpg", evaluated))]
     if not bad:
         return ()
     more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
