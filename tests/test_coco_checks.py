@@ -283,3 +283,48 @@ def test_voc_refuses_a_recipe_that_trains_masks(tmp_path):
 
     assert voc.problems(tmp_path, [], masks=True)[0].startswith("VOC has boxes only")
     assert voc.problems(tmp_path, [], masks=False) == []
+
+
+def detectron2_training_set(path: Path, name: str) -> list:
+    """What detectron2's trainer builds its data from (``get_detection_dataset_dicts``, empty annotations and crowd-only
+    images filtered as DATALOADER.FILTER_EMPTY_ANNOTATIONS, the default, does)."""
+    d2compat.ensure()
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.build import get_detection_dataset_dicts
+    from detectron2.data.datasets import register_coco_instances
+
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, str(path), str(path.parents[1] / "train2017"))
+    return get_detection_dataset_dicts([name], filter_empty=True)
+
+
+@pytest.mark.parametrize("change,said", [
+    (lambda d: d.update(images=[], annotations=[]), "instances_train2017.json lists no images"),
+    (lambda d: d.update(annotations=[a for a in d["annotations"] if a["iscrowd"]]),
+     "instances_train2017.json has no image with an annotation that is not a crowd region"),
+])  # fmt: skip
+def test_a_train_file_detectron2_would_train_nothing_from_is_refused(tmp_path, change, said):
+    """detectron2 fails at the start of training ("Dataset ... is empty!", "No valid data found") where the check had
+    passed the file."""
+    path = write_coco(tmp_path, "train2017")
+    rewrite(path, change)
+    found = coco.problems(tmp_path, ["coco_2017_train"], cache=tmp_path / "cache")
+    assert len(found) == 1 and said in found[0], found
+    with pytest.raises(AssertionError, match="is empty|No valid data"):  # the oracle: detectron2's own training set
+        detectron2_training_set(path, "xfer_test_train_empty")
+    rewrite(path, lambda d: d.update(write_coco(tmp_path / "plain", "train2017") and json.loads(
+        (tmp_path / "plain/coco/annotations/instances_train2017.json").read_text())))  # fmt: skip
+    assert coco.problems(tmp_path, ["coco_2017_train"], cache=tmp_path / "cache") == []
+    assert detectron2_training_set(path, "xfer_test_train_plain")
+
+
+@pytest.mark.parametrize("field,value", [("bbox", [float("nan"), 5, 20, 10]), ("bbox", [4, 5, float("inf"), 10]),
+                                         ("area", float("nan"))])  # fmt: skip
+def test_a_box_or_area_that_is_no_finite_number_is_refused(tmp_path, field, value):
+    """Python's JSON reads NaN and Infinity; a box at NaN trained and scored without an error, on no real object."""
+    path = write_coco(tmp_path)
+    rewrite(path, _annotation(0, **{field: value}))
+    found = check(tmp_path)
+    assert len(found) == 1 and "annotation 1 has" in found[0] and field in found[0], found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,7 +42,7 @@ SHOWN = 3  # bad entries named per file; the rest are counted
 
 NUMBER = frozenset({int, float})  # by type(): JSON numbers; a bool (an int to isinstance) is not one
 ANN_FIX = "fix or drop them (detectron2's loader, pycocotools or hotcoco would fail on them, some after training)"
-CHECKS = 3  # the version of what json_problems refuses, kept with each cached result: an older result is redone
+CHECKS = 4  # the version of what json_problems refuses, kept with each cached result: an older result is redone
 
 
 def _is_id(value: object) -> bool:
@@ -82,9 +83,9 @@ def _annotation_problem(ann: Mapping, images: set, categories: set, masks: bool)
         return f"annotation {ann_id} names category_id {category_id!r}, which is not in categories"
     box = ann.get("bbox")
     if not (isinstance(box, list) and len(box) == 4 and NUMBER.issuperset(map(type, box))
-            and box[2] >= 0 and box[3] >= 0):  # fmt: skip
+            and all(map(math.isfinite, box)) and box[2] >= 0 and box[3] >= 0):  # fmt: skip
         return f"annotation {ann_id} has bbox {box!r}, not [x, y, width, height] with width, height >= 0"
-    if type(ann.get("area")) not in NUMBER:  # COCOeval sorts ground truth into small/medium/large by it
+    if type(ann.get("area")) not in NUMBER or not math.isfinite(ann["area"]):  # COCOeval sizes ground truth by it
         return (f"annotation {ann_id} has area {ann.get('area')!r}, not a number (pycocotools' COCOeval and xfer's "
                 "evaluator read it to score AP by object size)")  # fmt: skip
     why = _segmentation_problem(ann.get("segmentation"), masks)
@@ -144,27 +145,29 @@ def entry_problems(coco: Mapping, path: str) -> list[str]:
     return found
 
 
-def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str, bool]:
+def json_problems(json_file: Path) -> tuple[list[str], list, list[str], str, bool, int]:
     """(problems, categories as [id, name] pairs, image file names, :func:`hotcoco_quirk`, whether annotations
-    without any segmentation) of one instances JSON."""
+    without any segmentation, how many images have an annotation that is not a crowd region: what detectron2
+    trains on, FILTER_EMPTY_ANNOTATIONS dropping the others) of one instances JSON."""
     try:
         coco = json.loads(json_file.read_bytes())
     except (OSError, ValueError) as e:
-        return [f"{json_file}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], "", False
+        return [f"{json_file}: not readable JSON ({type(e).__name__}: {str(e)[:120]})"], [], [], "", False, 0
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):  # fmt: skip
         return [f"{json_file}: not a COCO instances file (it needs lists 'images', 'annotations', "
-                "'categories')"], [], [], "", False  # fmt: skip
+                "'categories')"], [], [], "", False, 0  # fmt: skip
     found = entry_problems(coco, str(json_file))
     categories = sorted([c["id"], c["name"]] for c in coco["categories"]
                         if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str))  # fmt: skip
     files = [i["file_name"] for i in coco["images"] if isinstance(i, dict) and isinstance(i.get("file_name"), str)]
     anns = [a for a in coco["annotations"] if isinstance(a, dict)]
     boxes_only = bool(anns) and all(a.get("segmentation") is None for a in anns)
-    return found, categories, files, hotcoco_quirk(coco), boxes_only  # (an image without a name is refused above)
+    trainable = len({a.get("image_id") for a in anns if not a.get("iscrowd")})
+    return found, categories, files, hotcoco_quirk(coco), boxes_only, trainable  # (a nameless image: refused above)
 
 
-def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str, bool]:
+def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[str], str, bool, int]:
     """:func:`json_problems`, kept on disk per state of the JSON (``xfer.store.digests.file_state``): a launch
     parses it at most once. A damaged entry, or one of an older :data:`CHECKS` (it may accept what this one
     refuses), is parsed again."""
@@ -175,14 +178,15 @@ def _read(json_file: Path, cache: Path | None) -> tuple[list[str], list, list[st
         kept = json.loads(entry.read_text())
         if kept["checks"] != CHECKS:
             raise KeyError("checks")
-        return kept["problems"], kept["categories"], kept["files"], kept["hotcoco"], kept["boxes_only"]
+        return (kept["problems"], kept["categories"], kept["files"], kept["hotcoco"], kept["boxes_only"],
+                int(kept["trainable"]))  # fmt: skip
     except (OSError, ValueError, TypeError, KeyError):  # none yet, damaged, or of an older xfer: parse it again
         pass
-    found, categories, files, quirk, boxes_only = json_problems(json_file)
+    found, categories, files, quirk, boxes_only, trainable = json_problems(json_file)
     entry.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(entry, json.dumps({"checks": CHECKS, "problems": found, "categories": categories, "files": files,
-                                         "hotcoco": quirk, "boxes_only": boxes_only}))  # fmt: skip
-    return found, categories, files, quirk, boxes_only
+                                         "hotcoco": quirk, "boxes_only": boxes_only, "trainable": trainable}))  # fmt: skip
+    return found, categories, files, quirk, boxes_only, trainable
 
 
 def missing_images(image_dir: Path, files: list[str], json_name: str) -> list[str]:
@@ -220,8 +224,14 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
         if missing:
             found.append(f"dataset {name}: missing {', '.join(missing)}." + (SUBSET_HINT if name in SUBSETS else hint))
             continue
-        mine, seen[name], files, _, boxes_only = _read(json_file, cache)
+        mine, seen[name], files, _, boxes_only, trainable = _read(json_file, cache)
         mine += missing_images(image_dir, files, json_file.name)
+        if not files and not mine:  # detectron2 refuses an empty dataset ("Dataset ... is empty!")
+            mine.append(f"{json_file.name} lists no images: give it the images and annotations of the split")
+        elif name.startswith("coco_2017_train") and not trainable and not mine:
+            mine.append(f"{json_file.name} has no image with an annotation that is not a crowd region: detectron2 "
+                        "drops such images from training (DATALOADER.FILTER_EMPTY_ANNOTATIONS), leaving it "
+                        "nothing to train on")  # fmt: skip
         if masks and boxes_only:
             mine.append(f"{json_file.name} has boxes only (no annotation has a segmentation), and the recipe "
                         "trains and scores masks (MODEL.MASK_ON): give the annotations polygons or RLE, or train "
