@@ -337,3 +337,12 @@ def test_launch_py_refuses_a_misspelled_option_before_hydra(capsys):
     with pytest.raises(SystemExit) as e:
         cli.prepare_argv([str(REPO / "launch.py"), "-m", "benchmark=smoke_fast", "+trial.evalutor=detectron2"])
     assert e.value.code == 2 and "trial.evalutor: no such option; did you mean trial.evaluator?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,shown", [("abc", "'abc'"), ("0", "0"), ("2.5", "2.5")])
+def test_a_checkpoint_period_that_is_no_count_is_refused_before_training(tmp_path, value, shown):
+    """+cluster.checkpoint_period=abc planned cleanly and failed in the trial (int() in the recipe)."""
+    found = [m for m in problems_of(tmp_path, f"+cluster.checkpoint_period={value}") if m.startswith("cluster.check")]
+    assert found == [f"cluster.checkpoint_period={shown}: iterations between checkpoints, a whole number of at least "
+                     "1, or null for the recipe's SOLVER.CHECKPOINT_PERIOD."]  # fmt: skip
+    assert not [m for m in problems_of(tmp_path, "+cluster.checkpoint_period=500") if m.startswith("cluster.check")]

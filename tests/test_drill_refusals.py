@@ -106,6 +106,8 @@ def test_two_hydra_modes_at_once_are_one_line_not_a_traceback(tmp_path, flags, n
     ("cluster.array_parallelism=0", "cluster.array_parallelism=0: trials running at once, a whole number of at least 1."),
     ("cluster.nodes=two", "cluster.nodes='two': nodes per trial"),
     ("cluster.mem_gb=-1", "cluster.mem_gb=-1: GB per node, more than 0"),
+    ("cluster.setup=source .venv/bin/activate", "cluster.setup='source .venv/bin/activate': a list of shell lines"),
+    ("cluster.sbatch=5", "cluster.sbatch=5: sbatch options by name"),
 ])  # fmt: skip
 def test_slurm_options_slurm_would_refuse_or_misread_are_one_line_before_anything_is_submitted(tmp_path, option, line):
     """Drill: ``time_min=1:00:00`` (SLURM's own format) was a traceback from ``int()`` after sweep.json and the

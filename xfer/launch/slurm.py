@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from xfer.store import queue
 from xfer.store.files import SLURM_RECORD, slurm_job, write_json_atomic
@@ -64,6 +64,13 @@ def option_problems(cluster: DictConfig) -> list[str]:
     mem = cluster.get("mem_gb")
     if mem is not None and not (isinstance(mem, int | float) and not isinstance(mem, bool) and mem > 0):
         found.append(f"cluster.mem_gb={mem!r}: GB per node, more than 0, or null for the partition's default.")
+    setup = cluster.get("setup")
+    if setup is not None and not (isinstance(setup, ListConfig) and all(isinstance(x, str) for x in setup)):
+        found.append(f"cluster.setup={setup!r}: a list of shell lines run before each job (a string would be one "
+                     "line per character), e.g. 'cluster.setup=[\"module load cuda\",\"source .venv/bin/activate\"]'.")
+    if cluster.get("sbatch") is not None and not isinstance(cluster.get("sbatch"), DictConfig):
+        found.append(f"cluster.sbatch={cluster.get('sbatch')!r}: sbatch options by name, e.g. "
+                     "+cluster.sbatch.reservation=myres.")  # fmt: skip
     return found
 
 

@@ -150,6 +150,10 @@ def problems(cfg: DictConfig, here: bool = True, seen: dict | None = None) -> li
     elif cfg.seed > MAX_SEED:  # each process seeds NumPy with seed + rank, which NumPy takes below 2**32
         found.append(f"seed={cfg.seed}: over {MAX_SEED}, the largest seed every process of a trial can use; "
                      "sweep with -m seed=0-4.")  # fmt: skip
+    period = OmegaConf.select(cfg, "cluster.checkpoint_period", default=None)
+    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or period < 1):
+        found.append(f"cluster.checkpoint_period={period!r}: iterations between checkpoints, a whole number of at "
+                     "least 1, or null for the recipe's SOLVER.CHECKPOINT_PERIOD.")  # fmt: skip
     name = OmegaConf.select(cfg, "pretrain.name", default=None)
     if not isinstance(name, str) or not PRETRAIN_NAME.fullmatch(name):  # it names the rows and the folders
         found.append(f"pretrain.name={name!r}: the pretrain's name in its rows and folders: letters, digits, _ - . "
