@@ -95,6 +95,7 @@ def test_missing_weights_stop_the_launch_before_any_trial_folder(tmp_path, multi
                  f"pretrain.weights={missing}", f"output_root={tmp_path / 'out'}")  # fmt: skip
     assert run.returncode == 2, run.output[-3000:]
     assert f"weights not found at {missing}" in run.stderr and run.stderr.count("weights not found") == 1
+    assert "XFER_WEIGHTS" not in run.stderr  # a path of the user's: a folder to take defaults from would not help
     assert "Traceback" not in run.output
     folders = [p for p in (tmp_path / "out").rglob("*") if p.is_dir() and "_cache" not in p.parts]
     assert folders == [tmp_path / "out" / "voc0712_c4_24k"], folders  # the sweep folder, no trial in it

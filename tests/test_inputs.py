@@ -27,7 +27,7 @@ def test_missing_dataset_weights_and_gpus_are_reported_together(tmp_path):
         assert err.count(f"dataset {split}: missing") == 1, err  # once, not once per trial
     assert f"{tmp_path}/nodata/VOC2007/ImageSets/Main/test.txt" in err and "DETECTRON2_DATASETS" in err
     assert f"weights not found at {tmp_path}/noweights/densecl_r50.pth" in err
-    assert f"{tmp_path}/noweights/regioncl_d_r50.pth" in err and "pretrain.weights=" in err
+    assert f"{tmp_path}/noweights/regioncl_d_r50.pth" in err and "pretrain.weights=" in err and "XFER_WEIGHTS" in err
     assert "torch.cuda.device_count() == 0" in err  # the suite hides any GPU (tests/conftest.py)
     written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and "_cache" not in p.parts]
     assert written in ([], ["multirun.yaml"]), written  # Hydra's sweep record at most (and caches); no trial folder

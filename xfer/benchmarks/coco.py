@@ -245,7 +245,8 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
     elif lists and num_classes is not None and len(next(iter(lists))) != num_classes:
         n = len(next(iter(lists)))
         found.append(f"datasets {', '.join(seen)} have {n} categories, the recipe's MODEL.ROI_HEADS.NUM_CLASSES is "
-                     f"{num_classes}: use the benchmark made for these datasets, or pass "
+                     f"{num_classes}: use the benchmark made for these datasets, drop the override that sets it (a "
+                     f"+d2.MODEL.ROI_HEADS.NUM_CLASSES is merged last), or pass "
                      f"benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={n}.")  # fmt: skip
     return found
 

@@ -113,7 +113,8 @@ def problems(root: Path, names: Iterable[str], num_classes: int | None = None, c
             found.append(f"dataset {name}: {problem}." + (hint if problem.startswith("missing") else ""))
     if num_classes is not None and num_classes != len(VOC_CLASSES):
         found.append(f"the recipe's MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, VOC has {len(VOC_CLASSES)} classes: "
-                     f"pass benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={len(VOC_CLASSES)}.")  # fmt: skip
+                     f"drop the override that sets it (a +d2.MODEL.ROI_HEADS.NUM_CLASSES is merged last), or pass "
+                     f"benchmark.d2.MODEL.ROI_HEADS.NUM_CLASSES={len(VOC_CLASSES)}.")  # fmt: skip
     return found
 
 

@@ -80,6 +80,10 @@ def _weights_problem(cfg: DictConfig) -> str | None:
                 f"{weights}, which is not there: mend the link, or pass the checkpoint's own path.")  # fmt: skip
     source = OmegaConf.select(cfg, "pretrain.source", default="the method's release")
     get = f"Get them from {source} and put them there, pass" if source != "your own" else "Pass"
+    folder = OmegaConf.select(cfg, "benchmark.weights_dir", default=None)
+    if folder is None or weights.parent != Path(str(folder)).resolve():  # a path of the user's: no folder to set
+        return f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. Pass the " \
+               "checkpoint's own path in pretrain.weights=..."  # fmt: skip
     return (
         f"pretrain {pretrain.name} ({cfg.backbone.name}): weights not found at {weights}. {get} "
         f"pretrain.weights=/path/to/checkpoint, or set XFER_WEIGHTS (or paths.weights=...) to the folder holding "
