@@ -207,14 +207,14 @@ def test_detectron2_names_keep_the_input_convention_their_author_names(tmp_path,
     pickle or safetensors) is still known to need it; the outputs of detectron2's torchvision converter
     (``"torchvision"``) and MoCo's (``"MOCO"``), whose READMEs pair them with RGB input, are RGB; another author
     leaves it unknown (no check), as before."""
-    first = converted.convert_file(saved(tmp_path, tv, "msra"), tmp_path / "msra.pkl")
+    first = converted.convert_file(saved(tmp_path, tv, "msra"), tmp_path / "first.pkl")  # another name: saved() wrote msra.pkl
     assert (first.layout, first.convention) == ("msra", "bgr_msra")
     for name in ("again.pkl", "again.safetensors"):
-        again = converted.convert_file(tmp_path / "msra.pkl", tmp_path / name)
+        again = converted.convert_file(tmp_path / "first.pkl", tmp_path / name)
         assert (again.layout, again.origin, again.convention) == ("detectron2", "msra", "bgr_msra"), again
         twice = converted.convert_file(tmp_path / name, tmp_path / f"twice.{name}")  # the author is kept
         assert (twice.origin, twice.convention) == ("msra", "bgr_msra") and "converted from msra" in twice.summary()
-        assert read_back(tmp_path / f"twice.{name}").keys() == read_back(tmp_path / "msra.pkl").keys()
+        assert read_back(tmp_path / f"twice.{name}").keys() == read_back(tmp_path / "first.pkl").keys()
     payload = native(tv, "detectron2")
     for author, origin, convention in (("torchvision", "torchvision", "rgb_torchvision"), ("MOCO", "moco", "rgb_torchvision"),
                                        ("someone", None, None), (None, None, None)):  # fmt: skip
