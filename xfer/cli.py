@@ -237,6 +237,32 @@ def output_root_problem(overrides: list[str]) -> str:
     return ""
 
 
+_PLAIN_SWEEP = re.compile(r"^[^\[\]{}()'\"]*,[^\[\]{}()'\"]*$")  # a,b: no list, dict, function or quote
+
+
+def spelling_problems(overrides: list[str], multirun: bool, groups: set[str], known: set[str]) -> list[str]:
+    """Command lines Hydra would refuse with a message of its own or read otherwise than meant, one line each: an
+    option given twice (Hydra takes the last, silently), a sweep without ``-m``, a list of a group's choices
+    (``pretrain=[a,b]``: Hydra loads both files), and a detectron2 key set without ``+`` that no conf file sets
+    (``known``: :func:`known_keys`)."""
+    found, keys = [], {}
+    for text in overrides:
+        key, eq, value = text.partition("=")
+        if not eq or key.startswith("~"):
+            continue
+        name = key.lstrip("+")
+        if name in keys:
+            found.append(f"{name} is given twice ({keys[name]}, {text}): Hydra would take the last; give it once")
+        keys[name] = text
+        if not multirun and _PLAIN_SWEEP.match(value) and name != "seed":
+            found.append(f"{text} is a sweep: add -m, e.g. python launch.py -m {text}")
+        if name in groups and value.startswith("[") and value.endswith("]"):
+            found.append(f"{text}: a list loads every file at once; to sweep the choices, write -m {name}={value[1:-1]}")
+        if not key.startswith("+") and name.split(".")[0] == "d2" and "." in name and name not in known:
+            found.append(f"{text}: detectron2 keys are added to d2 with +: +{text}")
+    return found
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
     """launch.py's argv, ready for Hydra; a usage error, or each unknown group choice and non-boolean yes/no
     option, exits with status 2 and one line per problem."""
@@ -249,6 +275,9 @@ def prepare_argv(argv: list[str]) -> list[str]:
     dirs = config_dirs(argv)
     found = [p for p in [mode_problem(argv)] if p]
     found += (choice_problems(overrides, dirs) + key_problems(overrides, dirs) if dirs else []) + boolean_problems(overrides)
+    groups = {p.name for d in dirs or [] for p in d.iterdir() if p.is_dir()}
+    found += spelling_problems(overrides, any(a in ("-m", "--multirun") for a in argv), groups,
+                               known_keys(dirs) if dirs else set())  # fmt: skip
     found += [p for p in [output_root_problem(overrides)] if p]
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)
