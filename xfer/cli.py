@@ -241,19 +241,16 @@ _PLAIN_SWEEP = re.compile(r"^[^\[\]{}()'\"]*,[^\[\]{}()'\"]*$")  # a,b: no list,
 
 
 def spelling_problems(overrides: list[str], multirun: bool, groups: set[str], known: set[str]) -> list[str]:
-    """Command lines Hydra would refuse with a message of its own or read otherwise than meant, one line each: an
-    option given twice (Hydra takes the last, silently), a sweep without ``-m``, a list of a group's choices
-    (``pretrain=[a,b]``: Hydra loads both files), and a detectron2 key set without ``+`` that no conf file sets
-    (``known``: :func:`known_keys`)."""
-    found, keys = [], {}
+    """Command lines Hydra would refuse with a message of its own or read otherwise than meant, one line each: a
+    sweep without ``-m``, a list of a group's choices (``pretrain=[a,b]``: Hydra loads both files), and a
+    detectron2 key set without ``+`` that no conf file sets (``known``: :func:`known_keys`). An option given twice
+    is Hydra's to take, the last one winning, as scripts that append to a base command rely on."""
+    found = []
     for text in overrides:
         key, eq, value = text.partition("=")
         if not eq or key.startswith("~"):
             continue
         name = key.lstrip("+")
-        if name in keys:
-            found.append(f"{name} is given twice ({keys[name]}, {text}): Hydra would take the last; give it once")
-        keys[name] = text
         if not multirun and _PLAIN_SWEEP.match(value) and name != "seed":
             found.append(f"{text} is a sweep: add -m, e.g. python launch.py -m {text}")
         if name in groups and value.startswith("[") and value.endswith("]"):

@@ -120,10 +120,15 @@ class TrialJob:
         return str(out)
 
     def _terminated(self, signum, frame) -> None:
+        """Record why and end the process now. Not by raising SystemExit: arriving in the middle of an import (torch
+        and detectron2 take seconds), it can be swallowed by a library's broad except, and the half-imported
+        module then fails with an error of its own that would be recorded over this cause."""
         if not finished(Path(self.trial_dir)):  # a requeue sends it too: status asks SLURM before it reads this
             record_failure(Path(self.trial_dir), "terminated (SIGTERM: cancelled, preempted or out of time)",
                            job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
-        sys.exit(143)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(143)  # the kernel releases the trial's lock with the process
 
     def _requeue(self, env, rank: int, iteration: int) -> None:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
