@@ -11,6 +11,7 @@ Hydra composes anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -129,8 +130,16 @@ OPEN = frozenset({"d2", "by_input", "sbatch", "published", "published_std", "dev
 
 def known_keys(dirs: list[Path]) -> set[str]:
     """Every option the conf files set, dotted (``pretrain.weights``, ``cluster.gpus_per_trial``): the primary
-    config's and, under their group's name, every group file's (``# @package _global_`` files at the top)."""
+    config's and, under their group's name, every group file's (``# @package _global_`` files at the top). Read
+    once per process: :func:`key_problems` and :func:`spelling_problems` both ask."""
+    return set(_known_keys(tuple(dirs)))
+
+
+@functools.cache
+def _known_keys(dirs: tuple[Path, ...]) -> frozenset[str]:
     import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it: 30 files at each launch
 
     def paths(node: object, prefix: str) -> set[str]:
         if not isinstance(node, dict):
@@ -142,7 +151,7 @@ def known_keys(dirs: list[Path]) -> set[str]:
         for path in [d / "config.yaml", *d.glob("*/*.yaml")]:
             try:
                 text = path.read_text()
-                node = yaml.safe_load(text) or {}
+                node = yaml.load(text, Loader=loader) or {}
             except (OSError, yaml.YAMLError):
                 continue
             node = {k: v for k, v in node.items() if k != "defaults"} if isinstance(node, dict) else {}
@@ -153,7 +162,7 @@ def known_keys(dirs: list[Path]) -> set[str]:
             found |= {group} | paths(node, "" if "@package _global_" in text else f"{group}.")
             if group == "input":  # chosen as input@pretrain.input
                 found |= {"pretrain.input"} | paths(node, "pretrain.input.")
-    return found
+    return frozenset(found)
 
 
 def key_problems(overrides: list[str], dirs: list[Path]) -> list[str]:
